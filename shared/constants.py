@@ -1,0 +1,76 @@
+"""Names shared by the API and the workers: tasks, queues, Celery task names, Redis keys.
+
+Everything that crosses the process boundary by *name* lives here, so the API can send a job
+to a worker without importing the worker's code.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "CELERY_TASK_PREFIX",
+    "EVENTS_CHANNEL_PREFIX",
+    "PRIORITY_DEFAULT",
+    "PRIORITY_MAX",
+    "PRIORITY_MIN",
+    "REDIS_KEY_PREFIX",
+    "TASK_QUEUES",
+    "WORKER_HEARTBEAT_PREFIX",
+    "Queue",
+    "TaskName",
+    "celery_task_name",
+    "job_events_channel",
+]
+
+
+class TaskName(StrEnum):
+    """The kinds of job a client can submit (`task` in `POST /v1/jobs`)."""
+
+    GENERATE = "generate"  # free text generation on the vLLM engine
+    SUMMARIZE = "summarize"  # summary of a text, on the vLLM engine with a prompt template
+    MODERATE = "moderate"  # OpenAI-style moderation over 13 categories (PyTorch classifier)
+    RISK = "risk"  # fraud / financial-risk scoring (PyTorch classifier)
+    SENTIMENT = "sentiment"  # negative / neutral / positive (PyTorch classifier)
+
+
+class Queue(StrEnum):
+    """Celery queues (Redis lists) that workers consume."""
+
+    GENERATE = "generate"  # served by generation workers (one vLLM engine each)
+    CLASSIFY = "classify"  # served by classifier workers (one encoder + heads each)
+
+
+#: Which queue carries which task.
+TASK_QUEUES: dict[TaskName, Queue] = {
+    TaskName.GENERATE: Queue.GENERATE,
+    TaskName.SUMMARIZE: Queue.GENERATE,
+    TaskName.MODERATE: Queue.CLASSIFY,
+    TaskName.RISK: Queue.CLASSIFY,
+    TaskName.SENTIMENT: Queue.CLASSIFY,
+}
+
+#: Celery task names are `textfleet.<task>`; the message's only argument is the job id.
+CELERY_TASK_PREFIX = "textfleet."
+
+#: Every Redis key the fleet itself writes starts with this (Celery's own queue lists excepted).
+REDIS_KEY_PREFIX = "textfleet:"
+#: Pub/sub channel per job; a worker publishes the new status when a job becomes terminal.
+EVENTS_CHANNEL_PREFIX = f"{REDIS_KEY_PREFIX}events:job:"
+#: `textfleet:worker:<queue>:<hostname>` -> JSON heartbeat with a TTL, written by live workers.
+WORKER_HEARTBEAT_PREFIX = f"{REDIS_KEY_PREFIX}worker:"
+
+#: Job priority range: higher runs first.
+PRIORITY_MIN = 0
+PRIORITY_MAX = 9
+PRIORITY_DEFAULT = 5
+
+
+def celery_task_name(task: TaskName | str) -> str:
+    """The Celery task name that runs jobs of `task`."""
+    return f"{CELERY_TASK_PREFIX}{TaskName(task).value}"
+
+
+def job_events_channel(job_id: str) -> str:
+    """The Redis pub/sub channel on which a job's terminal status is announced."""
+    return f"{EVENTS_CHANNEL_PREFIX}{job_id}"

@@ -1,0 +1,126 @@
+"""One error tree for the whole fleet.
+
+`api/` maps these to HTTP responses (and nothing else does); workers turn them into a job's
+`error = {code, message}`. Each class carries a stable machine-readable `code`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "ConflictError",
+    "EngineError",
+    "EngineOverloadedError",
+    "InvalidInputError",
+    "JobNotFoundError",
+    "ModelError",
+    "ModelNotPreparedError",
+    "QueueUnavailableError",
+    "RetryableError",
+    "TextfleetError",
+    "TransientDatabaseError",
+]
+
+
+class TextfleetError(Exception):
+    """Base of every error textfleet raises on purpose."""
+
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def to_dict(self) -> dict[str, str]:
+        """The `{code, message}` object stored on a failed job and sent in error responses."""
+        return {"code": self.code, "message": self.message}
+
+
+# --- Categories ---------------------------------------------------------------------------------
+
+
+class RetryableError(TextfleetError):
+    """Raised when a failure is transient and the same job may succeed if tried again later."""
+
+    code = "retryable_error"
+
+
+class ConfigurationError(TextfleetError):
+    """Raised when settings are missing or inconsistent (a process cannot start correctly)."""
+
+    code = "configuration_error"
+
+
+# --- Client-facing ------------------------------------------------------------------------------
+
+
+class InvalidInputError(TextfleetError):
+    """Raised when a job's input or params are invalid; `field` names the offending field."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.field = field
+
+    def to_dict(self) -> dict[str, str]:
+        out = super().to_dict()
+        if self.field is not None:
+            out["field"] = self.field
+        return out
+
+
+class JobNotFoundError(TextfleetError):
+    """Raised when no job has the requested id."""
+
+    code = "job_not_found"
+
+
+class ConflictError(TextfleetError):
+    """Raised when a request conflicts with the job's current state (e.g. cancelling a finished job)."""
+
+    code = "conflict"
+
+
+# --- Infrastructure -----------------------------------------------------------------------------
+
+
+class QueueUnavailableError(RetryableError):
+    """Raised when the broker (Redis) cannot accept a message."""
+
+    code = "queue_unavailable"
+
+
+class TransientDatabaseError(RetryableError):
+    """Raised when the database is briefly unreachable or a transaction must be retried."""
+
+    code = "database_unavailable"
+
+
+# --- Models -------------------------------------------------------------------------------------
+
+
+class ModelNotPreparedError(ConfigurationError):
+    """Raised when a worker starts without its model on disk (run `textfleet models prepare`)."""
+
+    code = "model_not_prepared"
+
+
+class ModelError(TextfleetError):
+    """Raised when a model fails on a job's input; the job fails, the worker keeps serving."""
+
+    code = "model_error"
+
+
+class EngineError(ModelError):
+    """Raised when the generation engine fails a request."""
+
+    code = "engine_error"
+
+
+class EngineOverloadedError(RetryableError):
+    """Raised when the engine cannot take more work right now (the job is retried later)."""
+
+    code = "engine_overloaded"

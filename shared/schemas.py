@@ -1,0 +1,325 @@
+"""The job contract: what clients send, what workers read, and what comes back.
+
+Request models forbid unknown fields so a typo is a 422 naming the field, not a silent default.
+Per-task input/params models are used by the API (to validate before anything is stored) and
+by the workers (to parse what they run), so both sides agree on one definition.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    model_validator,
+)
+
+from shared.constants import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN, TaskName
+from shared.settings import get_settings
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "ChatMessage",
+    "ClassifyParams",
+    "ErrorBody",
+    "ErrorResponse",
+    "GenerateInput",
+    "GenerateJobCreate",
+    "GenerateParams",
+    "GenerateResult",
+    "JobCreate",
+    "JobError",
+    "JobList",
+    "JobOut",
+    "JobStatus",
+    "ModerateJobCreate",
+    "ModerationResult",
+    "RiskJobCreate",
+    "RiskResult",
+    "SentimentJobCreate",
+    "SentimentResult",
+    "SummarizeJobCreate",
+    "SummarizeParams",
+    "SummarizeResult",
+    "TextInput",
+    "Usage",
+    "parse_job_payload",
+]
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life. Exactly one of the last four is final."""
+
+    QUEUED = "queued"  # stored and enqueued; no worker has claimed it yet
+    RUNNING = "running"  # claimed by a worker (conditional update queued -> running)
+    SUCCEEDED = "succeeded"  # finished; `result` holds the output
+    FAILED = "failed"  # finished without a result; `error` holds {code, message}
+    CANCELED = "canceled"  # a client canceled it before it finished
+    EXPIRED = "expired"  # it waited in the queue past its time to live and never ran
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether no further transition can happen."""
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.EXPIRED}
+)
+
+
+# --- Field validators that read settings (limits are configuration, not constants) -------------
+
+
+def _bounded_text(value: str) -> str:
+    limit = get_settings().max_input_chars
+    if len(value) > limit:
+        raise ValueError(f"text is {len(value)} characters long; the maximum is {limit}")
+    return value
+
+
+def _bounded_max_tokens(value: int | None) -> int | None:
+    limit = get_settings().max_tokens_limit
+    if value is not None and value > limit:
+        raise ValueError(f"max_tokens is {value}; the maximum is {limit}")
+    return value
+
+
+BoundedText = Annotated[str, Field(min_length=1), AfterValidator(_bounded_text)]
+MaxTokens = Annotated[int | None, Field(default=None, ge=1), AfterValidator(_bounded_max_tokens)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- Inputs and params ---------------------------------------------------------------------------
+
+
+class ChatMessage(_Strict):
+    """One chat turn; the model's chat template is applied to the list."""
+
+    role: Literal["system", "user", "assistant"]
+    content: BoundedText
+
+
+class GenerateInput(_Strict):
+    """Either a raw `prompt` or chat `messages` (exactly one)."""
+
+    prompt: BoundedText | None = None
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=256)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> GenerateInput:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give exactly one of `prompt` or `messages`")
+        if self.messages is not None:
+            total = sum(len(m.content) for m in self.messages)
+            limit = get_settings().max_input_chars
+            if total > limit:
+                raise ValueError(f"messages hold {total} characters in all; the maximum is {limit}")
+        return self
+
+
+class GenerateParams(_Strict):
+    """Sampling parameters, named as in vLLM's `SamplingParams`."""
+
+    max_tokens: MaxTokens = None
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 1.0
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    top_k: Annotated[int, Field(ge=-1)] = -1
+    stop: Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=16)] | str | None = None
+    seed: int | None = None
+    min_tokens: Annotated[int, Field(ge=0)] = 0
+    presence_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.0
+    frequency_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.0
+    repetition_penalty: Annotated[float, Field(gt=0.0, le=2.0)] = 1.0
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> GenerateParams:
+        if self.max_tokens is not None and self.min_tokens > self.max_tokens:
+            raise ValueError("min_tokens must not exceed max_tokens")
+        return self
+
+
+class TextInput(_Strict):
+    """A single text to summarize or classify."""
+
+    text: BoundedText
+
+
+class SummarizeParams(_Strict):
+    """Summary length in tokens."""
+
+    max_tokens: MaxTokens = None
+
+
+class ClassifyParams(_Strict):
+    """Classifier tasks take no params (an empty object, or none)."""
+
+
+# --- Job creation (a discriminated union on `task`) ----------------------------------------------
+
+Metadata = Annotated[
+    dict[Annotated[str, Field(max_length=64)], JsonValue],
+    Field(max_length=64, description="Your own key/values, stored and returned unchanged."),
+]
+Priority = Annotated[
+    int,
+    Field(ge=PRIORITY_MIN, le=PRIORITY_MAX, description="0 (lowest) to 9 (highest); higher runs first."),
+]
+
+
+class _JobCreateBase(_Strict):
+    metadata: Metadata = Field(default_factory=dict)
+    priority: Priority = PRIORITY_DEFAULT
+
+
+class GenerateJobCreate(_JobCreateBase):
+    task: Literal[TaskName.GENERATE]
+    input: GenerateInput
+    params: GenerateParams = Field(default_factory=GenerateParams)
+
+
+class SummarizeJobCreate(_JobCreateBase):
+    task: Literal[TaskName.SUMMARIZE]
+    input: TextInput
+    params: SummarizeParams = Field(default_factory=SummarizeParams)
+
+
+class ModerateJobCreate(_JobCreateBase):
+    task: Literal[TaskName.MODERATE]
+    input: TextInput
+    params: ClassifyParams = Field(default_factory=ClassifyParams)
+
+
+class RiskJobCreate(_JobCreateBase):
+    task: Literal[TaskName.RISK]
+    input: TextInput
+    params: ClassifyParams = Field(default_factory=ClassifyParams)
+
+
+class SentimentJobCreate(_JobCreateBase):
+    task: Literal[TaskName.SENTIMENT]
+    input: TextInput
+    params: ClassifyParams = Field(default_factory=ClassifyParams)
+
+
+JobCreate = Annotated[
+    GenerateJobCreate | SummarizeJobCreate | ModerateJobCreate | RiskJobCreate | SentimentJobCreate,
+    Field(discriminator="task"),
+]
+
+_PAYLOADS: dict[TaskName, tuple[type[BaseModel], type[BaseModel]]] = {
+    TaskName.GENERATE: (GenerateInput, GenerateParams),
+    TaskName.SUMMARIZE: (TextInput, SummarizeParams),
+    TaskName.MODERATE: (TextInput, ClassifyParams),
+    TaskName.RISK: (TextInput, ClassifyParams),
+    TaskName.SENTIMENT: (TextInput, ClassifyParams),
+}
+
+
+def parse_job_payload(
+    task: TaskName | str, input_: dict[str, Any], params: dict[str, Any]
+) -> tuple[BaseModel, BaseModel]:
+    """Parse a stored job's input and params with its task's models (used by workers)."""
+    input_model, params_model = _PAYLOADS[TaskName(task)]
+    return input_model.model_validate(input_), params_model.model_validate(params)
+
+
+# --- Results -------------------------------------------------------------------------------------
+
+
+class Usage(BaseModel):
+    """Tokens a generation job consumed."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class GenerateResult(BaseModel):
+    text: str
+    finish_reason: Literal["stop", "length", "abort"] | str
+    usage: Usage
+
+
+class SummarizeResult(BaseModel):
+    summary: str
+    usage: Usage
+
+
+class ModerationResult(BaseModel):
+    flagged: bool
+    categories: dict[str, bool]
+    category_scores: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]]
+
+
+class RiskResult(BaseModel):
+    score: Annotated[float, Field(ge=0.0, le=1.0)]
+    level: Literal["low", "medium", "high"]
+    labels: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]]
+
+
+class SentimentResult(BaseModel):
+    label: Literal["negative", "neutral", "positive"]
+    scores: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]]
+
+
+# --- Job as returned by the API ------------------------------------------------------------------
+
+
+class JobError(BaseModel):
+    """Why a job failed."""
+
+    code: str
+    message: str
+
+
+class JobOut(BaseModel):
+    """A job as clients see it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str = Field(description="Sortable id (ULID): later jobs have larger ids.")
+    object: Literal["job"] = "job"
+    task: TaskName
+    status: JobStatus
+    input: dict[str, Any]
+    params: dict[str, Any]
+    metadata: dict[str, Any]
+    priority: int
+    result: dict[str, Any] | None = None
+    error: JobError | None = None
+    usage: Usage | None = None
+    attempts: int = 0
+    worker: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class JobList(BaseModel):
+    """A page of jobs, newest first. Pass `next_cursor` as `cursor` for the next page."""
+
+    object: Literal["list"] = "list"
+    items: list[JobOut]
+    next_cursor: str | None = None
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. `validation_error`.")
+    message: str = Field(description="What went wrong, for people.")
+    field: str | None = Field(None, description="Dotted path of the offending field, when there is one.")
+    errors: list[dict[str, Any]] | None = Field(None, description="Every validation problem found.")
+
+
+class ErrorResponse(BaseModel):
+    """Body of every 4xx/5xx response."""
+
+    error: ErrorBody

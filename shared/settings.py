@@ -1,0 +1,205 @@
+"""The one typed configuration of textfleet.
+
+Every field is read from an environment variable named `TEXTFLEET_<FIELD>` (case-insensitive), or from
+a `.env` file in the working directory. Dict fields take JSON, e.g.
+`TEXTFLEET_MODERATION_THRESHOLDS='{"hate": 0.3}'`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "MODERATION_CATEGORIES",
+    "Settings",
+    "get_settings",
+]
+
+#: OpenAI's moderation category names, in their documented order.
+MODERATION_CATEGORIES: tuple[str, ...] = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/intent",
+    "self-harm/instructions",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
+
+
+def _default_models_dir() -> Path:
+    return Path.home() / ".cache" / "textfleet" / "models"
+
+
+class Settings(BaseSettings):
+    """All of textfleet's settings. Each field is `TEXTFLEET_<NAME>` in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TEXTFLEET_", env_file=".env", extra="ignore", case_sensitive=False
+    )
+
+    # --- Deployment ------------------------------------------------------------------------------
+    environment: Literal["development", "production"] = Field(
+        "development", description="`production` switches logs to JSON and tightens defaults."
+    )
+    log_level: str = Field("INFO", description="Root log level (DEBUG, INFO, WARNING, ...).")
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="Log renderer; `auto` is JSON in production and console in development."
+    )
+
+    # --- Stores ----------------------------------------------------------------------------------
+    database_url: str = Field(
+        "sqlite:///textfleet.db",
+        description="SQLAlchemy URL of the job database, e.g. postgresql+psycopg://user@host/db. "
+        "SQLite is the embedded default.",
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis URL: Celery broker, job events (pub/sub) and worker heartbeats. "
+        "`textfleet dev` starts an embedded Redis when this is not set.",
+    )
+
+    # --- API -------------------------------------------------------------------------------------
+    api_host: str = Field("127.0.0.1", description="Address `textfleet api` binds.")
+    api_port: int = Field(8000, description="Port `textfleet api` binds.")
+    public_url: str | None = Field(
+        None, description="Base URL clients use to reach the API (for `Location` headers); default: request URL."
+    )
+    max_input_chars: int = Field(32_000, gt=0, description="Longest text accepted in any job input.")
+    max_tokens_limit: int = Field(1024, gt=0, description="Largest `params.max_tokens` a job may ask for.")
+    default_max_tokens: int = Field(256, gt=0, description="`max_tokens` used when a job gives none.")
+    summary_max_tokens: int = Field(128, gt=0, description="Default `max_tokens` of a summary.")
+    max_wait_s: float = Field(60.0, gt=0, description="Longest `?wait=` a client may hold a GET request.")
+    list_max_limit: int = Field(200, gt=0, description="Largest page size of `GET /v1/jobs`.")
+
+    # --- Models ----------------------------------------------------------------------------------
+    models_dir: Path = Field(
+        default_factory=_default_models_dir,
+        description="Where `textfleet models prepare` builds the default models.",
+    )
+    generation_model: str | None = Field(
+        None,
+        description="Hugging Face id or local path of the generation model; "
+        "default: SmolLM2-135M-Instruct prepared under models_dir.",
+    )
+    encoder_model: str | None = Field(
+        None,
+        description="Hugging Face id or local path of the classifier encoder; "
+        "default: all-MiniLM-L6-v2 prepared under models_dir.",
+    )
+    heads_dir: Path | None = Field(
+        None, description="Directory of the trained classifier heads; default: models_dir/heads."
+    )
+
+    # --- Generation engine (vLLM) ---------------------------------------------------------------
+    max_model_len: int = Field(2048, gt=0, description="Context length the engine is started with.")
+    max_num_seqs: int = Field(
+        32, gt=0, description="Sequences the engine batches at once (vLLM `max_num_seqs`)."
+    )
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="Fraction of GPU memory vLLM may use (GPU machines)."
+    )
+    cpu_kvcache_gib: int = Field(
+        2, gt=0, description="KV-cache size in GiB on CPU machines (sets VLLM_CPU_KVCACHE_SPACE)."
+    )
+    enforce_eager: bool = Field(True, description="Skip CUDA-graph capture (faster start, slower steady state).")
+    engine_dtype: str = Field("auto", description="vLLM dtype (auto, bfloat16, float16, float32).")
+    generate_concurrency: int | None = Field(
+        None, gt=0, description="Jobs a generation worker runs at once; default: max_num_seqs."
+    )
+
+    # --- Classifiers -----------------------------------------------------------------------------
+    classify_batch_size: int = Field(64, gt=0, description="Largest batch of one classifier forward pass.")
+    classify_max_wait_ms: float = Field(
+        5.0, ge=0, description="How long a classifier waits to fill a batch before running it."
+    )
+    classify_concurrency: int = Field(
+        64, gt=0, description="Jobs a classify worker holds at once (threads feeding the batcher)."
+    )
+    classify_device: str = Field("auto", description="torch device for classifiers: auto, cpu, cuda, cuda:N.")
+    moderation_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per-category score above which a category is flagged; missing ones use "
+        "moderation_default_threshold. JSON, e.g. '{\"hate\": 0.3}'.",
+    )
+    moderation_default_threshold: float = Field(
+        0.5, ge=0, le=1, description="Threshold of categories not named in moderation_thresholds."
+    )
+    risk_medium_threshold: float = Field(0.4, ge=0, le=1, description="Risk score from which level is medium.")
+    risk_high_threshold: float = Field(0.7, ge=0, le=1, description="Risk score from which level is high.")
+
+    # --- Workers ---------------------------------------------------------------------------------
+    worker_heartbeat_s: float = Field(10.0, gt=0, description="Seconds between worker heartbeats in Redis.")
+
+    # --- Secrets ---------------------------------------------------------------------------------
+    webhook_secret: SecretStr | None = Field(
+        None, description="Secret that signs webhook deliveries (`whsec_...`); required to accept webhooks."
+    )
+
+    @field_validator("moderation_thresholds")
+    @classmethod
+    def _known_categories(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(MODERATION_CATEGORIES))
+        if unknown:
+            raise ValueError(f"unknown moderation categories: {', '.join(unknown)}")
+        for name, threshold in value.items():
+            if not 0.0 <= threshold <= 1.0:
+                raise ValueError(f"threshold of {name!r} must be within [0, 1]")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.default_max_tokens > self.max_tokens_limit:
+            raise ValueError("default_max_tokens must not exceed max_tokens_limit")
+        if self.risk_medium_threshold > self.risk_high_threshold:
+            raise ValueError("risk_medium_threshold must not exceed risk_high_threshold")
+        return self
+
+    # --- Derived ---------------------------------------------------------------------------------
+    @property
+    def json_logs(self) -> bool:
+        """Whether logs render as JSON lines."""
+        if self.log_format == "auto":
+            return self.environment == "production"
+        return self.log_format == "json"
+
+    def moderation_threshold(self, category: str) -> float:
+        """The flagging threshold of one moderation category."""
+        return self.moderation_thresholds.get(category, self.moderation_default_threshold)
+
+    @property
+    def generation_model_path(self) -> str:
+        """What vLLM loads: the configured model, or the prepared default."""
+        return self.generation_model or str(self.models_dir / "smollm2-135m-instruct")
+
+    @property
+    def encoder_model_path(self) -> str:
+        """What the classifiers' encoder loads: the configured model, or the prepared default."""
+        return self.encoder_model or str(self.models_dir / "all-minilm-l6-v2")
+
+    @property
+    def heads_path(self) -> Path:
+        """Where the classifier heads live."""
+        return self.heads_dir or self.models_dir / "heads"
+
+    @property
+    def effective_generate_concurrency(self) -> int:
+        """Jobs one generation worker runs at once: enough to fill the engine's batch."""
+        return self.generate_concurrency or self.max_num_seqs
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once. Tests call `get_settings.cache_clear()` after changing env."""
+    return Settings()

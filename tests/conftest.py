@@ -1,0 +1,45 @@
+"""Session-wide fixtures: real Redis and databases (PostgreSQL and SQLite), settings per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.db.migrate import upgrade
+from shared.settings import get_settings
+from tests.utils.services import postgres_database, redis_database
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis database of this session's own."""
+    with redis_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session", params=["postgresql", "sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated, empty database: PostgreSQL and SQLite in turn."""
+    if request.param == "postgresql":
+        with postgres_database() as url:
+            upgrade(url)
+            yield url
+    else:
+        path: Path = tmp_path_factory.mktemp("sqlite") / "textfleet.db"
+        url = f"sqlite:///{path}"
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture
+def settings_env(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, redis_url: str
+) -> Iterator[None]:
+    """Point TEXTFLEET_* settings at this session's services for one test."""
+    monkeypatch.setenv("TEXTFLEET_DATABASE_URL", database_url)
+    monkeypatch.setenv("TEXTFLEET_REDIS_URL", redis_url)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

@@ -1,0 +1,1 @@
+"""Test helpers: real services, factories and fakes."""

@@ -1,0 +1,36 @@
+"""Factories for job payloads and rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.db import repository
+from shared.db.models import Job
+
+
+def job_payload(task: str = "sentiment", **overrides: Any) -> dict[str, Any]:
+    """A valid `POST /v1/jobs` body for `task`."""
+    inputs: dict[str, dict[str, Any]] = {
+        "generate": {"prompt": "Say hello."},
+        "summarize": {"text": "The quick brown fox jumps over the lazy dog. " * 4},
+        "moderate": {"text": "I love sunny days."},
+        "risk": {"text": "Please send your bank password to claim the prize."},
+        "sentiment": {"text": "This is wonderful!"},
+    }
+    body: dict[str, Any] = {"task": task, "input": inputs[task]}
+    body.update(overrides)
+    return body
+
+
+def job_row(task: str = "sentiment", **overrides: Any) -> Job:
+    """A queued Job row (not yet added to a session)."""
+    payload = job_payload(task)
+    fields: dict[str, Any] = {
+        "task": task,
+        "input_": payload["input"],
+        "params": {},
+        "metadata": {},
+        "priority": 5,
+    }
+    fields.update(overrides)
+    return repository.new_job(**fields)
