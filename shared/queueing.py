@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from celery import Celery
-from kombu import Queue as KombuQueue
+from kombu.entity import Queue as KombuQueue
 
 from shared.constants import PRIORITY_MAX, TASK_QUEUES, Queue, TaskName, celery_task_name
 from shared.errors import QueueUnavailableError
@@ -33,7 +33,7 @@ def make_celery(settings: Settings) -> Celery:
     app = Celery("textfleet", broker=settings.redis_url, set_as_current=False)
     app.conf.update(
         task_default_queue=Queue.GENERATE.value,
-        task_queues=[KombuQueue(q.value, routing_key=q.value) for q in Queue],
+        task_queues=[KombuQueue(q.value, routing_key=q.value) for q in Queue],  # type: ignore[no-untyped-call]
         task_routes={celery_task_name(t): {"queue": q.value} for t, q in TASK_QUEUES.items()},
         task_ignore_result=True,
         result_backend=None,

@@ -74,7 +74,8 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="Address `textfleet api` binds.")
     api_port: int = Field(8000, description="Port `textfleet api` binds.")
     public_url: str | None = Field(
-        None, description="Base URL clients use to reach the API (for `Location` headers); default: request URL."
+        None,
+        description="Base URL clients use to reach the API (for `Location` headers); default: request URL.",
     )
     max_input_chars: int = Field(32_000, gt=0, description="Longest text accepted in any job input.")
     max_tokens_limit: int = Field(1024, gt=0, description="Largest `params.max_tokens` a job may ask for.")
@@ -113,7 +114,9 @@ class Settings(BaseSettings):
     cpu_kvcache_gib: int = Field(
         2, gt=0, description="KV-cache size in GiB on CPU machines (sets VLLM_CPU_KVCACHE_SPACE)."
     )
-    enforce_eager: bool = Field(True, description="Skip CUDA-graph capture (faster start, slower steady state).")
+    enforce_eager: bool = Field(
+        True, description="Skip CUDA-graph capture (faster start, slower steady state)."
+    )
     engine_dtype: str = Field("auto", description="vLLM dtype (auto, bfloat16, float16, float32).")
     generate_concurrency: int | None = Field(
         None, gt=0, description="Jobs a generation worker runs at once; default: max_num_seqs."
@@ -136,11 +139,25 @@ class Settings(BaseSettings):
     moderation_default_threshold: float = Field(
         0.5, ge=0, le=1, description="Threshold of categories not named in moderation_thresholds."
     )
-    risk_medium_threshold: float = Field(0.4, ge=0, le=1, description="Risk score from which level is medium.")
+    risk_medium_threshold: float = Field(
+        0.4, ge=0, le=1, description="Risk score from which level is medium."
+    )
     risk_high_threshold: float = Field(0.7, ge=0, le=1, description="Risk score from which level is high.")
 
     # --- Workers ---------------------------------------------------------------------------------
     worker_heartbeat_s: float = Field(10.0, gt=0, description="Seconds between worker heartbeats in Redis.")
+    worker_http_port: int | None = Field(
+        None,
+        description="Side HTTP port of a worker serving /healthz (fresh heartbeat) and /metrics; "
+        "off when unset.",
+    )
+    worker_hostname: str | None = Field(
+        None, description="Celery node name of a worker; default: <queues>@<host>-<pid>."
+    )
+    data_dir: Path = Field(
+        Path(".textfleet"),
+        description="Where `textfleet dev` keeps its embedded Redis and SQLite files.",
+    )
 
     # --- Secrets ---------------------------------------------------------------------------------
     webhook_secret: SecretStr | None = Field(

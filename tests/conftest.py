@@ -34,9 +34,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 @pytest.fixture
-def settings_env(
-    monkeypatch: pytest.MonkeyPatch, database_url: str, redis_url: str
-) -> Iterator[None]:
+def settings_env(monkeypatch: pytest.MonkeyPatch, database_url: str, redis_url: str) -> Iterator[None]:
     """Point TEXTFLEET_* settings at this session's services for one test."""
     monkeypatch.setenv("TEXTFLEET_DATABASE_URL", database_url)
     monkeypatch.setenv("TEXTFLEET_REDIS_URL", redis_url)

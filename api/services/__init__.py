@@ -1,0 +1,1 @@
+"""Request-independent logic of the API (what a route does, without HTTP)."""

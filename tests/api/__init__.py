@@ -1,0 +1,1 @@
+"""Tests of the HTTP API (`api/`), on real Redis and real databases."""

@@ -1,0 +1,1 @@
+"""Deployment artefacts: Dockerfiles, docker-compose.yml and the Kubernetes manifests."""

@@ -1,0 +1,80 @@
+"""Fake engines for fast unit tests of job logic (never the only proof: see tests/e2e)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from shared.constants import TaskName
+from shared.errors import EngineError, ModelError
+from shared.settings import MODERATION_CATEGORIES
+from workers.engines.base import GenerationOutput, GenerationRequest
+
+
+class FakeEngine:
+    """Echoes the prompt; `fail_on` makes a prompt raise EngineError, `hang_on` raises TimeoutError."""
+
+    def __init__(self, fail_on: str = "FAIL", crash_on: str = "CRASH") -> None:
+        self.fail_on = fail_on
+        self.crash_on = crash_on
+        self.requests: list[GenerationRequest] = []
+        self.lock = threading.Lock()
+
+    def generate(self, request: GenerationRequest, timeout_s: float | None = None) -> GenerationOutput:
+        with self.lock:
+            self.requests.append(request)
+        text = request.prompt or " / ".join(m["content"] for m in request.messages or [])
+        if self.fail_on in text:
+            raise EngineError("the model refused this input")
+        if self.crash_on in text:
+            raise RuntimeError("unexpected bug in the model code")
+        words = text.split()[: request.max_tokens]
+        return GenerationOutput(
+            text=" ".join(words),
+            finish_reason="stop",
+            prompt_tokens=len(text.split()),
+            completion_tokens=len(words),
+        )
+
+    def abort(self, request_id: str) -> None:
+        return None
+
+    def running(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        return None
+
+
+class FakeClassifiers:
+    """Scores texts by length; raises ModelError on texts containing `fail_on`."""
+
+    def __init__(self, fail_on: str = "FAIL") -> None:
+        self.fail_on = fail_on
+
+    def classify(self, task: TaskName, text: str, timeout_s: float | None = None) -> dict[str, Any]:
+        if self.fail_on in text:
+            raise ModelError("classifier failed")
+        score = min(len(text) / 100, 1.0)
+        if task is TaskName.MODERATE:
+            return {
+                "flagged": score >= 0.5,
+                "categories": dict.fromkeys(MODERATION_CATEGORIES, score >= 0.5),
+                "category_scores": dict.fromkeys(MODERATION_CATEGORIES, score),
+            }
+        if task is TaskName.RISK:
+            return {
+                "score": score,
+                "level": "high" if score > 0.7 else "low",
+                "labels": {"fraud_scam": score},
+            }
+        return {
+            "label": "positive",
+            "scores": {"negative": 0.1, "neutral": 0.2, "positive": 0.7},
+        }
+
+    def classify_batch(self, task: TaskName, texts: list[str]) -> list[dict[str, Any]]:
+        return [self.classify(task, t) for t in texts]
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,433 @@
+"""The vLLM generation engine: one `AsyncLLM` on a private event-loop thread, callable from many threads.
+
+Each worker thread calls `generate()`, which tokenizes in the calling thread, submits one coroutine
+to the engine's event loop (`asyncio.run_coroutine_threadsafe`) and blocks only itself on the
+result. All requests in flight meet in the same `AsyncLLM`, whose scheduler batches them
+continuously, so N threads share each forward pass instead of queueing behind one another.
+
+vLLM starts its engine core in a child process: code that creates a `VLLMEngine` must be runnable
+from an `if __name__ == "__main__":` guarded entry point (pytest and Celery workers are).
+
+Heavy imports (vllm, torch, transformers) happen inside functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import gc
+import os
+import threading
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+
+import structlog
+
+from shared.errors import EngineError, InvalidInputError, ModelNotPreparedError
+from workers.engines.base import GenerationOutput, GenerationRequest
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
+__all__ = ["VLLMEngine"]
+
+log = structlog.get_logger(__name__)
+
+_T = TypeVar("_T")
+
+#: SamplingParams fields a request's `extra` may set (anything else is rejected, not silently ignored).
+_EXTRA_SAMPLING_KEYS = frozenset(
+    {
+        "ignore_eos",
+        "min_p",
+        "stop_token_ids",
+        "include_stop_str_in_output",
+        "skip_special_tokens",
+        "spaces_between_special_tokens",
+        "logit_bias",
+        "bad_words",
+        "allowed_token_ids",
+    }
+)
+#: How long close() and a timeout's abort wait for the engine loop.
+_CONTROL_TIMEOUT_S = 30.0
+
+
+class _Tokenizer(Protocol):
+    """The part of a Hugging Face tokenizer the engine uses."""
+
+    chat_template: str | None
+
+    def encode(self, text: str, *, add_special_tokens: bool = ...) -> list[int]: ...
+
+    def apply_chat_template(self, conversation: list[dict[str, str]], **kwargs: Any) -> Any: ...
+
+
+def _is_local_path(model: str, explicit: bool) -> bool:
+    """Whether `model` names a local directory rather than a Hugging Face id."""
+    if not explicit:
+        return True  # the prepared default under models_dir
+    # Hugging Face ids are `name` or `org/name`; anything path-like or existing is a directory.
+    return model.startswith(("/", "~", ".")) or model.count("/") > 1 or Path(model).expanduser().exists()
+
+
+def _check_model_dir(model: str, explicit: bool) -> str:
+    """Resolve a local model directory, raising ModelNotPreparedError when it is not usable."""
+    if not _is_local_path(model, explicit):
+        return model
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        raise ModelNotPreparedError(
+            f"generation model directory {path} does not exist; run `textfleet models prepare` "
+            "(or set TEXTFLEET_GENERATION_MODEL to a model directory or Hugging Face id)"
+        )
+    if not (path / "config.json").is_file():
+        raise ModelNotPreparedError(
+            f"{path} holds no config.json, so it is not a Hugging Face model directory; "
+            "run `textfleet models prepare` again"
+        )
+    return str(path)
+
+
+class VLLMEngine:
+    """A started vLLM engine shared by all threads of one worker process (implements GenerationEngine).
+
+    Create it with `VLLMEngine.from_settings(settings)` and `close()` it when done (or use it as a
+    context manager)."""
+
+    def __init__(
+        self,
+        *,
+        llm: Any,
+        loop: asyncio.AbstractEventLoop,
+        thread: threading.Thread,
+        tokenizer: _Tokenizer,
+        model: str,
+        max_model_len: int,
+    ) -> None:
+        """Wrap an already started AsyncLLM; use `from_settings` instead of calling this directly."""
+        self._llm = llm
+        self._loop = loop
+        self._thread = thread
+        self._tokenizer = tokenizer
+        # Rust tokenizers raise "Already borrowed" when one instance is used by threads at once.
+        self._tokenizer_lock = threading.Lock()
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self.model = model
+        self.max_model_len = max_model_len
+
+    # --- Construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> VLLMEngine:
+        """Start the engine described by `settings`, warm it up, and return it (about 30 s on CPU)."""
+        model = _check_model_dir(settings.generation_model_path, settings.generation_model is not None)
+        return cls.start(
+            model,
+            max_model_len=settings.max_model_len,
+            max_num_seqs=settings.max_num_seqs,
+            enforce_eager=settings.enforce_eager,
+            dtype=settings.engine_dtype,
+            gpu_memory_utilization=settings.gpu_memory_utilization,
+            cpu_kvcache_gib=settings.cpu_kvcache_gib,
+        )
+
+    @classmethod
+    def start(
+        cls,
+        model: str,
+        *,
+        max_model_len: int = 2048,
+        max_num_seqs: int = 32,
+        enforce_eager: bool = True,
+        dtype: str = "auto",
+        gpu_memory_utilization: float = 0.9,
+        cpu_kvcache_gib: int = 2,
+        warmup: bool = True,
+    ) -> VLLMEngine:
+        """Start an AsyncLLM on a new event-loop thread; see `from_settings`."""
+        started = time.perf_counter()
+        os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+        os.environ.setdefault("VLLM_DO_NOT_TRACK", "1")
+
+        from vllm.platforms import current_platform
+
+        on_cpu = bool(current_platform.is_cpu())
+        if on_cpu:
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cpu_kvcache_gib))
+
+        from transformers import AutoTokenizer
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        engine_args = AsyncEngineArgs(
+            model=model,
+            tokenizer=model,
+            max_model_len=max_model_len,
+            max_num_seqs=max_num_seqs,
+            enforce_eager=enforce_eager,
+            dtype=cast(Any, dtype),
+            gpu_memory_utilization=gpu_memory_utilization,
+            disable_log_stats=True,
+            enable_log_requests=False,
+        )
+        tokenizer: _Tokenizer = AutoTokenizer.from_pretrained(model)
+
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def _run_loop() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(ready.set)
+            loop.run_forever()
+
+        thread = threading.Thread(target=_run_loop, name="vllm-engine-loop", daemon=True)
+        thread.start()
+        ready.wait()
+
+        async def _create() -> Any:
+            # Created on the loop thread: its ZMQ sockets and output task belong to this loop.
+            return AsyncLLM.from_engine_args(engine_args)
+
+        log.info(
+            "engine_starting",
+            model=model,
+            max_model_len=max_model_len,
+            max_num_seqs=max_num_seqs,
+            dtype=dtype,
+            enforce_eager=enforce_eager,
+            device="cpu" if on_cpu else str(current_platform.device_type),
+            cpu_kvcache_gib=os.environ.get("VLLM_CPU_KVCACHE_SPACE") if on_cpu else None,
+        )
+        try:
+            llm = asyncio.run_coroutine_threadsafe(_create(), loop).result()
+        except BaseException as exc:
+            _stop_loop(loop, thread)
+            raise EngineError(f"the vLLM engine failed to start for {model}: {exc}") from exc
+
+        engine = cls(
+            llm=llm,
+            loop=loop,
+            thread=thread,
+            tokenizer=tokenizer,
+            model=model,
+            max_model_len=max_model_len,
+        )
+        # Only the engine may own the AsyncLLM: some library keeps a traceback through this frame,
+        # and a reference left here would outlive close() (its __del__ then fails at exit).
+        del llm
+        try:
+            if warmup:
+                engine._warm_up()
+        except BaseException:
+            engine.close()
+            raise
+        log.info("engine_started", model=model, seconds=round(time.perf_counter() - started, 2))
+        return engine
+
+    def _warm_up(self) -> None:
+        from shared.schemas import GenerateParams
+
+        began = time.perf_counter()
+        out = self.generate(
+            GenerationRequest(
+                request_id=f"warmup-{os.getpid()}",
+                params=GenerateParams(temperature=0.0),
+                prompt="Hello",
+                max_tokens=4,
+            ),
+            timeout_s=120.0,
+        )
+        log.info(
+            "engine_warmed_up",
+            seconds=round(time.perf_counter() - began, 2),
+            completion_tokens=out.completion_tokens,
+        )
+
+    # --- GenerationEngine ----------------------------------------------------------------------
+
+    def generate(self, request: GenerationRequest, timeout_s: float | None = None) -> GenerationOutput:
+        """Run one request to completion, blocking only the calling thread (see GenerationEngine)."""
+        if self._closed:
+            raise EngineError("the generation engine is closed")
+        prompt_ids = self._prompt_token_ids(request)
+        if len(prompt_ids) >= self.max_model_len:
+            raise InvalidInputError(
+                f"the prompt is {len(prompt_ids)} tokens long; this engine's context holds "
+                f"{self.max_model_len} tokens, prompt and completion together",
+                field="input",
+                code="prompt_too_long",
+            )
+        params = self._sampling_params(request, len(prompt_ids))
+        coro = self._generate_async(request.request_id, prompt_ids, params)
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        except RuntimeError as exc:  # the loop closed under us
+            coro.close()
+            raise EngineError("the generation engine is closed") from exc
+        try:
+            return future.result(timeout=timeout_s)
+        except concurrent.futures.CancelledError:
+            raise EngineError(f"generation {request.request_id} was cancelled: engine shut down") from None
+        except concurrent.futures.TimeoutError:
+            if future.done():
+                raise  # not our timeout: the coroutine itself raised it
+            future.cancel()  # cancels the task; vLLM aborts the request when its generator is cancelled
+            self.abort(request.request_id)
+            log.warning("generation_timed_out", request_id=request.request_id, timeout_s=timeout_s)
+            raise TimeoutError(
+                f"generation {request.request_id} did not finish within {timeout_s} s and was aborted"
+            ) from None
+
+    def abort(self, request_id: str) -> None:
+        """Stop a running request and free its KV cache; a no-op if it is not running."""
+        llm = self._llm
+        if llm is None or self._closed:
+            return
+        try:
+            self._call(llm.abort(request_id), timeout_s=_CONTROL_TIMEOUT_S)
+        except Exception as exc:
+            log.warning("engine_abort_failed", request_id=request_id, error=repr(exc))
+
+    def running(self) -> int:
+        """Requests currently inside the engine (waiting or being generated)."""
+        llm = self._llm
+        if llm is None:
+            return 0
+        return int(llm.get_num_unfinished_requests())
+
+    def close(self) -> None:
+        """Shut the engine down: its core process, then the event-loop thread. Safe to call twice."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        llm, self._llm = self._llm, None
+
+        async def _shutdown(engine: Any) -> None:
+            engine.shutdown()
+            current = asyncio.current_task()
+            tasks = [task for task in asyncio.all_tasks() if task is not current]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            self._call(_shutdown(llm), timeout_s=_CONTROL_TIMEOUT_S)
+        except Exception as exc:
+            log.warning("engine_shutdown_failed", error=repr(exc))
+        _stop_loop(self._loop, self._thread)
+        # AsyncLLM.__del__ shuts down again; let it run now, not at interpreter exit (where it fails).
+        del llm
+        gc.collect()
+        log.info("engine_closed", model=self.model)
+
+    def __enter__(self) -> VLLMEngine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- Internals -----------------------------------------------------------------------------
+
+    def _call(self, coro: Coroutine[Any, Any, _T], *, timeout_s: float | None) -> _T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=timeout_s)
+
+    def _prompt_token_ids(self, request: GenerationRequest) -> list[int]:
+        if (request.prompt is None) == (request.messages is None):
+            raise InvalidInputError("give exactly one of `prompt` or `messages`", field="input")
+        with self._tokenizer_lock:
+            try:
+                if request.messages is not None:
+                    text = self._tokenizer.apply_chat_template(
+                        request.messages, tokenize=False, add_generation_prompt=True
+                    )
+                    if not isinstance(text, str):
+                        raise EngineError("the chat template did not render to text")
+                    return list(self._tokenizer.encode(text, add_special_tokens=False))
+                assert request.prompt is not None
+                return list(self._tokenizer.encode(request.prompt, add_special_tokens=True))
+            except EngineError:
+                raise
+            except Exception as exc:
+                raise InvalidInputError(f"the input could not be tokenized: {exc}", field="input") from exc
+
+    def _sampling_params(self, request: GenerationRequest, prompt_tokens: int) -> Any:
+        from vllm import SamplingParams
+        from vllm.exceptions import VLLMClientError
+        from vllm.sampling_params import RequestOutputKind
+
+        p = request.params
+        extra: dict[str, Any] = dict(request.extra)
+        unknown = sorted(set(extra) - _EXTRA_SAMPLING_KEYS)
+        if unknown:
+            raise InvalidInputError(f"unsupported sampling options: {', '.join(unknown)}", field="params")
+        # Never ask for more than the context has room for: vLLM would stop there anyway.
+        max_tokens = max(1, min(request.max_tokens, self.max_model_len - prompt_tokens))
+        stop = [p.stop] if isinstance(p.stop, str) else list(p.stop) if p.stop else None
+        try:
+            return SamplingParams(
+                n=1,
+                max_tokens=max_tokens,
+                min_tokens=min(p.min_tokens, max_tokens),
+                temperature=p.temperature,
+                top_p=p.top_p,
+                top_k=0 if p.top_k in (-1, 0) else p.top_k,
+                stop=stop,
+                seed=p.seed,
+                presence_penalty=p.presence_penalty,
+                frequency_penalty=p.frequency_penalty,
+                repetition_penalty=p.repetition_penalty,
+                output_kind=RequestOutputKind.FINAL_ONLY,
+                **extra,
+            )
+        except (VLLMClientError, ValueError, TypeError) as exc:
+            raise InvalidInputError(f"invalid sampling parameters: {exc}", field="params") from exc
+
+    async def _generate_async(self, request_id: str, prompt_ids: list[int], params: Any) -> GenerationOutput:
+        from vllm.exceptions import VLLMClientError
+        from vllm.inputs import tokens_input
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        llm = self._llm
+        if llm is None:
+            raise EngineError("the generation engine is closed")
+        final: Any = None
+        try:
+            # Already tokenized: a rendered engine input skips vLLM's (deprecated) raw-prompt path.
+            async for output in llm.generate(tokens_input(prompt_ids), params, request_id):
+                final = output
+        except asyncio.CancelledError:
+            raise
+        except EngineDeadError as exc:
+            log.error("engine_dead", request_id=request_id, error=repr(exc))
+            raise EngineError(f"the generation engine died: {exc}") from exc
+        except (VLLMClientError, ValueError) as exc:
+            raise InvalidInputError(f"the engine rejected the request: {exc}", field="params") from exc
+        except Exception as exc:
+            cause = exc.__cause__ or exc
+            log.warning("generation_failed", request_id=request_id, error=repr(cause))
+            raise EngineError(f"generation {request_id} failed: {cause!r}") from exc
+        if final is None or not final.outputs:
+            return GenerationOutput(
+                text="", finish_reason="abort", prompt_tokens=len(prompt_ids), completion_tokens=0
+            )
+        completion = final.outputs[0]
+        return GenerationOutput(
+            text=completion.text,
+            finish_reason=str(completion.finish_reason or "abort"),
+            prompt_tokens=len(final.prompt_token_ids or prompt_ids),
+            completion_tokens=len(completion.token_ids),
+        )
+
+
+def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    """Stop an event loop running on `thread`, join the thread, and close the loop."""
+    if loop.is_running():
+        loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=_CONTROL_TIMEOUT_S)
+    if not thread.is_alive() and not loop.is_closed():
+        loop.close()

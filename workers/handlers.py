@@ -1,0 +1,107 @@
+"""What each task does with a job's parsed input: one handler per task, returning the result object."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from shared.constants import TaskName
+from shared.schemas import (
+    GenerateInput,
+    GenerateParams,
+    GenerateResult,
+    ModerationResult,
+    RiskResult,
+    SentimentResult,
+    SummarizeParams,
+    SummarizeResult,
+    TextInput,
+)
+from workers.engines.base import GenerationRequest
+from workers.runtime import WorkerRuntime
+
+__all__ = ["HANDLERS", "SUMMARY_SYSTEM_PROMPT", "HandlerResult", "summary_messages"]
+
+SUMMARY_SYSTEM_PROMPT = "You are a careful assistant. You write short, faithful summaries and add nothing."
+
+
+@dataclass(frozen=True)
+class HandlerResult:
+    """A task's result object and, for generation, the tokens it used."""
+
+    result: dict[str, Any]
+    usage: dict[str, int] | None = None
+
+
+Handler = Callable[[WorkerRuntime, str, BaseModel, BaseModel, float | None], HandlerResult]
+
+
+def summary_messages(text: str) -> list[dict[str, str]]:
+    """The chat prompt of a summary."""
+    return [
+        {"role": "system", "content": SUMMARY_SYSTEM_PROMPT},
+        {
+            "role": "user",
+            "content": f"Summarize the following text in two or three sentences.\n\nText:\n{text}",
+        },
+    ]
+
+
+def _generate(
+    rt: WorkerRuntime, job_id: str, input_: BaseModel, params: BaseModel, timeout_s: float | None
+) -> HandlerResult:
+    assert isinstance(input_, GenerateInput)
+    assert isinstance(params, GenerateParams)
+    request = GenerationRequest(
+        request_id=job_id,
+        params=params,
+        prompt=input_.prompt,
+        messages=[m.model_dump() for m in input_.messages] if input_.messages is not None else None,
+        max_tokens=params.max_tokens or rt.settings.default_max_tokens,
+    )
+    out = rt.require_generation().generate(request, timeout_s=timeout_s)
+    usage = {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens}
+    result = GenerateResult.model_validate(
+        {"text": out.text, "finish_reason": out.finish_reason, "usage": usage}
+    )
+    return HandlerResult(result.model_dump(), usage)
+
+
+def _summarize(
+    rt: WorkerRuntime, job_id: str, input_: BaseModel, params: BaseModel, timeout_s: float | None
+) -> HandlerResult:
+    assert isinstance(input_, TextInput)
+    assert isinstance(params, SummarizeParams)
+    request = GenerationRequest(
+        request_id=job_id,
+        params=GenerateParams(temperature=0.0, repetition_penalty=1.1),
+        messages=summary_messages(input_.text),
+        max_tokens=params.max_tokens or rt.settings.summary_max_tokens,
+    )
+    out = rt.require_generation().generate(request, timeout_s=timeout_s)
+    usage = {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens}
+    result = SummarizeResult.model_validate({"summary": out.text.strip(), "usage": usage})
+    return HandlerResult(result.model_dump(), usage)
+
+
+def _classifier(result_model: type[BaseModel], task: TaskName) -> Handler:
+    def handle(
+        rt: WorkerRuntime, job_id: str, input_: BaseModel, params: BaseModel, timeout_s: float | None
+    ) -> HandlerResult:
+        assert isinstance(input_, TextInput)
+        raw = rt.require_classifiers().classify(task, input_.text, timeout_s=timeout_s)
+        return HandlerResult(result_model.model_validate(raw).model_dump())
+
+    return handle
+
+
+HANDLERS: dict[TaskName, Handler] = {
+    TaskName.GENERATE: _generate,
+    TaskName.SUMMARIZE: _summarize,
+    TaskName.MODERATE: _classifier(ModerationResult, TaskName.MODERATE),
+    TaskName.RISK: _classifier(RiskResult, TaskName.RISK),
+    TaskName.SENTIMENT: _classifier(SentimentResult, TaskName.SENTIMENT),
+}

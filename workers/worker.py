@@ -1,0 +1,75 @@
+"""Starting a worker process: load models once, then consume queues with Celery's threads pool.
+
+vLLM starts its own engine process and cannot live in Celery's prefork pool, so every worker runs
+the `threads` pool: task threads submit to the one engine (or classifier batcher) of the process,
+which batches their requests together.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import structlog
+
+from shared.constants import Queue
+from shared.logging import configure_logging
+from shared.settings import Settings
+from workers import runtime as runtime_module
+from workers.heartbeat import Heartbeat, serve_side_port
+
+__all__ = ["default_concurrency", "default_hostname", "run_worker"]
+
+log = structlog.get_logger(__name__)
+
+
+def default_concurrency(settings: Settings, queues: tuple[Queue, ...]) -> int:
+    """Jobs held at once: enough to fill the engine's batch (generation) or the classifier batch."""
+    total = 0
+    if Queue.GENERATE in queues:
+        total += settings.effective_generate_concurrency
+    if Queue.CLASSIFY in queues:
+        total += settings.classify_concurrency
+    return max(total, 1)
+
+
+def default_hostname(queues: tuple[Queue, ...]) -> str:
+    """`<queues>@<host>-<pid>`: unique per process, readable in job rows."""
+    return f"{'+'.join(q.value for q in queues)}@{socket.gethostname()}-{os.getpid()}"
+
+
+def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int | None = None) -> None:
+    """Load models, then consume `queues` until stopped (SIGTERM/SIGINT: warm shutdown)."""
+    configure_logging(settings, process="worker")
+    hostname = settings.worker_hostname or default_hostname(queues)
+    concurrency = concurrency or default_concurrency(settings, queues)
+    rt = runtime_module.load_runtime(settings, queues, hostname)
+    runtime_module.install(rt)
+    heartbeat = Heartbeat(rt)
+    heartbeat.start()
+    side = serve_side_port(heartbeat, settings.worker_http_port) if settings.worker_http_port else None
+
+    from workers.celery_app import app  # registers the tasks
+
+    log.info("worker.ready", hostname=hostname, queues=[q.value for q in queues], concurrency=concurrency)
+    try:
+        worker = app.Worker(
+            hostname=hostname,
+            queues=[q.value for q in queues],
+            pool="threads",
+            concurrency=concurrency,
+            prefetch_multiplier=1,
+            loglevel=settings.log_level.upper(),
+            without_gossip=True,
+            without_mingle=True,
+            without_heartbeat=True,
+            optimization="fair",
+        )
+        worker.start()
+    finally:
+        heartbeat.stop()
+        if side is not None:
+            side.shutdown()
+        rt.close()
+        runtime_module.uninstall()
+        log.info("worker.stopped", hostname=hostname)
