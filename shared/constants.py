@@ -9,18 +9,23 @@ from __future__ import annotations
 from enum import StrEnum
 
 __all__ = [
+    "CANCEL_CHANNEL",
     "CELERY_TASK_PREFIX",
     "EVENTS_CHANNEL_PREFIX",
+    "OUTSTANDING_PREFIX",
     "PRIORITY_DEFAULT",
     "PRIORITY_MAX",
     "PRIORITY_MIN",
     "REDIS_KEY_PREFIX",
+    "SWEEPER_LOCK",
     "TASK_QUEUES",
+    "WEBHOOK_TASK",
     "WORKER_HEARTBEAT_PREFIX",
     "Queue",
     "TaskName",
     "celery_task_name",
     "job_events_channel",
+    "outstanding_key",
 ]
 
 
@@ -39,6 +44,7 @@ class Queue(StrEnum):
 
     GENERATE = "generate"  # served by generation workers (one vLLM engine each)
     CLASSIFY = "classify"  # served by classifier workers (one encoder + heads each)
+    WEBHOOKS = "webhooks"  # served by webhook workers (HTTP deliveries, no model)
 
 
 #: Which queue carries which task.
@@ -60,6 +66,16 @@ EVENTS_CHANNEL_PREFIX = f"{REDIS_KEY_PREFIX}events:job:"
 #: `textfleet:worker:<queue>:<hostname>` -> JSON heartbeat with a TTL, written by live workers.
 WORKER_HEARTBEAT_PREFIX = f"{REDIS_KEY_PREFIX}worker:"
 
+#: The Celery task that delivers one webhook event; its only argument is the delivery id.
+WEBHOOK_TASK = f"{CELERY_TASK_PREFIX}deliver_webhook"
+#: Pub/sub channel on which the API asks workers to abort running jobs (message: the job id).
+CANCEL_CHANNEL = f"{REDIS_KEY_PREFIX}cancel"
+#: `textfleet:outstanding:<queue>`: sorted set of the ids of jobs accepted and not yet terminal
+#: (score: enqueue time). Its size is what autoscaling uses (waiting + reserved + running).
+OUTSTANDING_PREFIX = f"{REDIS_KEY_PREFIX}outstanding:"
+#: Redis lock held by the worker that runs the fleet-wide sweep.
+SWEEPER_LOCK = f"{REDIS_KEY_PREFIX}sweeper-lock"
+
 #: Job priority range: higher runs first.
 PRIORITY_MIN = 0
 PRIORITY_MAX = 9
@@ -74,3 +90,8 @@ def celery_task_name(task: TaskName | str) -> str:
 def job_events_channel(job_id: str) -> str:
     """The Redis pub/sub channel on which a job's terminal status is announced."""
     return f"{EVENTS_CHANNEL_PREFIX}{job_id}"
+
+
+def outstanding_key(queue: Queue | str) -> str:
+    """The sorted set of a queue's outstanding (accepted, not yet terminal) job ids."""
+    return f"{OUTSTANDING_PREFIX}{Queue(queue).value}"

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    AnyHttpUrl,
     BaseModel,
     ConfigDict,
     Field,
@@ -49,6 +50,7 @@ __all__ = [
     "SummarizeResult",
     "TextInput",
     "Usage",
+    "WebhookDeliveryOut",
     "parse_job_payload",
 ]
 
@@ -89,12 +91,41 @@ def _bounded_max_tokens(value: int | None) -> int | None:
     return value
 
 
+def _bounded_timeout(value: float | None) -> float | None:
+    limit = get_settings().max_timeout_s
+    if value is not None and value > limit:
+        raise ValueError(f"timeout_s is {value}; the maximum is {limit}")
+    return value
+
+
+def _bounded_ttl(value: float | None) -> float | None:
+    limit = get_settings().max_ttl_s
+    if value is not None and value > limit:
+        raise ValueError(f"ttl_s is {value}; the maximum is {limit}")
+    return value
+
+
 BoundedText = Annotated[str, Field(min_length=1), AfterValidator(_bounded_text)]
 MaxTokens = Annotated[int | None, Field(default=None, ge=1), AfterValidator(_bounded_max_tokens)]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _Deadlines(_Strict):
+    """Deadlines every task accepts."""
+
+    timeout_s: Annotated[
+        float | None,
+        Field(gt=0, description="Run-time limit; past it the job is aborted and fails with code `timeout`."),
+        AfterValidator(_bounded_timeout),
+    ] = None
+    ttl_s: Annotated[
+        float | None,
+        Field(gt=0, description="Time allowed in the queue; a job not started by then ends `expired`."),
+        AfterValidator(_bounded_ttl),
+    ] = None
 
 
 # --- Inputs and params ---------------------------------------------------------------------------
@@ -125,7 +156,7 @@ class GenerateInput(_Strict):
         return self
 
 
-class GenerateParams(_Strict):
+class GenerateParams(_Deadlines):
     """Sampling parameters, named as in vLLM's `SamplingParams`."""
 
     max_tokens: MaxTokens = None
@@ -152,14 +183,14 @@ class TextInput(_Strict):
     text: BoundedText
 
 
-class SummarizeParams(_Strict):
+class SummarizeParams(_Deadlines):
     """Summary length in tokens."""
 
     max_tokens: MaxTokens = None
 
 
-class ClassifyParams(_Strict):
-    """Classifier tasks take no params (an empty object, or none)."""
+class ClassifyParams(_Deadlines):
+    """Classifier tasks take only the deadlines."""
 
 
 # --- Job creation (a discriminated union on `task`) ----------------------------------------------
@@ -174,9 +205,35 @@ Priority = Annotated[
 ]
 
 
+WebhookEvent = Literal["started", "completed"]
+
+
 class _JobCreateBase(_Strict):
     metadata: Metadata = Field(default_factory=dict)
     priority: Priority = PRIORITY_DEFAULT
+    webhook: Annotated[
+        AnyHttpUrl | None,
+        Field(description="URL that receives signed (Standard Webhooks) POSTs about this job."),
+    ] = None
+    webhook_events: Annotated[
+        list[WebhookEvent] | None,
+        Field(min_length=1, description="Which events to send: `started`, `completed` (default: completed)."),
+    ] = None
+
+    @model_validator(mode="after")
+    def _webhook_consistent(self) -> _JobCreateBase:
+        if self.webhook_events is not None and self.webhook is None:
+            raise ValueError("webhook_events needs a webhook URL")
+        if self.webhook is not None and len(str(self.webhook)) > 2048:
+            raise ValueError("webhook URL is longer than 2048 characters")
+        return self
+
+    @property
+    def events(self) -> list[str]:
+        """The webhook events to deliver (none without a webhook)."""
+        if self.webhook is None:
+            return []
+        return sorted(set(self.webhook_events or ["completed"]))
 
 
 class GenerateJobCreate(_JobCreateBase):
@@ -279,6 +336,19 @@ class JobError(BaseModel):
     message: str
 
 
+class WebhookDeliveryOut(BaseModel):
+    """Delivery state of one webhook event of a job."""
+
+    id: str = Field(description="The `webhook-id` header: stable across retries of this event.")
+    event: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status_code: int | None = None
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+
+
 class JobOut(BaseModel):
     """A job as clients see it."""
 
@@ -300,6 +370,9 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    webhook: str | None = None
+    webhook_events: list[str] = Field(default_factory=list)
+    webhook_deliveries: list[WebhookDeliveryOut] = Field(default_factory=list)
 
 
 class JobList(BaseModel):

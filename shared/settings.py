@@ -83,6 +83,14 @@ class Settings(BaseSettings):
     summary_max_tokens: int = Field(128, gt=0, description="Default `max_tokens` of a summary.")
     max_wait_s: float = Field(60.0, gt=0, description="Longest `?wait=` a client may hold a GET request.")
     list_max_limit: int = Field(200, gt=0, description="Largest page size of `GET /v1/jobs`.")
+    bulk_max_jobs: int = Field(
+        10_000, gt=0, description="Most jobs one `POST /v1/jobs/batch` request may submit."
+    )
+    bulk_chunk_size: int = Field(
+        1000,
+        gt=0,
+        description="Rows per multi-row INSERT (one database round trip) when storing a batch of jobs.",
+    )
 
     # --- Models ----------------------------------------------------------------------------------
     models_dir: Path = Field(
@@ -151,12 +159,61 @@ class Settings(BaseSettings):
         description="Side HTTP port of a worker serving /healthz (fresh heartbeat) and /metrics; "
         "off when unset.",
     )
+    worker_drain_s: float = Field(
+        60.0,
+        ge=0,
+        description="On SIGTERM a worker stops taking jobs and lets running ones finish for this long, then "
+        "aborts the rest and leaves them to be delivered again. Keep Kubernetes' "
+        "terminationGracePeriodSeconds above it.",
+    )
     worker_hostname: str | None = Field(
         None, description="Celery node name of a worker; default: <queues>@<host>-<pid>."
     )
     data_dir: Path = Field(
         Path(".textfleet"),
         description="Where `textfleet dev` keeps its embedded Redis and SQLite files.",
+    )
+
+    # --- Delivery guarantees ----------------------------------------------------------------------
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        description="Runs a job gets when failures are transient (engine overloaded, DB or Redis down).",
+    )
+    retry_backoff_s: float = Field(2.0, gt=0, description="First retry delay; doubles per attempt.")
+    retry_backoff_max_s: float = Field(60.0, gt=0, description="Longest delay between two attempts of a job.")
+    default_timeout_s: float = Field(
+        300.0, gt=0, description="Run-time limit of a job that gives no `params.timeout_s`."
+    )
+    max_timeout_s: float = Field(
+        1800.0, gt=0, description="Largest `params.timeout_s` (kept below the broker's visibility timeout)."
+    )
+    max_ttl_s: float = Field(
+        7 * 86400.0, gt=0, description="Largest `params.ttl_s` (time allowed in the queue)."
+    )
+    sweep_interval_s: float = Field(
+        10.0, gt=0, description="How often one worker of the fleet sweeps for stranded or expired jobs."
+    )
+    requeue_after_s: float = Field(
+        300.0,
+        gt=0,
+        description="A job still `queued` this long after it was last enqueued is enqueued again (its "
+        "message may have been lost, e.g. by a Redis restart). Duplicates are harmless: one claim wins.",
+    )
+    running_grace_s: float = Field(
+        30.0, gt=0, description="Slack past a running job's time limit before the sweeper takes it back."
+    )
+    idempotency_ttl_s: float = Field(86400.0, gt=0, description="How long an Idempotency-Key lives.")
+
+    # --- Webhooks --------------------------------------------------------------------------------
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook delivery attempt.")
+    webhook_max_age_s: float = Field(
+        86400.0, gt=0, description="A webhook is retried with backoff until this long after its event."
+    )
+    webhook_allow_private: bool = Field(
+        False,
+        description="Allow webhook URLs that resolve to private, loopback or link-local addresses "
+        "(off in production: it stops jobs from probing your network).",
     )
 
     # --- Secrets ---------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ textfleet demo                  start the stack, run one job of every task, prin
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -163,11 +165,33 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(help="Jobs held at once (default: from settings).")
     ] = None,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            help="One supervised worker process per GPU: `0,1,...` or `all` (sets CUDA_VISIBLE_DEVICES)."
+        ),
+    ] = None,
 ) -> None:
     """Run a worker: load models once, then consume the queues with the threads pool."""
+    settings = get_settings()
+    parsed = _parse_queues(queues)
+    if gpus:
+        from shared.logging import configure_logging
+        from workers.supervisor import GPUSpecError, parse_gpus, supervise
+
+        try:
+            gpu_list = parse_gpus(gpus)
+        except GPUSpecError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--gpus") from exc
+        configure_logging(settings, process="supervisor")
+        child = [sys.executable, "-m", "workers.cli", "worker", "--queues", ",".join(q.value for q in parsed)]
+        if concurrency:
+            child += ["--concurrency", str(concurrency)]
+        raise typer.Exit(supervise(lambda _gpu: child, gpu_list, drain_s=settings.worker_drain_s))
+
     from workers.worker import run_worker
 
-    run_worker(get_settings(), _parse_queues(queues), concurrency)
+    run_worker(settings, parsed, concurrency)
 
 
 @app.command()
@@ -262,6 +286,39 @@ def demo(
     console.print(table)
     if any(job["status"] != "succeeded" for job in results):
         raise typer.Exit(1)
+
+
+@app.command()
+def bench(
+    quick: Annotated[
+        bool, typer.Option(help="Tiny counts: checks the harness (CI), says nothing about speed.")
+    ] = False,
+    out: Annotated[Path, typer.Option(help="Directory for bench.json, bench.md and throughput.png.")] = Path(
+        "bench-results"
+    ),
+    generate_jobs: Annotated[int | None, typer.Option(help="Generation jobs (default 256).")] = None,
+    tokens: Annotated[int | None, typer.Option(help="Output tokens per generation job (default 64).")] = None,
+    moderate_jobs: Annotated[int | None, typer.Option(help="Moderation jobs (default 2000).")] = None,
+) -> None:
+    """Benchmark the bare engines against the fleet end to end (throughput, latency, intake)."""
+    from dataclasses import replace
+
+    from shared.logging import configure_logging
+    from workers.bench import BenchConfig, run_bench
+
+    settings = get_settings()
+    configure_logging(settings, process="bench")
+    config = BenchConfig.quick(out) if quick else BenchConfig(out_dir=out)
+    config = replace(
+        config,
+        generate_jobs=generate_jobs or config.generate_jobs,
+        output_tokens=tokens or config.output_tokens,
+        moderate_jobs=moderate_jobs or config.moderate_jobs,
+    )
+    # The bench's stack keeps its embedded Redis and SQLite apart from `textfleet dev`'s.
+    settings = settings.model_copy(update={"data_dir": out.resolve() / "stack"})
+    run_bench(settings, config, err_console)
+    err_console.print(f"[green]results in {out}/ (bench.json, bench.md, throughput.png)[/]")
 
 
 def main() -> None:

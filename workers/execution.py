@@ -9,12 +9,12 @@ import structlog
 from pydantic import ValidationError
 
 from shared.constants import TaskName
-from shared.db import repository, session_scope
 from shared.errors import ConfigurationError, TextfleetError
 from shared.events import publish_job_event
 from shared.schemas import JobStatus, parse_job_payload
 from workers.handlers import HANDLERS
 from workers.runtime import WorkerRuntime
+from workers.store import Completion
 
 __all__ = ["execute"]
 
@@ -24,24 +24,18 @@ log = structlog.get_logger(__name__)
 def execute(job_id: str, task: TaskName, runtime: WorkerRuntime) -> JobStatus | None:
     """Run job `job_id` once. Returns its terminal status, or None when it was not ours to run
     (already claimed, canceled or finished: a redelivered message is harmless)."""
-    url = runtime.settings.database_url
     with structlog.contextvars.bound_contextvars(job_id=job_id, task=task.value):
-        with session_scope(url) as session:
-            if not repository.claim(session, job_id, runtime.hostname):
-                job = repository.get(session, job_id)
-                log.info("job.skipped", reason="not queued", status=job.status if job else "missing")
-                return None
-            job = repository.get(session, job_id)
-            assert job is not None
-            input_raw, params_raw = job.input, job.params
+        claim = runtime.store.claim(job_id, runtime.hostname)
+        if claim is None:
+            log.info("job.skipped", reason="not queued")
+            return None
         log.info("job.started", worker=runtime.hostname)
         runtime.in_flight.add(job_id)
         try:
-            status, result, error, usage = _run(job_id, task, runtime, input_raw, params_raw)
+            status, result, error, usage = _run(job_id, task, runtime, claim.input, claim.params)
         finally:
             runtime.in_flight.discard(job_id)
-        with session_scope(url) as session:
-            won = repository.finish(session, job_id, status, result=result, error=error, usage=usage)
+        won = runtime.store.finish(Completion(job_id, status, result=result, error=error, usage=usage))
         if won:
             _announce(runtime, job_id, status)
             log.info("job.finished", status=status.value, error_code=(error or {}).get("code"))

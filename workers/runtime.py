@@ -15,6 +15,7 @@ from shared.errors import ConfigurationError
 from shared.settings import Settings
 from workers.classifiers.base import ClassifierSuite
 from workers.engines.base import GenerationEngine
+from workers.store import JobStore
 
 __all__ = ["WorkerRuntime", "current", "install", "load_runtime", "uninstall"]
 
@@ -32,6 +33,14 @@ class WorkerRuntime:
     generation: GenerationEngine | None = None
     classifiers: ClassifierSuite | None = None
     in_flight: set[str] = field(default_factory=set)
+    _store: JobStore | None = None
+
+    @property
+    def store(self) -> JobStore:
+        """The batched database path of this worker (created on first use)."""
+        if self._store is None:
+            self._store = JobStore(self.settings.database_url)
+        return self._store
 
     def require_generation(self) -> GenerationEngine:
         """The generation engine, or a clear error if this worker has none."""
@@ -51,6 +60,8 @@ class WorkerRuntime:
             self.generation.close()
         if self.classifiers is not None:
             self.classifiers.close()
+        if self._store is not None:
+            self._store.close()
         self.redis.close()
 
 

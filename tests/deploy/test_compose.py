@@ -96,8 +96,57 @@ def test_the_stack_has_its_services(services: dict[str, dict[str, Any]]) -> None
         "worker-generate",
         "worker-generate-gpu",
         "worker-classify",
+        "worker-webhooks",
     }
     assert expected <= set(services)
+
+
+#: Long-running workers and the drain they get on SIGTERM.
+WORKERS = ("worker-generate", "worker-generate-gpu", "worker-classify", "worker-webhooks")
+
+
+def _seconds(duration: str) -> float:
+    """A compose duration (`2m`, `90s`, `1m30s`) in seconds."""
+    total, units = 0.0, {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    for value, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration):
+        total += float(value) * units[unit]
+    return total
+
+
+def test_webhook_worker(services: dict[str, dict[str, Any]]) -> None:
+    hooks = services["worker-webhooks"]
+    assert hooks["command"] == ["worker", "--queues", "webhooks"]
+    deps = _depends_on(hooks)
+    assert deps["migrate"]["condition"] == "service_completed_successfully"
+    assert deps["redis"]["condition"] == "service_healthy"
+    # No model: the light API image, no models volume, no wait for model preparation.
+    assert hooks["build"]["dockerfile"] == "docker/Dockerfile.api"
+    assert "models" not in deps
+    assert not hooks.get("volumes")
+    assert not hooks.get("profiles")
+
+
+def test_long_running_services_have_healthchecks(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        if service.get("restart", "no") == "no":
+            continue  # one-shots: others wait for them with service_completed_successfully
+        healthcheck = service.get("healthcheck", {})
+        assert healthcheck.get("test") and not healthcheck.get("disable"), f"{name} has no healthcheck"
+    for name in WORKERS:
+        test = " ".join(services[name]["healthcheck"]["test"])
+        assert "/healthz" in test and "9100" in test, name
+        assert "celery" not in test, f"{name}: probe the side port, not `celery inspect`"
+    assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
+
+
+def test_workers_drain_within_their_stop_grace_period(services: dict[str, dict[str, Any]]) -> None:
+    for name in WORKERS:
+        env = services[name]["environment"]
+        drain = float(env["TEXTFLEET_WORKER_DRAIN_S"])
+        assert drain > 0, name
+        grace = _seconds(services[name]["stop_grace_period"])
+        assert grace > drain, f"{name}: stop_grace_period {grace}s <= drain {drain}s"
+        assert services[name].get("init") is True, f"{name}: an init forwards SIGTERM and reaps children"
 
 
 def test_service_healthy_targets_have_a_healthcheck(services: dict[str, dict[str, Any]]) -> None:
@@ -140,8 +189,13 @@ def test_api_and_workers_wait_for_their_dependencies(services: dict[str, dict[st
     assert api["migrate"]["condition"] == "service_completed_successfully"
     assert api["redis"]["condition"] == "service_healthy"
     assert "8000:8000" in [str(p) for p in services["api"]["ports"]]
-    for name in ("worker-generate", "worker-generate-gpu", "worker-classify"):
+    for name in WORKERS:
         deps = _depends_on(services[name])
+        assert deps["migrate"]["condition"] == "service_completed_successfully", name
+        assert deps["redis"]["condition"] == "service_healthy", name
+        assert str(services[name]["environment"]["TEXTFLEET_WORKER_HTTP_PORT"]) == "9100", name
+        if name == "worker-webhooks":
+            continue
         assert deps["models"]["condition"] == "service_completed_successfully", name
         assert deps["migrate"]["condition"] == "service_completed_successfully", name
         assert deps["redis"]["condition"] == "service_healthy", name
@@ -180,6 +234,7 @@ def test_gpu_profile_reserves_a_gpu(services: dict[str, dict[str, Any]]) -> None
     gpu = services["worker-generate-gpu"]
     assert gpu["profiles"] == ["gpu"]
     assert gpu["build"]["dockerfile"] == "docker/Dockerfile.worker-gpu"
+    assert gpu["command"] == ["worker", "--queues", "generate"]
     devices = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]} in devices
     cpu = services["worker-generate"]

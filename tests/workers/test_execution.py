@@ -30,7 +30,7 @@ def runtime(settings_env: None) -> Iterator[WorkerRuntime]:
         classifiers=FakeClassifiers(),
     )
     yield rt
-    rt.redis.close()
+    rt.close()
 
 
 def _insert(rt: WorkerRuntime, task: str, **fields: object) -> str:

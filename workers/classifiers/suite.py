@@ -17,7 +17,7 @@ import structlog
 from shared.constants import TaskName
 from shared.errors import ModelError, ModelNotPreparedError
 from shared.settings import Settings
-from workers.classifiers.batcher import BatcherClosedError, MicroBatcher
+from workers.batching import BatcherClosedError, MicroBatcher
 
 if TYPE_CHECKING:
     from workers.classifiers.encoder import SentenceEncoder

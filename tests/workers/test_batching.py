@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from workers.classifiers.batcher import BatcherClosedError, MicroBatcher
+from workers.batching import BatcherClosedError, MicroBatcher
 
 
 class Recorder:

@@ -1,0 +1,39 @@
+"""The batched job store: claims and completions from many threads share transactions."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from shared.db import repository, session_scope
+from shared.schemas import JobStatus
+from tests.utils.factories import job_row
+from workers.store import Completion, JobStore
+
+
+def test_batched_claims_and_finishes(database_url: str) -> None:
+    jobs = [job_row("sentiment") for _ in range(120)]
+    with session_scope(database_url) as session:
+        repository.insert_jobs(session, jobs)
+    store = JobStore(database_url, max_wait_ms=5)
+    try:
+        with ThreadPoolExecutor(24) as pool:
+            claims = list(pool.map(lambda j: store.claim(j.id, "w"), jobs))
+            again = list(pool.map(lambda j: store.claim(j.id, "w2"), jobs))
+            won = list(
+                pool.map(lambda j: store.finish(Completion(j.id, JobStatus.SUCCEEDED, result={"n": 1})), jobs)
+            )
+            twice = list(pool.map(lambda j: store.finish(Completion(j.id, JobStatus.FAILED)), jobs))
+        assert all(c is not None and c.input == {"text": "This is wonderful!"} for c in claims)
+        assert again == [None] * len(jobs)
+        assert won == [True] * len(jobs)
+        assert twice == [False] * len(jobs)
+        # Fewer transactions than jobs: the point of batching.
+        assert store._claims.stats.batches < len(jobs)
+        assert store._finishes.stats.batches < len(jobs)
+    finally:
+        store.close()
+    with session_scope(database_url) as session:
+        rows = [repository.get(session, j.id) for j in jobs]
+    assert {r.status for r in rows if r} == {"succeeded"}
+    assert {r.worker for r in rows if r} == {"w"}
+    assert {r.attempts for r in rows if r} == {1}
