@@ -81,10 +81,21 @@ def error_response(
 # --- Validation errors -----------------------------------------------------------------------------
 
 
+def _split_item(loc: Sequence[int | str]) -> tuple[str, list[int | str], str | None]:
+    """(`jobs.<i>.` prefix or "", the rest of the path, the request part) of a pydantic `loc`.
+
+    A batch item's path (`body.jobs.<i>...`) is read like a single job's, then prefixed with its index.
+    """
+    parts = list(loc)
+    source = str(parts.pop(0)) if parts and parts[0] in _SOURCES else None
+    if source == "body" and len(parts) >= 2 and parts[0] == "jobs" and isinstance(parts[1], int):
+        return f"jobs.{parts[1]}.", parts[2:], source
+    return "", parts, source
+
+
 def _field_path(loc: Sequence[int | str]) -> str | None:
     """Dotted path of a pydantic `loc`, without the request part (`body`), the union tag or union labels."""
-    parts = list(loc)
-    source = parts.pop(0) if parts and parts[0] in _SOURCES else None
+    prefix, parts, source = _split_item(loc)
     if source == "body" and parts and parts[0] in _TASKS:
         parts.pop(0)  # the discriminator tag pydantic adds for the JobCreate union member
     free_form = bool(parts) and parts[0] == "metadata"  # metadata keys are the client's own
@@ -97,7 +108,9 @@ def _field_path(loc: Sequence[int | str]) -> str | None:
             continue
         path += f".{part}" if path else str(part)
     if path:
-        return path
+        return prefix + path
+    if prefix:
+        return prefix.rstrip(".")
     return str(source) if source is not None else None
 
 
@@ -114,11 +127,12 @@ def _describe(error: dict[str, Any]) -> dict[str, Any]:
     field = _field_path(error.get("loc", ()))
     message = _clean_message(str(error.get("msg", "invalid value")))
     ctx = error.get("ctx") or {}
+    prefix = _split_item(error.get("loc", ()))[0]
     if kind == "union_tag_invalid":
-        field = "task"
+        field = f"{prefix}task"
         message = f"unknown task {ctx.get('tag')!r}; valid tasks are: {_VALID_TASKS}"
     elif kind == "union_tag_not_found":
-        field = "task"
+        field = f"{prefix}task"
         message = f"field required; valid tasks are: {_VALID_TASKS}"
     elif kind == "model_attributes_type" and field == "body":
         message = "the request body must be a JSON object"

@@ -6,13 +6,24 @@ no result backend here: the database is the source of truth.
 
 from __future__ import annotations
 
+import time
+from collections import defaultdict
 from collections.abc import Sequence
 from functools import lru_cache
 
+import redis
 from celery import Celery
 from kombu.entity import Queue as KombuQueue
 
-from shared.constants import PRIORITY_MAX, TASK_QUEUES, Queue, TaskName, celery_task_name
+from shared.constants import (
+    PRIORITY_MAX,
+    TASK_QUEUES,
+    WEBHOOK_TASK,
+    Queue,
+    TaskName,
+    celery_task_name,
+    outstanding_key,
+)
 from shared.errors import QueueUnavailableError
 from shared.settings import Settings, get_settings
 
@@ -34,7 +45,10 @@ def make_celery(settings: Settings) -> Celery:
     app.conf.update(
         task_default_queue=Queue.GENERATE.value,
         task_queues=[KombuQueue(q.value, routing_key=q.value) for q in Queue],  # type: ignore[no-untyped-call]
-        task_routes={celery_task_name(t): {"queue": q.value} for t, q in TASK_QUEUES.items()},
+        task_routes={
+            **{celery_task_name(t): {"queue": q.value} for t, q in TASK_QUEUES.items()},
+            WEBHOOK_TASK: {"queue": Queue.WEBHOOKS.value},
+        },
         task_ignore_result=True,
         result_backend=None,
         task_acks_late=True,
@@ -61,23 +75,98 @@ def get_celery() -> Celery:
     return make_celery(get_settings())
 
 
-def send_job(app: Celery, job_id: str, task: TaskName | str, priority: int) -> None:
-    """Enqueue one job by task name. Raises QueueUnavailableError if the broker refuses it."""
-    send_jobs(app, [(job_id, TaskName(task), priority)])
+def send_job(
+    app: Celery, job_id: str, task: TaskName | str, priority: int, *, countdown: float | None = None
+) -> None:
+    """Enqueue one job by task name; with `countdown` (seconds), a worker runs it no earlier than that
+    (Celery's `eta`). Raises QueueUnavailableError if the broker refuses it."""
+    send_jobs(app, [(job_id, TaskName(task), priority)], countdown=countdown)
 
 
-def send_jobs(app: Celery, jobs: Sequence[tuple[str, TaskName, int]]) -> None:
-    """Enqueue jobs over one broker connection."""
+def send_jobs(
+    app: Celery, jobs: Sequence[tuple[str, TaskName, int]], *, countdown: float | None = None
+) -> None:
+    """Enqueue jobs `(job_id, task, priority)` over one broker connection, in one pipelined write.
+
+    Each message is an ordinary Celery task message (protocol 2, built by `app.amqp`, published by a
+    kombu `Producer`), exactly what `app.send_task(celery_task_name(task), args=[job_id],
+    task_id=job_id, queue=..., priority=celery_priority(priority))` sends; but the messages are
+    buffered in the producer's publish batch (a Redis pipeline) and written together, and each queue
+    is declared once per call instead of once per message. The per-message cost is a few tens of
+    microseconds, so thousands of jobs go out in a fraction of a second.
+
+    A failed write is tried once more on a fresh connection (a pooled one may have been dropped by
+    Redis). Raises QueueUnavailableError if the broker still refuses them. Delivery of a failed call
+    is uncertain (a batch may have been partly written): callers delete the jobs' rows, which turns
+    any message that did arrive into a no-op for the worker (it finds no `queued` job to claim).
+    """
+    if not jobs:
+        return
     try:
-        with app.producer_or_acquire() as producer:
-            for job_id, task, priority in jobs:
-                app.send_task(
-                    celery_task_name(task),
-                    args=[job_id],
-                    queue=TASK_QUEUES[task].value,
-                    priority=celery_priority(priority),
-                    producer=producer,
-                    task_id=job_id,
-                )
-    except Exception as exc:  # kombu raises many kinds on a broken connection
-        raise QueueUnavailableError(f"could not enqueue job: {exc}") from exc
+        track_outstanding(app, jobs)
+        _publish(app, jobs, countdown)
+    except Exception:  # e.g. a pooled connection Redis dropped: redis-py reconnects on the next use
+        try:
+            _publish(app, jobs, countdown)  # a message that did go out twice is claimed once: harmless
+        except Exception as exc:  # kombu raises many kinds on a broken connection
+            raise QueueUnavailableError(f"could not enqueue job: {exc}") from exc
+
+
+@lru_cache(maxsize=8)
+def redis_client(url: str) -> redis.Redis:
+    """A pooled synchronous Redis client for `url` (one per URL per process)."""
+    return redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+
+
+def track_outstanding(app: Celery, jobs: Sequence[tuple[str, TaskName, int]]) -> None:
+    """Add jobs to their queue's outstanding set (`ZADD NX`, score = now) before they are sent, so a
+    job is counted from the moment it can be claimed until a terminal state removes it."""
+    now = time.time()
+    members: dict[str, dict[str, float]] = defaultdict(dict)
+    for job_id, task, _priority in jobs:
+        members[outstanding_key(TASK_QUEUES[task])][job_id] = now
+    with redis_client(str(app.conf.broker_url)).pipeline(transaction=False) as pipe:
+        for key, scores in members.items():
+            pipe.zadd(key, scores, nx=True)
+        pipe.execute()
+
+
+def _publish(app: Celery, jobs: Sequence[tuple[str, TaskName, int]], countdown: float | None) -> None:
+    amqp = app.amqp
+    reply_to = app.thread_oid
+    with app.producer_or_acquire() as producer, producer.batch(max_size=_batch_size(len(jobs))):
+        declared: set[str] = set()
+        for job_id, task, priority in jobs:
+            name = celery_task_name(task)
+            queue = amqp.queues[TASK_QUEUES[task].value]
+            if queue.name not in declared:  # a no-op after the first time on a connection
+                producer.maybe_declare(queue)
+                declared.add(queue.name)
+            message = amqp.create_task_message(
+                job_id,
+                name,
+                (job_id,),
+                {},
+                countdown=countdown or None,
+                reply_to=reply_to,
+                ignore_result=True,
+                argsrepr=repr((job_id,)),
+                kwargsrepr="{}",
+            )
+            amqp.send_task_message(
+                producer,
+                name,
+                message,
+                queue=queue,
+                priority=celery_priority(priority),
+                declare=[],
+                retry=False,
+            )
+
+
+#: Most Redis commands one pipeline write carries; larger sends are written in several.
+PIPELINE_MAX_COMMANDS = 10_000
+
+
+def _batch_size(count: int) -> int:
+    return max(1, min(count, PIPELINE_MAX_COMMANDS))

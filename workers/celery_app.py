@@ -15,8 +15,9 @@ from shared.constants import TaskName, celery_task_name
 from shared.queueing import get_celery
 from workers import runtime
 from workers.execution import execute
+from workers.webhooks import register_webhook_task
 
-__all__ = ["app", "register_tasks"]
+__all__ = ["app", "register_tasks", "tasks", "webhook_task"]
 
 
 def register_tasks(celery: Celery) -> dict[TaskName, Any]:
@@ -34,3 +35,4 @@ def register_tasks(celery: Celery) -> dict[TaskName, Any]:
 
 app = get_celery()
 tasks = register_tasks(app)
+webhook_task = register_webhook_task(app)

@@ -1,6 +1,15 @@
 """Running one job: claim it, run its handler, record exactly one terminal state, announce it.
 
 This is independent of Celery so it can be tested with fake engines; `workers.celery_app` calls it.
+
+- A job whose `ttl_s` passed before it was claimed ends `expired` without running.
+- `timeout_s` (or the configured default) bounds its run; past it the engine aborts the request and
+  the job fails with code `timeout`.
+- A transient failure (shared.errors.RetryableError) gives the job back to the queue with exponential
+  backoff until `max_attempts`; a permanent one fails it at once with its code and message.
+- A job canceled while running was already marked `canceled` by the API; its engine request is aborted
+  (see `workers.control`) and the worker's late completion is ignored (the first terminal state wins).
+- While a worker drains on shutdown, jobs aborted at the end of the drain period go back to the queue.
 """
 
 from __future__ import annotations
@@ -9,53 +18,81 @@ import structlog
 from pydantic import ValidationError
 
 from shared.constants import TaskName
-from shared.errors import ConfigurationError, TextfleetError
-from shared.events import publish_job_event
+from shared.errors import ConfigurationError, RetryableError, TextfleetError
+from shared.events import announce_terminal
+from shared.queueing import send_job
 from shared.schemas import JobStatus, parse_job_payload
 from workers.handlers import HANDLERS
 from workers.runtime import WorkerRuntime
-from workers.store import Completion
+from workers.store import Claim, Completion
 
-__all__ = ["execute"]
+__all__ = ["backoff_s", "execute"]
 
 log = structlog.get_logger(__name__)
 
+Outcome = tuple[JobStatus, dict[str, object] | None, dict[str, str] | None, dict[str, int] | None]
+
+
+class _RequeueError(Exception):
+    """The job goes back to the queue (transient failure, or aborted by a draining worker)."""
+
+    def __init__(self, delay_s: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s
+        self.reason = reason
+
+
+def backoff_s(attempts: int, base_s: float, max_s: float) -> float:
+    """Delay before attempt `attempts + 1`: base, 2x base, 4x base, ... capped at max."""
+    return float(min(max_s, base_s * 2 ** max(0, attempts - 1)))
+
 
 def execute(job_id: str, task: TaskName, runtime: WorkerRuntime) -> JobStatus | None:
-    """Run job `job_id` once. Returns its terminal status, or None when it was not ours to run
-    (already claimed, canceled or finished: a redelivered message is harmless)."""
+    """Run job `job_id` once. Returns its terminal status, or None when it was not ours to finish
+    (already claimed, canceled or finished: a redelivered message is harmless; or requeued)."""
     with structlog.contextvars.bound_contextvars(job_id=job_id, task=task.value):
         claim = runtime.store.claim(job_id, runtime.hostname)
         if claim is None:
             log.info("job.skipped", reason="not queued")
             return None
-        log.info("job.started", worker=runtime.hostname)
+        if claim.expired:
+            log.info("job.expired", ttl_s=claim.params.get("ttl_s"))
+            _announce(runtime, job_id, task, JobStatus.EXPIRED)
+            return JobStatus.EXPIRED
+        log.info("job.started", worker=runtime.hostname, attempt=claim.attempts)
         runtime.in_flight.add(job_id)
         try:
-            status, result, error, usage = _run(job_id, task, runtime, claim.input, claim.params)
+            status, result, error, usage = _run(task, runtime, claim)
+        except _RequeueError as requeue:
+            _requeue(runtime, job_id, task, claim, requeue)
+            return None
         finally:
             runtime.in_flight.discard(job_id)
-        won = runtime.store.finish(Completion(job_id, status, result=result, error=error, usage=usage))
+        won = runtime.store.finish(
+            Completion(job_id, status, result=result, error=error, usage=usage, webhook=claim.webhook)
+        )
         if won:
-            _announce(runtime, job_id, status)
+            _announce(runtime, job_id, task, status)
             log.info("job.finished", status=status.value, error_code=(error or {}).get("code"))
         return status if won else None
 
 
-def _run(
-    job_id: str,
-    task: TaskName,
-    runtime: WorkerRuntime,
-    input_raw: dict[str, object],
-    params_raw: dict[str, object],
-) -> tuple[JobStatus, dict[str, object] | None, dict[str, str] | None, dict[str, int] | None]:
+def _run(task: TaskName, runtime: WorkerRuntime, claim: Claim) -> Outcome:
+    settings = runtime.settings
     try:
-        input_, params = parse_job_payload(task, input_raw, params_raw)
-        out = HANDLERS[task](runtime, job_id, input_, params, None)
+        input_, params = parse_job_payload(task, claim.input, claim.params)
+        timeout_s = getattr(params, "timeout_s", None) or settings.default_timeout_s
+        out = HANDLERS[task](runtime, claim.job_id, input_, params, timeout_s)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         return JobStatus.FAILED, None, {"code": "invalid_input", "message": f"{field}: {first['msg']}"}, None
+    except RetryableError as exc:
+        if claim.attempts < settings.max_attempts:
+            delay = backoff_s(claim.attempts, settings.retry_backoff_s, settings.retry_backoff_max_s)
+            raise _RequeueError(delay, exc.code) from exc
+        log.warning("job.retries_exhausted", code=exc.code, attempts=claim.attempts)
+        return JobStatus.FAILED, None, exc.to_dict(), None
     except ConfigurationError as exc:
         log.error("job.misrouted", error=exc.message)
         return JobStatus.FAILED, None, exc.to_dict(), None
@@ -72,11 +109,24 @@ def _run(
             {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"},
             None,
         )
+    if out.result.get("finish_reason") == "abort" and runtime.draining.is_set():
+        raise _RequeueError(0.0, "worker shutting down")
     return JobStatus.SUCCEEDED, out.result, None, out.usage
 
 
-def _announce(runtime: WorkerRuntime, job_id: str, status: JobStatus) -> None:
+def _requeue(
+    runtime: WorkerRuntime, job_id: str, task: TaskName, claim: Claim, requeue: _RequeueError
+) -> None:
+    if runtime.store.requeue(job_id, delay_s=requeue.delay_s):
+        try:
+            send_job(runtime.celery, job_id, task, claim.priority, countdown=requeue.delay_s)
+        except Exception as exc:  # the sweeper re-sends jobs queued too long
+            log.warning("job.requeue_send_failed", error=str(exc))
+        log.info("job.requeued", reason=requeue.reason, delay_s=requeue.delay_s, attempt=claim.attempts)
+
+
+def _announce(runtime: WorkerRuntime, job_id: str, task: TaskName, status: JobStatus) -> None:
     try:
-        publish_job_event(runtime.redis, job_id, status.value)
+        announce_terminal(runtime.redis, job_id, task, status.value)
     except Exception as exc:  # waiters fall back to their timeout; the DB already holds the truth
         log.warning("job.event_not_published", error=str(exc))

@@ -5,13 +5,16 @@ Models are loaded once, when the process starts, and every task thread uses the 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import redis
 import structlog
+from celery import Celery
 
 from shared.constants import Queue
 from shared.errors import ConfigurationError
+from shared.queueing import make_celery
 from shared.settings import Settings
 from workers.classifiers.base import ClassifierSuite
 from workers.engines.base import GenerationEngine
@@ -33,14 +36,29 @@ class WorkerRuntime:
     generation: GenerationEngine | None = None
     classifiers: ClassifierSuite | None = None
     in_flight: set[str] = field(default_factory=set)
+    #: set when the worker begins its shutdown drain; engine aborts then mean "give the job back"
+    draining: threading.Event = field(default_factory=threading.Event)
     _store: JobStore | None = None
+    _celery: Celery | None = None
+
+    @property
+    def celery(self) -> Celery:
+        """A Celery app for this worker's settings (to re-send jobs and webhook deliveries)."""
+        if self._celery is None:
+            self._celery = make_celery(self.settings)
+        return self._celery
 
     @property
     def store(self) -> JobStore:
         """The batched database path of this worker (created on first use)."""
         if self._store is None:
-            self._store = JobStore(self.settings.database_url)
+            self._store = JobStore(self.settings.database_url, on_deliveries=self._send_deliveries)
         return self._store
+
+    def _send_deliveries(self, delivery_ids: list[str]) -> None:
+        from shared.webhooks import enqueue_deliveries
+
+        enqueue_deliveries(self.celery, delivery_ids)
 
     def require_generation(self) -> GenerationEngine:
         """The generation engine, or a clear error if this worker has none."""

@@ -4,15 +4,21 @@ instead of two per job, and no model ever waits on the database.
 
 Each statement is still a conditional update of one row, so the guarantees are the repository's:
 a job is claimed by one worker only (`queued` -> `running`), and its first terminal state wins.
+Webhook events (`started` on claim, `completed` on a terminal state) are recorded in the same
+transaction as the transition that causes them, so an event exists if and only if its transition
+happened; their deliveries are enqueued after the commit by `on_deliveries`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from shared.db import repository, session_scope
 from shared.db.models import Job, utcnow
@@ -26,11 +32,16 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class Claim:
-    """A claimed job: what its handler needs."""
+    """A claimed job: what its handler needs. `expired` jobs were not run (their TTL had passed)."""
 
     job_id: str
     input: dict[str, Any]
     params: dict[str, Any]
+    attempts: int
+    created_at: datetime
+    priority: int = 5
+    expired: bool = False
+    webhook: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,16 +53,37 @@ class Completion:
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     usage: dict[str, int] | None = None
+    webhook: bool = False  # the job has a webhook: record its `completed` event
 
 
 _ClaimItem = tuple[str, str]  # (job id, worker)
+DeliveryHook = Callable[[list[str]], None]
+
+
+def record_webhook(session: Session, job_id: str, event: str) -> list[str]:
+    """Record a webhook event of a job in the caller's transaction; the new delivery ids (0 or 1)."""
+    job = session.get(Job, job_id)
+    if job is None or not job.webhook:
+        return []
+    from shared.webhooks import record_event
+
+    delivery = record_event(session, job, event)
+    return [delivery.id] if delivery is not None else []
 
 
 class JobStore:
-    """Batched `claim` and `finish` over one database; thread-safe."""
+    """Batched `claim`, `finish` and `requeue` over one database; thread-safe."""
 
-    def __init__(self, database_url: str, *, max_batch: int = 256, max_wait_ms: float = 2.0) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        max_batch: int = 256,
+        max_wait_ms: float = 2.0,
+        on_deliveries: DeliveryHook | None = None,
+    ) -> None:
         self.database_url = database_url
+        self.on_deliveries = on_deliveries
         self._claims: MicroBatcher[_ClaimItem, Claim | None] = MicroBatcher(
             self._claim_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, name="textfleet-claims"
         )
@@ -60,21 +92,46 @@ class JobStore:
         )
 
     def claim(self, job_id: str, worker: str) -> Claim | None:
-        """Move the job `queued` -> `running` for `worker`; None if it was not queued."""
+        """Move the job `queued` -> `running` for `worker`; None if it was not queued. A job whose
+        `params.ttl_s` has passed ends `expired` instead and comes back with `expired=True`."""
         return self._claims.submit((job_id, worker)).result()
 
     def finish(self, completion: Completion) -> bool:
         """Write a terminal state if the job is still running; False if another one was written first."""
         return self._finishes.submit(completion).result()
 
+    def requeue(self, job_id: str, *, delay_s: float = 0.0) -> bool:
+        """Give a running job back to the queue (`running` -> `queued`); the caller re-sends its message."""
+        with session_scope(self.database_url) as session:
+            outcome = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
+                .values(
+                    status=JobStatus.QUEUED.value,
+                    worker=None,
+                    started_at=None,
+                    enqueued_at=utcnow() + timedelta(seconds=delay_s),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return bool(outcome.rowcount)  # type: ignore[attr-defined]
+
     def close(self) -> None:
         self._claims.close()
         self._finishes.close()
+
+    def _deliver(self, ids: list[str]) -> None:
+        if ids and self.on_deliveries is not None:
+            try:
+                self.on_deliveries(ids)
+            except Exception as exc:  # the sweeper re-sends due deliveries
+                log.warning("webhook.enqueue_failed", count=len(ids), error=str(exc))
 
     # --- batch bodies (run on the batchers' threads) ------------------------------------------------
     def _claim_batch(self, items: list[_ClaimItem]) -> list[Claim | None]:
         now = utcnow()
         out: list[Claim | None] = []
+        deliveries: list[str] = []
         with session_scope(self.database_url) as session:
             for job_id, worker in items:
                 row = session.execute(
@@ -86,15 +143,52 @@ class JobStore:
                         attempts=Job.attempts + 1,
                         worker=worker,
                     )
-                    .returning(Job.input, Job.params)
+                    .returning(Job.input, Job.params, Job.attempts, Job.created_at, Job.priority, Job.webhook)
                     .execution_options(synchronize_session=False)
                 ).first()
-                out.append(Claim(job_id, row.input, row.params) if row is not None else None)
+                if row is None:
+                    out.append(None)
+                    continue
+                ttl = row.params.get("ttl_s")
+                expired = ttl is not None and row.created_at + timedelta(seconds=float(ttl)) < now
+                if expired:
+                    session.execute(
+                        update(Job)
+                        .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
+                        .values(
+                            status=JobStatus.EXPIRED.value,
+                            started_at=None,
+                            finished_at=now,
+                            error={"code": "expired", "message": f"not started within ttl_s={ttl}"},
+                        )
+                        .execution_options(synchronize_session=False)
+                    )
+                if row.webhook:
+                    deliveries += record_webhook(session, job_id, "completed" if expired else "started")
+                out.append(
+                    Claim(
+                        job_id,
+                        row.input,
+                        row.params,
+                        row.attempts,
+                        row.created_at,
+                        priority=row.priority,
+                        expired=expired,
+                        webhook=bool(row.webhook),
+                    )
+                )
+        self._deliver(deliveries)
         return out
 
     def _finish_batch(self, items: list[Completion]) -> list[bool]:
+        deliveries: list[str] = []
         with session_scope(self.database_url) as session:
-            return [
+            won = [
                 repository.finish(session, c.job_id, c.status, result=c.result, error=c.error, usage=c.usage)
                 for c in items
             ]
+            for completion, first in zip(items, won, strict=True):
+                if first and completion.webhook:
+                    deliveries += record_webhook(session, completion.job_id, "completed")
+        self._deliver(deliveries)
+        return won

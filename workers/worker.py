@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 
 import structlog
+from celery.signals import worker_shutting_down
 
 from shared.constants import Queue
 from shared.logging import configure_logging
 from shared.settings import Settings
 from workers import runtime as runtime_module
+from workers.control import CancelListener, drain
 from workers.heartbeat import Heartbeat, serve_side_port
+from workers.sweeper import Sweeper
+from workers.webhooks import close_process_http_client
 
-__all__ = ["default_concurrency", "default_hostname", "run_worker"]
+__all__ = ["WEBHOOK_CONCURRENCY", "default_concurrency", "default_hostname", "run_worker"]
+
+#: Webhook deliveries wait on the network, not a model: many at once per worker.
+WEBHOOK_CONCURRENCY = 32
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +38,8 @@ def default_concurrency(settings: Settings, queues: tuple[Queue, ...]) -> int:
         total += settings.effective_generate_concurrency
     if Queue.CLASSIFY in queues:
         total += settings.classify_concurrency
+    if Queue.WEBHOOKS in queues:
+        total += WEBHOOK_CONCURRENCY
     return max(total, 1)
 
 
@@ -48,8 +58,19 @@ def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int |
     heartbeat = Heartbeat(rt)
     heartbeat.start()
     side = serve_side_port(heartbeat, settings.worker_http_port) if settings.worker_http_port else None
+    cancels = CancelListener(rt)
+    cancels.start()
+    sweeper = Sweeper(settings, rt.redis, rt.celery, owner=hostname)
+    sweeper.start()
 
     from workers.celery_app import app  # registers the tasks
+
+    @worker_shutting_down.connect(weak=False)  # type: ignore[untyped-decorator]
+    def _drain_on_shutdown(**_: object) -> None:
+        # Celery stops taking messages and waits for running tasks; bound that wait.
+        threading.Thread(
+            target=drain, args=(rt, settings.worker_drain_s), name="textfleet-drain", daemon=True
+        ).start()
 
     log.info("worker.ready", hostname=hostname, queues=[q.value for q in queues], concurrency=concurrency)
     try:
@@ -67,9 +88,13 @@ def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int |
         )
         worker.start()
     finally:
+        worker_shutting_down.disconnect(_drain_on_shutdown)
+        sweeper.stop()
+        cancels.stop()
         heartbeat.stop()
         if side is not None:
             side.shutdown()
         rt.close()
+        close_process_http_client()
         runtime_module.uninstall()
         log.info("worker.stopped", hostname=hostname)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CeleryDep, RedisDep, SessionDep, SettingsDep
 from api.services import jobs as service
 from shared.constants import TaskName
+from shared.db.session import get_sessionmaker
 from shared.errors import InvalidInputError
 from shared.schemas import ErrorResponse, JobCreate, JobList, JobOut, JobStatus
+from shared.settings import Settings
 
 __all__ = ["router"]
 
@@ -22,25 +25,167 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorResponse} for code in codes}
 
 
+class JobBatchCreate(BaseModel):
+    """Jobs to submit together: all are stored and enqueued, or (any invalid) none is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobCreate] = Field(
+        min_length=1,
+        description="1 to `bulk_max_jobs` (default 10,000) jobs, each exactly a `POST /v1/jobs` body.",
+    )
+
+
+class JobBatch(BaseModel):
+    """The jobs a batch created, in the order they were given."""
+
+    object: Literal["list"] = "list"
+    items: list[JobOut]
+
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Makes a retry safe: same key + same body within 24 h returns the original job(s).",
+    ),
+]
+
+_JOB_JSON = TypeAdapter(JobOut)
+_BATCH_JSON = TypeAdapter(JobBatch)
+_JSON = "application/json"
+
+
+def _location(settings: Settings, job_id: str) -> str:
+    path = f"/v1/jobs/{job_id}"
+    return f"{settings.public_url.rstrip('/')}{path}" if settings.public_url else path
+
+
+def _create(
+    settings: Settings, celery: Any, bodies: list[JobCreate], *, log_each: bool = False
+) -> list[JobOut]:
+    session = get_sessionmaker(settings.database_url)()
+    try:
+        return service.create_jobs(
+            session, celery, bodies, chunk_size=settings.bulk_chunk_size, log_each=log_each
+        )
+    finally:
+        session.close()
+
+
+def _intake(request: Request) -> service.IntakeBatcher:
+    """The app's batcher of single submissions (made on first use, in the app's event loop)."""
+    state = request.app.state
+    batcher: service.IntakeBatcher | None = getattr(state, "intake", None)
+    if batcher is None:
+        settings: Settings = state.settings
+        celery = state.celery
+        batcher = state.intake = service.IntakeBatcher(
+            lambda bodies: _create(settings, celery, bodies, log_each=True)
+        )
+    return batcher
+
+
 @router.post(
     "",
     status_code=202,
     response_model=JobOut,
     summary="Submit a job",
-    responses=_errors(400, 422, 503),
+    responses=_errors(400, 409, 422, 503),
 )
-def create_job(
-    body: JobCreate,
-    response: Response,
-    session: SessionDep,
-    celery: CeleryDep,
-    settings: SettingsDep,
-) -> JobOut:
-    """Validate, store (status `queued`) and enqueue a job. Poll `Location` (or `GET ...?wait=`)."""
-    job = service.create_job(session, celery, body)
-    path = f"/v1/jobs/{job.id}"
-    response.headers["Location"] = f"{settings.public_url.rstrip('/')}{path}" if settings.public_url else path
-    return job
+async def create_job(
+    body: JobCreate, request: Request, idempotency_key: IdempotencyKeyHeader = None
+) -> Response:
+    """Validate, store (status `queued`) and enqueue a job. Poll `Location` (or `GET ...?wait=`).
+
+    With an `Idempotency-Key` header, the same key and body within 24 hours return the original job
+    (`200`) instead of creating another; the same key with a different body is a `409`."""
+    settings: Settings = request.app.state.settings
+    service.check_webhooks([body], enabled=settings.webhook_secret is not None)
+    if idempotency_key is not None:
+        jobs, replayed = await run_in_threadpool(
+            _create_idempotent, settings, request, [body], idempotency_key, "job"
+        )
+        job, status = jobs[0], 200 if replayed else 202
+    else:
+        # Concurrent submissions share one INSERT + commit + Redis write (see IntakeBatcher).
+        job, status = await _intake(request).submit(body), 202
+    return Response(
+        _JOB_JSON.dump_json(job), status, headers={"Location": _location(settings, job.id)}, media_type=_JSON
+    )
+
+
+def _create_idempotent(
+    settings: Settings, request: Request, bodies: list[JobCreate], key: str, kind: str
+) -> tuple[list[JobOut], bool]:
+    session = get_sessionmaker(settings.database_url)()
+    try:
+        return service.create_idempotent(
+            session,
+            request.app.state.celery,
+            bodies,
+            key=key,
+            kind=kind,
+            ttl_s=settings.idempotency_ttl_s,
+            chunk_size=settings.bulk_chunk_size,
+        )
+    finally:
+        session.close()
+
+
+async def _batch_size_guard(request: Request) -> None:
+    """Reject an oversized batch before any of its items is validated (a sub-dependency runs before
+    the body is validated; the body is already parsed, and Starlette caches it)."""
+    limit = request.app.state.settings.bulk_max_jobs
+    try:
+        data = await request.json()
+    except Exception:  # not JSON: FastAPI reports it
+        return
+    jobs = data.get("jobs") if isinstance(data, dict) else None
+    if isinstance(jobs, list) and len(jobs) > limit:
+        raise InvalidInputError(
+            f"at most {limit} jobs per request, got {len(jobs)}", field="jobs", code="validation_error"
+        )
+
+
+@router.post(
+    "/batch",
+    status_code=202,
+    response_model=JobBatch,
+    summary="Submit many jobs at once",
+    responses=_errors(400, 409, 422, 503),
+    dependencies=[Depends(_batch_size_guard)],
+)
+async def create_jobs(
+    body: JobBatchCreate, request: Request, idempotency_key: IdempotencyKeyHeader = None
+) -> Response:
+    """Validate, store and enqueue 1 to `bulk_max_jobs` jobs in one request; each item is exactly a
+    `POST /v1/jobs` body and each item's `priority` is honoured.
+
+    **All or nothing.** If any item is invalid the answer is `422` and nothing is stored or enqueued;
+    every error's `field` starts with the item's index, e.g. `jobs.3.input.text`, and so does the
+    message. More than `bulk_max_jobs` items, or none, is a `422` on `jobs`. If the queue refuses the
+    jobs the stored rows are deleted again and the answer is `503` (retry later).
+
+    **Idempotency.** With an `Idempotency-Key` header, the same key and body within 24 hours return
+    the original jobs (`200`); the same key with a different body is a `409`.
+
+    **Response.** `202` with `{"object": "list", "items": [job, ...]}`: the created jobs (status
+    `queued`), in the order given, so `items[i].id` is the id of `jobs[i]`.
+    """
+    settings: Settings = request.app.state.settings
+    service.check_webhooks(body.jobs, enabled=settings.webhook_secret is not None, batch=True)
+    status = 202
+    if idempotency_key is not None:
+        items, replayed = await run_in_threadpool(
+            _create_idempotent, settings, request, body.jobs, idempotency_key, "batch"
+        )
+        status = 200 if replayed else 202
+    else:
+        items = await run_in_threadpool(_create, settings, request.app.state.celery, body.jobs)
+    return Response(_BATCH_JSON.dump_json(JobBatch(items=items)), status, media_type=_JSON)
 
 
 @router.get("", response_model=JobList, summary="List jobs, newest first", responses=_errors(422, 503))
@@ -84,10 +229,9 @@ async def get_job(
 
 
 @router.post(
-    "/{job_id}/cancel", response_model=JobOut, summary="Cancel a queued job", responses=_errors(404, 409, 503)
+    "/{job_id}/cancel", response_model=JobOut, summary="Cancel a job", responses=_errors(404, 409, 503)
 )
-async def cancel_job(job_id: str, session: SessionDep, redis: RedisDep) -> JobOut:
-    """Cancel a job that has not started. 409 if it is running or already finished."""
-    job = await run_in_threadpool(service.cancel_job, session, job_id)
-    await service.publish_status(redis, job)
-    return job
+async def cancel_job(job_id: str, session: SessionDep, celery: CeleryDep) -> JobOut:
+    """Cancel a queued or running job. A running generation is aborted inside the engine (its KV cache
+    freed). 409 if the job already finished."""
+    return await run_in_threadpool(service.cancel_job, session, celery, job_id)

@@ -12,29 +12,39 @@ frozen into the row; `JobOut.params` shows what the client asked for. `metadata`
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import structlog
 from redis.exceptions import RedisError
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AsyncRedis
-from shared.constants import TaskName, job_events_channel
+from shared.constants import CANCEL_CHANNEL, TaskName, job_events_channel
 from shared.db import repository
+from shared.db.models import IdempotencyKey, Job, utcnow
 from shared.errors import ConflictError, InvalidInputError, JobNotFoundError, QueueUnavailableError
-from shared.queueing import send_job
+from shared.events import announce_terminal
+from shared.queueing import redis_client, send_jobs
 from shared.schemas import JobCreate, JobList, JobOut, JobStatus
+from shared.webhooks import deliveries_for, enqueue_deliveries, record_event
 
 __all__ = [
+    "IntakeBatcher",
     "cancel_job",
     "check_cursor",
+    "create_idempotent",
     "create_job",
+    "create_jobs",
     "get_job",
     "list_jobs",
-    "publish_status",
     "wait_for_job",
 ]
 
@@ -58,12 +68,170 @@ def _read(session: Session, job_id: str) -> JobOut:
         job = repository.get(session, job_id)
         if job is None:
             raise JobNotFoundError(f"no job with id {job_id!r}")
-        return repository.to_out(job)
+        return _with_deliveries(session, [job])[0]
     finally:
         session.rollback()
 
 
+def _with_deliveries(session: Session, jobs: Sequence[Job]) -> list[JobOut]:
+    """Jobs as clients see them, with the delivery state of their webhook events (one query)."""
+    out = [repository.to_out(job) for job in jobs]
+    hooked = [job.id for job in jobs if job.webhook]
+    if hooked:
+        deliveries = deliveries_for(session, hooked)
+        for item in out:
+            item.webhook_deliveries = deliveries.get(item.id, [])
+    return out
+
+
 # --- Create --------------------------------------------------------------------------------------
+
+
+def _row(body: JobCreate, created_at: Any) -> dict[str, Any]:
+    """The row of a validated job: input and params as given (unset and null fields left out),
+    metadata unchanged (its values are already plain JSON: null stays null)."""
+    return repository.new_job_row(
+        task=body.task.value,
+        input_=body.input.model_dump(mode="json", exclude_unset=True, exclude_none=True),
+        params=body.params.model_dump(mode="json", exclude_unset=True, exclude_none=True),
+        metadata=dict(body.metadata),
+        priority=body.priority,
+        created_at=created_at,
+        webhook=str(body.webhook) if body.webhook is not None else None,
+        webhook_events=body.events or None,
+    )
+
+
+def check_webhooks(bodies: Sequence[JobCreate], *, enabled: bool, batch: bool = False) -> None:
+    """Webhooks need the deployment's signing secret; say which job asked for one without it."""
+    if enabled:
+        return
+    for index, body in enumerate(bodies):
+        if body.webhook is not None:
+            field = f"jobs.{index}.webhook" if batch else "webhook"
+            raise InvalidInputError(
+                f"{field}: webhooks are not enabled on this deployment (TEXTFLEET_WEBHOOK_SECRET is not set)",
+                field=field,
+                code="validation_error",
+            )
+
+
+def request_hash(bodies: Sequence[JobCreate], kind: str) -> str:
+    """A digest of what was submitted (validated content), for Idempotency-Key comparison."""
+    canonical = json.dumps(
+        [kind, [b.model_dump(mode="json") for b in bodies]], sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def replay(session: Session, key: str, digest: str, ttl_s: float) -> list[JobOut] | None:
+    """The jobs an Idempotency-Key already created, if it was used within `ttl_s` with the same request;
+    ConflictError if it was used with a different one; None if it is unused (or expired, then freed)."""
+    seen = session.get(IdempotencyKey, key)
+    if seen is None:
+        return None
+    if seen.created_at < utcnow() - timedelta(seconds=ttl_s):
+        session.delete(seen)
+        session.flush()
+        return None
+    if seen.request_hash != digest:
+        raise ConflictError("this Idempotency-Key was already used with a different request body")
+    rows = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(seen.job_ids)))}
+    return _with_deliveries(session, [rows[job_id] for job_id in seen.job_ids if job_id in rows])
+
+
+def create_jobs(
+    session: Session,
+    celery: Any,
+    bodies: Sequence[JobCreate],
+    *,
+    chunk_size: int = 1000,
+    log_each: bool = False,
+    idempotency: tuple[str, str, float] | None = None,
+) -> list[JobOut]:
+    """Store validated jobs as `queued` (one multi-row INSERT per `chunk_size`), commit once, then
+    enqueue them all in one pipelined Redis write. Returns them in the order given.
+
+    All or nothing: if the broker refuses the messages, the rows are deleted again (one statement)
+    and QueueUnavailableError propagates, so a failed submission leaves nothing behind.
+
+    With `idempotency = (key, request digest, ttl_s)` the key is stored in the same transaction as the
+    jobs; a concurrent request with the same key loses the insert race and raises IdempotentReplay.
+    """
+    created_at = utcnow()
+    rows = [_row(body, created_at) for body in bodies]
+    try:
+        repository.insert_job_rows(session, rows, chunk_size=chunk_size)
+        if idempotency is not None:
+            key, digest, _ttl = idempotency
+            session.add(IdempotencyKey(key=key, request_hash=digest, job_ids=[r["id"] for r in rows]))
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        if idempotency is None:
+            raise
+        raise IdempotentReplayError(idempotency[0]) from exc
+    except BaseException:
+        session.rollback()
+        raise
+    try:
+        send_jobs(celery, [(row["id"], TaskName(row["task"]), row["priority"]) for row in rows])
+    except QueueUnavailableError as exc:
+        ids = [row["id"] for row in rows]
+        log.warning("job.enqueue_failed", jobs=len(ids), first_job_id=ids[0], error=exc.message)
+        try:
+            repository.delete_jobs(session, ids)
+            if idempotency is not None:
+                session.execute(delete(IdempotencyKey).where(IdempotencyKey.key == idempotency[0]))
+            session.commit()
+        except Exception:
+            session.rollback()
+            log.exception("job.enqueue_cleanup_failed", jobs=len(ids), first_job_id=ids[0])
+        raise
+    if log_each or len(rows) == 1:
+        for row in rows:
+            log.info("job.created", job_id=row["id"], task=row["task"], priority=row["priority"])
+    else:
+        log.info("jobs.created", jobs=len(rows), first_job_id=rows[0]["id"], last_job_id=rows[-1]["id"])
+    return [repository.row_to_out(row) for row in rows]
+
+
+class IdempotentReplayError(Exception):
+    """A concurrent request stored the same Idempotency-Key first: answer with its jobs."""
+
+
+def create_idempotent(
+    session: Session,
+    celery: Any,
+    bodies: Sequence[JobCreate],
+    *,
+    key: str,
+    kind: str,
+    ttl_s: float,
+    chunk_size: int = 1000,
+) -> tuple[list[JobOut], bool]:
+    """Create jobs under an Idempotency-Key: (jobs, replayed). The same key with the same request within
+    `ttl_s` returns the original jobs (replayed=True); with a different request, ConflictError."""
+    digest = request_hash(bodies, kind)
+    try:
+        earlier = replay(session, key, digest, ttl_s)
+        if earlier is not None:
+            return earlier, True
+        session.commit()  # an expired key was freed
+    finally:
+        session.rollback()
+    try:
+        return create_jobs(
+            session, celery, bodies, chunk_size=chunk_size, idempotency=(key, digest, ttl_s)
+        ), False
+    except IdempotentReplayError:
+        try:
+            earlier = replay(session, key, digest, ttl_s)
+        finally:
+            session.rollback()
+        if earlier is None:  # freed again in between: vanishingly rare
+            raise ConflictError("this Idempotency-Key is being used concurrently; retry") from None
+        return earlier, True
 
 
 def create_job(session: Session, celery: Any, body: JobCreate) -> JobOut:
@@ -72,29 +240,62 @@ def create_job(session: Session, celery: Any, body: JobCreate) -> JobOut:
     If the broker refuses the message the row is deleted again and QueueUnavailableError propagates,
     so a failed submission leaves nothing behind.
     """
-    task = TaskName(body.task)
-    job = repository.new_job(
-        task=task.value,
-        input_=body.input.model_dump(mode="json", exclude_unset=True, exclude_none=True),
-        params=body.params.model_dump(mode="json", exclude_unset=True, exclude_none=True),
-        metadata=body.model_dump(mode="json", include={"metadata"})["metadata"],
-        priority=body.priority,
-    )
-    repository.insert_jobs(session, [job])
-    session.commit()
-    try:
-        send_job(celery, job.id, task, body.priority)
-    except QueueUnavailableError as exc:
-        log.warning("job.enqueue_failed", job_id=job.id, task=task.value, error=exc.message)
+    return create_jobs(session, celery, [body])[0]
+
+
+class IntakeBatcher:
+    """Group commit for single submissions: concurrent `POST /v1/jobs` requests share one INSERT, one
+    commit and one pipelined Redis write.
+
+    `submit` queues a validated job and waits. Up to `max_flushes` flushers at a time each take
+    everything queued so far (up to `max_batch`) and run `create_jobs` on it in the threadpool; what
+    arrives meanwhile goes in the next flush (two flushers overlap one's database wait with the other's
+    work). No job waits for a timer: an idle API flushes a lone job at once, a busy one
+    amortizes each round trip over many jobs. A flush fails or succeeds as a whole (every waiter gets
+    its exception: the same 503 it would get alone), and a failed flush leaves no row behind.
+
+    Bound to the event loop it was created on (the API creates one per app, lazily, in its loop).
+    """
+
+    def __init__(self, store: Any, *, max_batch: int = 256, max_flushes: int = 2) -> None:
+        # `store(bodies) -> list[JobOut]` runs in the threadpool: create_jobs with its own session.
+        self._store = store
+        self._max_batch = max_batch
+        self._pending: list[tuple[JobCreate, asyncio.Future[JobOut]]] = []
+        self._max_flushes = max_flushes
+        self._flushing = 0
+        self._tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
+
+    async def submit(self, body: JobCreate) -> JobOut:
+        """Store and enqueue `body` with whatever else is waiting; its JobOut once committed and sent."""
+        future: asyncio.Future[JobOut] = asyncio.get_running_loop().create_future()
+        self._pending.append((body, future))
+        if self._flushing < self._max_flushes:
+            self._flushing += 1
+            task = asyncio.get_running_loop().create_task(self._flush_all())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def _flush_all(self) -> None:
         try:
-            repository.delete_job(session, job.id)
-            session.commit()
-        except Exception:
-            session.rollback()
-            log.exception("job.enqueue_cleanup_failed", job_id=job.id, task=task.value)
-        raise
-    log.info("job.created", job_id=job.id, task=task.value, priority=body.priority)
-    return repository.to_out(job)
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                try:
+                    created: list[JobOut] = await run_in_threadpool(self._store, [b for b, _ in batch])
+                except BaseException as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (_, future), job in zip(batch, created, strict=True):
+                    if not future.done():
+                        future.set_result(job)
+        finally:
+            self._flushing -= 1
 
 
 # --- Read ----------------------------------------------------------------------------------------
@@ -135,7 +336,7 @@ def list_jobs(
             status=status,
             task=task.value if task is not None else None,
         )
-        return JobList(items=[repository.to_out(row) for row in rows], next_cursor=next_cursor)
+        return JobList(items=_with_deliveries(session, rows), next_cursor=next_cursor)
     finally:
         session.rollback()
 
@@ -143,32 +344,42 @@ def list_jobs(
 # --- Cancel --------------------------------------------------------------------------------------
 
 
-def cancel_job(session: Session, job_id: str) -> JobOut:
-    """Cancel a queued job. JobNotFoundError if unknown; ConflictError if it is running or finished."""
+def cancel_job(session: Session, celery: Any, job_id: str) -> JobOut:
+    """Cancel a queued or running job. A running one is also aborted inside its worker's engine (the
+    workers listen on CANCEL_CHANNEL), freeing its KV cache. JobNotFoundError if unknown;
+    ConflictError if it already finished."""
     job_id = _normalize_id(job_id)
-    if repository.cancel_queued(session, job_id):
+    deliveries: list[str] = []
+    previous = repository.cancel(session, job_id)
+    if previous is not None:
+        job = repository.get(session, job_id)
+        assert job is not None
+        if job.webhook:
+            delivery = record_event(session, job, "completed")
+            deliveries = [delivery.id] if delivery is not None else []
+        task = job.task
         session.commit()
-        log.info("job.canceled", job_id=job_id)
+        log.info("job.canceled", job_id=job_id, was=previous.value)
+        _after_cancel(celery, job_id, task, previous, deliveries)
         return _read(session, job_id)
     session.rollback()
     current = _read(session, job_id)  # raises JobNotFoundError for an unknown id
-    if current.status is JobStatus.RUNNING:
-        raise ConflictError("job is running; running jobs cannot be canceled yet")
-    if current.status is JobStatus.QUEUED:  # a worker claimed and released it in between: rare
+    if not current.status.is_terminal:  # a worker moved it in between: rare
         raise ConflictError("job changed state while canceling; try again")
     raise ConflictError(f"job is already {current.status.value}")
 
 
-async def publish_status(redis: AsyncRedis, job: JobOut) -> None:
-    """Announce a terminal state the API itself wrote (cancel), so `?wait=` callers return at once.
-
-    Same message as `shared.events.publish_job_event`. Best effort: a waiter re-reads the database.
-    """
-    payload = json.dumps({"job_id": job.id, "status": job.status.value})
+def _after_cancel(celery: Any, job_id: str, task: str, previous: JobStatus, deliveries: list[str]) -> None:
+    """Tell the fleet (best effort: the database already holds the truth)."""
     try:
-        await redis.publish(job_events_channel(job.id), payload)
-    except (RedisError, OSError) as exc:
-        log.warning("job.event_publish_failed", job_id=job.id, status=job.status.value, error=str(exc))
+        client = redis_client(str(celery.conf.broker_url))
+        announce_terminal(client, job_id, task, JobStatus.CANCELED.value)
+        if previous is JobStatus.RUNNING:
+            client.publish(CANCEL_CHANNEL, job_id)
+        if deliveries:
+            enqueue_deliveries(celery, deliveries)
+    except Exception as exc:  # the sweeper re-sends due deliveries and prunes the outstanding set
+        log.warning("job.cancel_announce_failed", job_id=job_id, error=str(exc))
 
 
 # --- Wait ----------------------------------------------------------------------------------------

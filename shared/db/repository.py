@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 from ulid import ULID
 
@@ -20,15 +20,20 @@ from shared.db.models import Job, utcnow
 from shared.schemas import TERMINAL_STATUSES, JobError, JobOut, JobStatus, Usage
 
 __all__ = [
+    "cancel",
     "cancel_queued",
     "claim",
     "delete_job",
+    "delete_jobs",
     "finish",
     "get",
+    "insert_job_rows",
     "insert_jobs",
     "list_jobs",
     "new_job",
     "new_job_id",
+    "new_job_row",
+    "row_to_out",
     "to_out",
 ]
 
@@ -67,6 +72,43 @@ def new_job(
 def insert_jobs(session: Session, jobs: Iterable[Job]) -> None:
     """Add jobs to the session (written on commit, in one round trip per flush)."""
     session.add_all(list(jobs))
+
+
+def new_job_row(
+    *,
+    task: str,
+    input_: dict[str, Any],
+    params: dict[str, Any],
+    metadata: dict[str, Any],
+    priority: int,
+    created_at: datetime,
+    job_id: str | None = None,
+    webhook: str | None = None,
+    webhook_events: list[str] | None = None,
+) -> dict[str, Any]:
+    """The values of a `queued` job as a plain dict keyed by `Job` attribute (for `insert_job_rows`)."""
+    return {
+        "id": job_id or new_job_id(),
+        "task": task,
+        "status": JobStatus.QUEUED.value,
+        "input": input_,
+        "params": params,
+        "meta": metadata,
+        "priority": priority,
+        "attempts": 0,
+        "created_at": created_at,
+        "enqueued_at": created_at,
+        "webhook": webhook,
+        "webhook_events": webhook_events,
+    }
+
+
+def insert_job_rows(session: Session, rows: Sequence[dict[str, Any]], *, chunk_size: int = 1000) -> None:
+    """INSERT rows made by `new_job_row`: one multi-row statement (one round trip) per `chunk_size`
+    rows, without building ORM objects. Written on the session's commit."""
+    statement = insert(Job)
+    for start in range(0, len(rows), chunk_size):
+        session.execute(statement, list(rows[start : start + chunk_size]))
 
 
 def get(session: Session, job_id: str) -> Job | None:
@@ -150,9 +192,21 @@ def finish(
 
 def cancel_queued(session: Session, job_id: str) -> bool:
     """Cancel a job that is still queued. False if it is not queued any more."""
+    return _cancel_if(session, job_id, JobStatus.QUEUED)
+
+
+def cancel(session: Session, job_id: str) -> JobStatus | None:
+    """Cancel a queued or running job; the status it had (None if it was neither: unknown or terminal)."""
+    for expected in (JobStatus.QUEUED, JobStatus.RUNNING):
+        if _cancel_if(session, job_id, expected):
+            return expected
+    return None
+
+
+def _cancel_if(session: Session, job_id: str, expected: JobStatus) -> bool:
     outcome = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
+        .where(Job.id == job_id, Job.status == expected.value)
         .values(
             status=JobStatus.CANCELED.value,
             finished_at=utcnow(),
@@ -166,6 +220,29 @@ def cancel_queued(session: Session, job_id: str) -> bool:
 def delete_job(session: Session, job_id: str) -> None:
     """Remove a job row (used to undo an insert whose enqueue failed)."""
     session.execute(delete(Job).where(Job.id == job_id))
+
+
+def delete_jobs(session: Session, job_ids: Sequence[str], *, chunk_size: int = 10_000) -> None:
+    """Remove job rows (undo a batch insert whose enqueue failed): one statement per `chunk_size` ids."""
+    for start in range(0, len(job_ids), chunk_size):
+        session.execute(delete(Job).where(Job.id.in_(job_ids[start : start + chunk_size])))
+
+
+def row_to_out(row: dict[str, Any]) -> JobOut:
+    """The client-facing view of a just-created job from its `new_job_row` values (no database read)."""
+    return JobOut(
+        id=row["id"],
+        task=TaskName(row["task"]),
+        status=JobStatus(row["status"]),
+        input=row["input"],
+        params=row["params"],
+        metadata=row["meta"],
+        priority=row["priority"],
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+        webhook=row.get("webhook"),
+        webhook_events=row.get("webhook_events") or [],
+    )
 
 
 def to_out(job: Job) -> JobOut:
@@ -186,4 +263,6 @@ def to_out(job: Job) -> JobOut:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        webhook=job.webhook,
+        webhook_events=(job.webhook_events or ["completed"]) if job.webhook else [],
     )

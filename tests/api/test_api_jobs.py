@@ -11,7 +11,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from shared.constants import TASK_QUEUES, TaskName, celery_task_name, job_events_channel
+from shared.constants import CANCEL_CHANNEL, TASK_QUEUES, TaskName, celery_task_name, job_events_channel
 from shared.db import repository
 from shared.db.session import session_scope
 from shared.events import publish_job_event
@@ -202,10 +202,28 @@ def test_cancel_queued_then_again_is_409(api: TestClient, redis_url: str) -> Non
     assert again.json()["error"] == {"code": "conflict", "message": "job is already canceled"}
 
 
+def test_cancel_running_aborts_it_in_the_worker(api: TestClient, rows: Rows, redis_url: str) -> None:
+    job = job_row("generate")
+    job.status = "running"
+    rows.add(job)
+    client = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(CANCEL_CHANNEL)
+    pubsub.get_message(timeout=1)
+    response = api.post(f"/v1/jobs/{job.id}/cancel")
+    assert response.status_code == 200
+    assert response.json()["status"] == "canceled"
+    message = pubsub.get_message(timeout=5)
+    assert message is not None and message["data"] == job.id.encode()
+    row = rows.get(job.id)
+    assert row is not None and row.status == "canceled"
+    pubsub.close()
+    client.close()
+
+
 @pytest.mark.parametrize(
     ("status", "message"),
     [
-        ("running", "job is running; running jobs cannot be canceled yet"),
         ("succeeded", "job is already succeeded"),
         ("failed", "job is already failed"),
     ],

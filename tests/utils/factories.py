@@ -34,3 +34,13 @@ def job_row(task: str = "sentiment", **overrides: Any) -> Job:
     }
     fields.update(overrides)
     return repository.new_job(**fields)
+
+
+def webhook_job_row(
+    url: str, events: list[str] | None = None, task: str = "sentiment", **overrides: Any
+) -> Job:
+    """A queued Job row with a webhook (default events: completed), not yet added to a session."""
+    job = job_row(task, **overrides)
+    job.webhook = url
+    job.webhook_events = events if events is not None else ["completed"]
+    return job

@@ -6,28 +6,38 @@ import threading
 from typing import Any
 
 from shared.constants import TaskName
-from shared.errors import EngineError, ModelError
+from shared.errors import EngineError, EngineOverloadedError, ModelError
 from shared.settings import MODERATION_CATEGORIES
 from workers.engines.base import GenerationOutput, GenerationRequest
 
 
 class FakeEngine:
-    """Echoes the prompt; `fail_on` makes a prompt raise EngineError, `hang_on` raises TimeoutError."""
+    """Echoes the prompt. Markers in the prompt: FAIL -> EngineError, CRASH -> RuntimeError,
+    BUSY -> EngineOverloadedError (retryable), SLOW -> TimeoutError, ABORT -> finish_reason "abort"."""
 
     def __init__(self, fail_on: str = "FAIL", crash_on: str = "CRASH") -> None:
         self.fail_on = fail_on
         self.crash_on = crash_on
         self.requests: list[GenerationRequest] = []
+        self.timeouts: list[float | None] = []
+        self.aborted: list[str] = []
         self.lock = threading.Lock()
 
     def generate(self, request: GenerationRequest, timeout_s: float | None = None) -> GenerationOutput:
         with self.lock:
             self.requests.append(request)
+            self.timeouts.append(timeout_s)
         text = request.prompt or " / ".join(m["content"] for m in request.messages or [])
         if self.fail_on in text:
             raise EngineError("the model refused this input")
         if self.crash_on in text:
             raise RuntimeError("unexpected bug in the model code")
+        if "BUSY" in text:
+            raise EngineOverloadedError("the engine is full")
+        if "SLOW" in text:
+            raise TimeoutError
+        if "ABORT" in text:
+            return GenerationOutput(text="", finish_reason="abort", prompt_tokens=1, completion_tokens=0)
         words = text.split()[: request.max_tokens]
         return GenerationOutput(
             text=" ".join(words),
@@ -37,7 +47,8 @@ class FakeEngine:
         )
 
     def abort(self, request_id: str) -> None:
-        return None
+        with self.lock:
+            self.aborted.append(request_id)
 
     def running(self) -> int:
         return 0

@@ -116,7 +116,7 @@ class EncoderClassifierSuite:
             outcome = future.result(timeout=timeout_s)
         except FutureTimeoutError as exc:
             future.cancel()
-            raise ModelError(f"classification did not finish within {timeout_s}s") from exc
+            raise ModelError(f"classification did not finish within {timeout_s}s", code="timeout") from exc
         except ModelError:
             raise
         except Exception as exc:
