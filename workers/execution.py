@@ -14,14 +14,18 @@ This is independent of Celery so it can be tested with fake engines; `workers.ce
 
 from __future__ import annotations
 
+import time
+
 import structlog
 from pydantic import ValidationError
 
 from shared.constants import TaskName
+from shared.db.models import utcnow
 from shared.errors import ConfigurationError, RetryableError, TextfleetError
 from shared.events import announce_terminal
 from shared.queueing import send_job
 from shared.schemas import JobStatus, parse_job_payload
+from workers import metrics
 from workers.handlers import HANDLERS
 from workers.runtime import WorkerRuntime
 from workers.store import Claim, Completion
@@ -58,21 +62,35 @@ def execute(job_id: str, task: TaskName, runtime: WorkerRuntime) -> JobStatus | 
         if claim.expired:
             log.info("job.expired", ttl_s=claim.params.get("ttl_s"))
             _announce(runtime, job_id, task, JobStatus.EXPIRED)
+            metrics.observe_finished(task, JobStatus.EXPIRED.value)
             return JobStatus.EXPIRED
         log.info("job.started", worker=runtime.hostname, attempt=claim.attempts)
         runtime.in_flight.add(job_id)
+        metrics.observe_started(task, claim.created_at, utcnow())
+        started = time.perf_counter()
         try:
             status, result, error, usage = _run(task, runtime, claim)
         except _RequeueError as requeue:
+            metrics.observe_run(task, "requeued", time.perf_counter() - started, None)
             _requeue(runtime, job_id, task, claim, requeue)
             return None
         finally:
             runtime.in_flight.discard(job_id)
+        metrics.observe_run(task, status.value, time.perf_counter() - started, usage)
         won = runtime.store.finish(
-            Completion(job_id, status, result=result, error=error, usage=usage, webhook=claim.webhook)
+            Completion(
+                job_id,
+                status,
+                result=result,
+                error=error,
+                usage=usage,
+                webhook=claim.webhook,
+                worker=runtime.hostname,
+            )
         )
         if won:
             _announce(runtime, job_id, task, status)
+            metrics.observe_finished(task, status.value)
             log.info("job.finished", status=status.value, error_code=(error or {}).get("code"))
         return status if won else None
 

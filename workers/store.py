@@ -54,6 +54,7 @@ class Completion:
     error: dict[str, Any] | None = None
     usage: dict[str, int] | None = None
     webhook: bool = False  # the job has a webhook: record its `completed` event
+    worker: str | None = None  # the claimant; a completion from anyone else is ignored
 
 
 _ClaimItem = tuple[str, str]  # (job id, worker)
@@ -184,7 +185,15 @@ class JobStore:
         deliveries: list[str] = []
         with session_scope(self.database_url) as session:
             won = [
-                repository.finish(session, c.job_id, c.status, result=c.result, error=c.error, usage=c.usage)
+                repository.finish(
+                    session,
+                    c.job_id,
+                    c.status,
+                    result=c.result,
+                    error=c.error,
+                    usage=c.usage,
+                    worker=c.worker,
+                )
                 for c in items
             ]
             for completion, first in zip(items, won, strict=True):

@@ -16,6 +16,7 @@ Every worker runs a `Sweeper` thread; a Redis lock lets one of them sweep per in
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -42,8 +43,17 @@ log = structlog.get_logger(__name__)
 BATCH = 1000
 
 
-def sweep(settings: Settings, client: redis.Redis, celery: Celery) -> Counter[str]:
-    """One sweep of the whole fleet; counts of what it did, by kind."""
+def sweep(
+    settings: Settings,
+    client: redis.Redis,
+    celery: Celery,
+    missing_since: dict[tuple[str, str], float] | None = None,
+) -> Counter[str]:
+    """One sweep of the whole fleet; counts of what it did, by kind.
+
+    With `missing_since` (kept by a `Sweeper` between sweeps), a worker counts as vanished only once its
+    heartbeat has been missing for two heartbeat periods: a Redis restart drops every heartbeat key for
+    a moment, and running jobs must not be taken from live workers then. Without it (tests), at once."""
     now = utcnow()
     done: Counter[str] = Counter()
     url = settings.database_url
@@ -105,7 +115,10 @@ def sweep(settings: Settings, client: redis.Redis, celery: Celery) -> Counter[st
             .where(Job.status == JobStatus.RUNNING.value)
             .limit(BATCH)
         ).all()
-        alive = _alive_workers(client, {(TASK_QUEUES[TaskName(r.task)].value, r.worker or "") for r in rows})
+        pairs = {(TASK_QUEUES[TaskName(r.task)].value, r.worker or "") for r in rows}
+        alive = _alive_workers(client, pairs)
+        if missing_since is not None:
+            alive |= _not_yet_lost(missing_since, pairs - alive, settings.worker_heartbeat_s * 2)
         for row in rows:
             limit = float(row.params.get("timeout_s") or settings.default_timeout_s)
             overdue = (
@@ -184,6 +197,19 @@ def _alive_workers(client: redis.Redis, workers: set[tuple[str, str]]) -> set[tu
     return {pair for pair, exists in zip(ordered, found, strict=True) if exists}
 
 
+def _not_yet_lost(
+    missing_since: dict[tuple[str, str], float], missing: set[tuple[str, str]], patience_s: float
+) -> set[tuple[str, str]]:
+    """Missing workers still treated as alive (missing under `patience_s`); updates the memory."""
+    now = time.monotonic()
+    for pair in list(missing_since):
+        if pair not in missing:
+            del missing_since[pair]
+    for pair in missing:
+        missing_since.setdefault(pair, now)
+    return {pair for pair in missing if now - missing_since[pair] < patience_s}
+
+
 def _prune_outstanding(settings: Settings, client: redis.Redis) -> int:
     """Remove ids of terminal (or unknown) jobs from the oldest end of each outstanding set."""
     dropped = 0
@@ -213,6 +239,7 @@ class Sweeper:
         self.client = client
         self.celery = celery
         self.owner = owner
+        self._missing_since: dict[tuple[str, str], float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="textfleet-sweeper", daemon=True)
 
@@ -228,7 +255,7 @@ class Sweeper:
         lock_ms = int(self.settings.sweep_interval_s * 1000 * 0.9)
         if not self.client.set(SWEEPER_LOCK, self.owner, nx=True, px=max(lock_ms, 100)):
             return None
-        done = sweep(self.settings, self.client, self.celery)
+        done = sweep(self.settings, self.client, self.celery, self._missing_since)
         if done:
             log.info("sweeper.swept", **done)
         return done

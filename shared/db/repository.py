@@ -164,6 +164,7 @@ def finish(
     error: dict[str, Any] | None = None,
     usage: dict[str, int] | None = None,
     expected: JobStatus = JobStatus.RUNNING,
+    worker: str | None = None,
 ) -> bool:
     """Write a terminal state if the job is still `expected`. False (and nothing written) otherwise:
     the first completion wins."""
@@ -178,11 +179,11 @@ def finish(
     if usage is not None:
         values["prompt_tokens"] = usage["prompt_tokens"]
         values["completion_tokens"] = usage["completion_tokens"]
+    conditions = [Job.id == job_id, Job.status == expected.value]
+    if worker is not None:  # only the job's current claimant may finish it
+        conditions.append(Job.worker == worker)
     outcome = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == expected.value)
-        .values(**values)
-        .execution_options(synchronize_session=False)
+        update(Job).where(*conditions).values(**values).execution_options(synchronize_session=False)
     )
     won = bool(outcome.rowcount)  # type: ignore[attr-defined]
     if not won:

@@ -115,3 +115,21 @@ def test_one_sweeper_per_interval(env: tuple[Settings, redis.Redis]) -> None:
     first, second = Sweeper(settings, client, celery, "a"), Sweeper(settings, client, celery, "b")
     assert first.run_once() is not None
     assert second.run_once() is None
+
+
+def test_a_missing_heartbeat_must_persist_before_jobs_are_taken(
+    env: tuple[Settings, redis.Redis], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, client = env
+    monkeypatch.setattr(settings, "worker_heartbeat_s", 0.2)
+    celery = make_celery(settings)
+    job_id = _insert(settings)
+    _set(settings, job_id, status="running", worker="blip@host", started_at=utcnow(), attempts=1)
+    memory: dict[tuple[str, str], float] = {}
+    first = sweep(settings, client, celery, memory)  # e.g. just after a Redis restart
+    assert "recovered_running" not in first and _get(settings, job_id).status == "running"
+    import time
+
+    time.sleep(0.5)
+    second = sweep(settings, client, celery, memory)
+    assert second["recovered_running"] == 1 and _get(settings, job_id).status == "queued"
