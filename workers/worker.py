@@ -20,6 +20,7 @@ from shared.settings import Settings
 from workers import runtime as runtime_module
 from workers.control import CancelListener, drain
 from workers.heartbeat import Heartbeat, serve_side_port
+from workers.metrics import instrument_runtime
 from workers.sweeper import Sweeper
 from workers.webhooks import close_process_http_client
 
@@ -55,6 +56,7 @@ def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int |
     concurrency = concurrency or default_concurrency(settings, queues)
     rt = runtime_module.load_runtime(settings, queues, hostname)
     runtime_module.install(rt)
+    instrument_runtime(rt)
     heartbeat = Heartbeat(rt)
     heartbeat.start()
     side = serve_side_port(heartbeat, settings.worker_http_port) if settings.worker_http_port else None

@@ -32,6 +32,7 @@ from shared.db import repository
 from shared.db.models import IdempotencyKey, Job, utcnow
 from shared.errors import ConflictError, InvalidInputError, JobNotFoundError, QueueUnavailableError
 from shared.events import announce_terminal
+from shared.metrics import count_submitted
 from shared.queueing import redis_client, send_jobs
 from shared.schemas import JobCreate, JobList, JobOut, JobStatus
 from shared.webhooks import deliveries_for, enqueue_deliveries, record_event
@@ -188,6 +189,7 @@ def create_jobs(
             session.rollback()
             log.exception("job.enqueue_cleanup_failed", jobs=len(ids), first_job_id=ids[0])
         raise
+    count_submitted(row["task"] for row in rows)
     if log_each or len(rows) == 1:
         for row in rows:
             log.info("job.created", job_id=row["id"], task=row["task"], priority=row["priority"])

@@ -171,7 +171,9 @@ class VLLMEngine:
             enforce_eager=enforce_eager,
             dtype=cast(Any, dtype),
             gpu_memory_utilization=gpu_memory_utilization,
-            disable_log_stats=True,
+            # Stats on: vLLM's own Prometheus metrics (vllm:kv_cache_usage_perc, ...) land in this
+            # process's registry (served on the worker's side port) and feed our KV-cache gauge.
+            disable_log_stats=False,
             enable_log_requests=False,
         )
         tokenizer: _Tokenizer = AutoTokenizer.from_pretrained(model)
@@ -190,7 +192,9 @@ class VLLMEngine:
 
         async def _create() -> Any:
             # Created on the loop thread: its ZMQ sockets and output task belong to this loop.
-            return AsyncLLM.from_engine_args(engine_args)
+            from workers.metrics import kv_cache_stat_logger
+
+            return AsyncLLM.from_engine_args(engine_args, stat_loggers=[kv_cache_stat_logger()])
 
         log.info(
             "engine_starting",

@@ -1,0 +1,89 @@
+"""Queue depth: `GET /v1/queues` and `GET /v1/queues/{queue}` (what KEDA's metrics-api trigger reads)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from api.deps import RedisDep
+from api.errors import error_response
+from api.services.queues import queue_depths
+from shared.constants import Queue
+from shared.schemas import ErrorResponse
+
+__all__ = ["QueueDepth", "QueueWorker", "QueuesOut", "router"]
+
+router = APIRouter(prefix="/v1/queues", tags=["queues"])
+
+_CONTRACT = """
+How each number is computed, for queue `q` (one pipelined Redis round trip):
+
+- `waiting` = `LLEN q` + `LLEN q:1` + ... + `LLEN q:9`: messages on Celery's priority lists
+  (`q` holds our priority 9, `q:N` our priority 9 - N).
+- `outstanding` = max(`ZCARD textfleet:outstanding:q`, `waiting`): jobs accepted and not yet
+  terminal (the sorted set gains a job when it is enqueued and loses it at its terminal state).
+  The `webhooks` queue has no such set: there `outstanding` = `waiting`.
+- `in_flight` = `outstanding` - `waiting`: reserved by a worker, running, or delayed for a retry.
+
+KEDA's metrics-api trigger reads `outstanding` of `GET /v1/queues/{queue}`.
+"""
+
+
+class QueueWorker(BaseModel):
+    """A live worker of the queue, from its heartbeat key `textfleet:worker:<queue>:<hostname>`."""
+
+    hostname: str
+    running: int = Field(description="jobs it was running at its last heartbeat")
+    http_port: int | None = Field(default=None, description="its side port (/healthz, /metrics), if any")
+
+
+class QueueDepth(BaseModel):
+    """Depth of one queue."""
+
+    queue: str
+    waiting: int = Field(description="Σ LLEN of `<queue>`, `<queue>:1` ... `<queue>:9`")
+    in_flight: int = Field(description="outstanding - waiting")
+    outstanding: int = Field(description="max(ZCARD textfleet:outstanding:<queue>, waiting)")
+
+
+class QueueDepthWithWorkers(QueueDepth):
+    workers: list[QueueWorker] = Field(description="live workers, from their heartbeat keys")
+
+
+class QueuesOut(BaseModel):
+    """Every queue's depth and live workers."""
+
+    queues: dict[str, QueueDepthWithWorkers]
+
+
+@router.get(
+    "",
+    summary="Depth and live workers of every queue",
+    description=_CONTRACT + "\n`workers` lists the live workers of each queue, read from their heartbeat keys"
+    " `textfleet:worker:<queue>:<hostname>` (hostname, running jobs, side port).",
+    response_model=QueuesOut,
+)
+async def list_queues(redis: RedisDep) -> QueuesOut:
+    depths = await queue_depths(redis, with_workers=True)
+    return QueuesOut.model_validate({"queues": depths})
+
+
+@router.get(
+    "/{queue}",
+    summary="Depth of one queue (KEDA reads `outstanding`)",
+    description=_CONTRACT,
+    response_model=QueueDepth,
+    responses={404: {"model": ErrorResponse, "description": "no such queue"}},
+)
+async def get_queue(queue: str, redis: RedisDep) -> QueueDepth | JSONResponse:
+    names = [q.value for q in Queue]
+    if queue not in names:
+        return error_response(
+            404,
+            "queue_not_found",
+            f"no queue named {queue[:64]!r} (queues: {', '.join(names)})",
+            field="queue",
+        )
+    depths = await queue_depths(redis)
+    return QueueDepth.model_validate(depths[queue])

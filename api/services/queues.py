@@ -1,0 +1,111 @@
+"""Queue depth, read from Redis in one pipelined round trip (what KEDA and /metrics read).
+
+For a queue `q` (generate, classify, webhooks):
+
+- `waiting` = the sum of `LLEN` over Celery's priority lists of `q`: `q` (our priority 9) and
+  `q:1` ... `q:9` (our priorities 8 ... 0; Celery's Redis transport appends `:<celery priority>`
+  with `sep=":"`, and priority 0 is the bare name).
+- `outstanding` = max(`ZCARD textfleet:outstanding:q`, waiting): jobs accepted and not yet
+  terminal. The webhooks queue has no outstanding set, so there it equals `waiting`.
+- `in_flight` = outstanding - waiting: reserved by a worker or running (or delayed for a retry).
+- `workers`: the live workers of `q`, from their heartbeat keys `textfleet:worker:q:<hostname>`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from redis.asyncio import Redis
+
+from shared.constants import PRIORITY_MAX, WORKER_HEARTBEAT_PREFIX, Queue, outstanding_key
+from shared.metrics import QUEUE_IN_FLIGHT, QUEUE_OUTSTANDING, QUEUE_WAITING
+
+__all__ = ["priority_lists", "queue_depths", "refresh_queue_gauges"]
+
+#: Queues that have an outstanding set (webhook deliveries are not tracked there).
+_TRACKED = frozenset({Queue.GENERATE, Queue.CLASSIFY})
+#: Heartbeat keys read per queue at most (one SCAN page is plenty for a fleet).
+_MAX_WORKERS = 1000
+
+
+def priority_lists(queue: Queue) -> list[str]:
+    """The Redis lists holding `queue`'s waiting messages: `<queue>`, `<queue>:1` ... `<queue>:9`."""
+    return [queue.value, *(f"{queue.value}:{n}" for n in range(1, PRIORITY_MAX + 1))]
+
+
+async def queue_depths(redis: Redis, *, with_workers: bool = False) -> dict[str, dict[str, Any]]:
+    """`{queue: {"queue", "waiting", "in_flight", "outstanding"[, "workers"]}}` for every queue.
+
+    Depths come from one pipelined round trip; with `with_workers`, heartbeat keys cost one more
+    (a SCAN per queue, then one MGET)."""
+    queues = list(Queue)
+    async with redis.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            for key in priority_lists(queue):
+                pipe.llen(key)
+            if queue in _TRACKED:
+                pipe.zcard(outstanding_key(queue))
+        replies: list[int] = [int(r) for r in await pipe.execute()]
+    out: dict[str, dict[str, Any]] = {}
+    position = 0
+    for queue in queues:
+        lists = len(priority_lists(queue))
+        waiting = sum(replies[position : position + lists])
+        position += lists
+        tracked = waiting
+        if queue in _TRACKED:
+            tracked = replies[position]
+            position += 1
+        outstanding = max(tracked, waiting)
+        out[queue.value] = {
+            "queue": queue.value,
+            "waiting": waiting,
+            "in_flight": outstanding - waiting,
+            "outstanding": outstanding,
+        }
+    if with_workers:
+        workers = await _workers(redis, queues)
+        for queue in queues:
+            out[queue.value]["workers"] = workers[queue.value]
+    return out
+
+
+async def _workers(redis: Redis, queues: list[Queue]) -> dict[str, list[dict[str, Any]]]:
+    keys: list[tuple[Queue, bytes]] = []
+    for queue in queues:
+        found = 0
+        async for key in redis.scan_iter(match=f"{WORKER_HEARTBEAT_PREFIX}{queue.value}:*", count=500):
+            keys.append((queue, key))
+            found += 1
+            if found >= _MAX_WORKERS:
+                break
+    out: dict[str, list[dict[str, Any]]] = {q.value: [] for q in queues}
+    if not keys:
+        return out
+    values = await redis.mget([key for _, key in keys])
+    for (queue, _key), raw in zip(keys, values, strict=True):
+        if raw is None:  # expired between SCAN and MGET
+            continue
+        try:
+            beat = json.loads(raw)
+        except ValueError:
+            continue
+        out[queue.value].append(
+            {
+                "hostname": str(beat.get("hostname", "")),
+                "running": int(beat.get("running", 0)),
+                "http_port": beat.get("http_port"),
+            }
+        )
+    for workers in out.values():
+        workers.sort(key=lambda w: w["hostname"])
+    return out
+
+
+async def refresh_queue_gauges(redis: Redis) -> None:
+    """Set the `textfleet_queue_*` gauges from Redis (before a scrape is answered)."""
+    for name, depth in (await queue_depths(redis)).items():
+        QUEUE_WAITING.labels(queue=name).set(depth["waiting"])
+        QUEUE_IN_FLIGHT.labels(queue=name).set(depth["in_flight"])
+        QUEUE_OUTSTANDING.labels(queue=name).set(depth["outstanding"])
