@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from shared.db.migrate import upgrade
 from shared.settings import get_settings
@@ -41,3 +42,13 @@ def settings_env(monkeypatch: pytest.MonkeyPatch, database_url: str, redis_url: 
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def clean_redis_url(redis_url: str) -> Iterator[str]:
+    """The session's Redis database, emptied before and after the test."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield redis_url
+    client.flushdb()
+    client.close()

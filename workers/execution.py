@@ -86,10 +86,10 @@ def execute(job_id: str, task: TaskName, runtime: WorkerRuntime) -> JobStatus | 
                 usage=usage,
                 webhook=claim.webhook,
                 worker=runtime.hostname,
+                task=task.value,  # the store announces it, batched with others
             )
         )
         if won:
-            _announce(runtime, job_id, task, status)
             metrics.observe_finished(task, status.value)
             log.info("job.finished", status=status.value, error_code=(error or {}).get("code"))
         return status if won else None

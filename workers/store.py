@@ -55,10 +55,13 @@ class Completion:
     usage: dict[str, int] | None = None
     webhook: bool = False  # the job has a webhook: record its `completed` event
     worker: str | None = None  # the claimant; a completion from anyone else is ignored
+    task: str | None = None  # given: the terminal state is announced (see JobStore.on_finished)
 
 
 _ClaimItem = tuple[str, str]  # (job id, worker)
 DeliveryHook = Callable[[list[str]], None]
+#: called after each completion batch commits with the (job id, task, status) that were written
+FinishedHook = Callable[[list[tuple[str, str, str]]], None]
 
 
 def record_webhook(session: Session, job_id: str, event: str) -> list[str]:
@@ -82,9 +85,11 @@ class JobStore:
         max_batch: int = 256,
         max_wait_ms: float = 2.0,
         on_deliveries: DeliveryHook | None = None,
+        on_finished: FinishedHook | None = None,
     ) -> None:
         self.database_url = database_url
         self.on_deliveries = on_deliveries
+        self.on_finished = on_finished
         self._claims: MicroBatcher[_ClaimItem, Claim | None] = MicroBatcher(
             self._claim_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, name="textfleet-claims"
         )
@@ -200,4 +205,14 @@ class JobStore:
                 if first and completion.webhook:
                     deliveries += record_webhook(session, completion.job_id, "completed")
         self._deliver(deliveries)
+        finished = [
+            (c.job_id, c.task, c.status.value)
+            for c, first in zip(items, won, strict=True)
+            if first and c.task
+        ]
+        if finished and self.on_finished is not None:
+            try:
+                self.on_finished(finished)  # one Redis round trip for the whole batch
+            except Exception as exc:  # waiters time out and re-read; the sweeper prunes the sets
+                log.warning("job.announce_failed", count=len(finished), error=str(exc))
         return won

@@ -35,5 +35,6 @@ def test_quick_bench_writes_table_json_and_plot(tmp_path: Path) -> None:
     assert report["config"]["generate_jobs"] == 8
     table = (out / "bench.md").read_text()
     assert "generation, output tokens/s" in table and "bulk POST /v1/jobs/batch" in table
+    assert report["intake"]["paced_p99_ms"] > 0 and "steady" in table
     png = (out / "throughput.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000

@@ -20,8 +20,7 @@ from shared.queueing import make_celery, send_job, send_jobs
 from shared.settings import Settings
 
 
-@pytest.fixture
-def broker_url(redis_url: str) -> Iterator[str]:
+def clean_redis_url(redis_url: str) -> Iterator[str]:
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     yield redis_url
@@ -41,12 +40,12 @@ def _lists(url: str) -> dict[str, list[dict[str, Any]]]:
         client.close()
 
 
-def test_send_jobs_writes_one_message_per_job_on_its_priority_list(broker_url: str) -> None:
-    app = make_celery(Settings(redis_url=broker_url))
+def test_send_jobs_writes_one_message_per_job_on_its_priority_list(clean_redis_url: str) -> None:
+    app = make_celery(Settings(redis_url=clean_redis_url))
     jobs = [(new_job_id(), TaskName.SENTIMENT, p) for p in range(10)] + [(new_job_id(), TaskName.GENERATE, 5)]
     send_jobs(app, jobs)
 
-    lists = _lists(broker_url)
+    lists = _lists(clean_redis_url)
     assert sum(len(v) for v in lists.values()) == len(jobs)
     for job_id, task, priority in jobs:
         key = ("classify" if task is TaskName.SENTIMENT else "generate") + (
@@ -62,15 +61,15 @@ def test_send_jobs_writes_one_message_per_job_on_its_priority_list(broker_url: s
     app.close()
 
 
-def test_messages_match_what_send_task_sends(broker_url: str) -> None:
-    app = make_celery(Settings(redis_url=broker_url))
+def test_messages_match_what_send_task_sends(clean_redis_url: str) -> None:
+    app = make_celery(Settings(redis_url=clean_redis_url))
     ours = new_job_id()
     send_job(app, ours, TaskName.RISK, 7)
     theirs = new_job_id()
     app.send_task(
         celery_task_name(TaskName.RISK), args=[theirs], task_id=theirs, queue="classify", priority=2
     )
-    a, b = _lists(broker_url)["classify:2"]
+    a, b = _lists(clean_redis_url)["classify:2"]
     assert sorted(a["headers"]) == sorted(b["headers"])
     assert sorted(a["properties"]) == sorted(b["properties"])
     assert a["properties"]["delivery_info"] == b["properties"]["delivery_info"]
@@ -78,8 +77,8 @@ def test_messages_match_what_send_task_sends(broker_url: str) -> None:
     app.close()
 
 
-def test_a_real_worker_runs_pipelined_jobs(broker_url: str) -> None:
-    app = make_celery(Settings(redis_url=broker_url))
+def test_a_real_worker_runs_pipelined_jobs(clean_redis_url: str) -> None:
+    app = make_celery(Settings(redis_url=clean_redis_url))
     seen: list[str] = []
     done = threading.Event()
     expected = 25

@@ -203,8 +203,7 @@ def test_backoff_schedule() -> None:
     assert max(BACKOFF_SCHEDULE_S) < VISIBILITY_TIMEOUT_S
 
 
-@pytest.fixture
-def broker_url(redis_url: str) -> Iterator[str]:
+def clean_redis_url(redis_url: str) -> Iterator[str]:
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     yield redis_url
@@ -212,12 +211,12 @@ def broker_url(redis_url: str) -> Iterator[str]:
     client.close()
 
 
-def test_enqueue_deliveries_sends_one_message_each_to_the_webhooks_queue(broker_url: str) -> None:
-    app = make_celery(Settings(redis_url=broker_url))
+def test_enqueue_deliveries_sends_one_message_each_to_the_webhooks_queue(clean_redis_url: str) -> None:
+    app = make_celery(Settings(redis_url=clean_redis_url))
     enqueue_deliveries(app, ["msg_a", "msg_b", "msg_c"])
     enqueue_deliveries(app, ["msg_later"], countdown=30)
     enqueue_deliveries(app, [])
-    client = redis.Redis.from_url(broker_url)
+    client = redis.Redis.from_url(clean_redis_url)
     try:
         raw = client.lrange("webhooks", 0, -1)
     finally:

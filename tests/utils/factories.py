@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.db import repository
+from shared.db import repository, session_scope
 from shared.db.models import Job
 
 
@@ -44,3 +44,19 @@ def webhook_job_row(
     job.webhook = url
     job.webhook_events = events if events is not None else ["completed"]
     return job
+
+
+def insert_job(database_url: str, task: str = "sentiment", **overrides: Any) -> str:
+    """Insert a queued job row (see `job_row`) and return its id."""
+    job = job_row(task, **overrides)
+    with session_scope(database_url) as session:
+        repository.insert_jobs(session, [job])
+    return job.id
+
+
+def load_job(database_url: str, job_id: str) -> Job:
+    """The job row with `job_id` (it must exist)."""
+    with session_scope(database_url) as session:
+        job = repository.get(session, job_id)
+        assert job is not None, job_id
+        return job

@@ -4,55 +4,31 @@ real database and Redis)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-import redis
 
 from shared.constants import TaskName
 from shared.db import repository, session_scope
 from shared.db.models import Job, utcnow
 from shared.schemas import JobStatus
-from shared.settings import get_settings
-from tests.utils.factories import job_row
-from tests.utils.fakes import FakeClassifiers, FakeEngine
+from tests.utils.factories import insert_job, load_job
 from workers.control import CancelListener, drain
 from workers.execution import backoff_s, execute
 from workers.runtime import WorkerRuntime
 
 
 @pytest.fixture
-def runtime(settings_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkerRuntime]:
-    monkeypatch.setenv("TEXTFLEET_MAX_ATTEMPTS", "3")
-    monkeypatch.setenv("TEXTFLEET_RETRY_BACKOFF_S", "0.01")
-    get_settings.cache_clear()
-    settings = get_settings()
-    client = redis.Redis.from_url(settings.redis_url)
-    client.flushdb()
-    rt = WorkerRuntime(
-        settings=settings,
-        hostname="test-worker",
-        redis=client,
-        generation=FakeEngine(),
-        classifiers=FakeClassifiers(),
-    )
-    yield rt
-    rt.close()
+def runtime_env() -> dict[str, str]:
+    return {"max_attempts": "3", "retry_backoff_s": "0.01"}
 
 
 def _insert(rt: WorkerRuntime, task: str, **fields: object) -> str:
-    job = job_row(task, **fields)
-    with session_scope(rt.settings.database_url) as session:
-        repository.insert_jobs(session, [job])
-    return job.id
+    return insert_job(rt.settings.database_url, task, **fields)
 
 
 def _load(rt: WorkerRuntime, job_id: str) -> Job:
-    with session_scope(rt.settings.database_url) as session:
-        job = repository.get(session, job_id)
-        assert job is not None
-        return job
+    return load_job(rt.settings.database_url, job_id)
 
 
 def _queued_messages(rt: WorkerRuntime, queue: str) -> list[str]:

@@ -4,47 +4,25 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 
 import pytest
-import redis
 
 from shared.constants import TaskName, job_events_channel
 from shared.db import repository, session_scope
+from shared.db.models import Job
 from shared.schemas import JobStatus
-from shared.settings import get_settings
-from tests.utils.factories import job_row
-from tests.utils.fakes import FakeClassifiers, FakeEngine
+from tests.utils.factories import insert_job, load_job
+from tests.utils.fakes import FakeClassifiers
 from workers.execution import execute
 from workers.runtime import WorkerRuntime
 
 
-@pytest.fixture
-def runtime(settings_env: None) -> Iterator[WorkerRuntime]:
-    settings = get_settings()
-    rt = WorkerRuntime(
-        settings=settings,
-        hostname="test-worker",
-        redis=redis.Redis.from_url(settings.redis_url),
-        generation=FakeEngine(),
-        classifiers=FakeClassifiers(),
-    )
-    yield rt
-    rt.close()
-
-
 def _insert(rt: WorkerRuntime, task: str, **fields: object) -> str:
-    job = job_row(task, **fields)
-    with session_scope(rt.settings.database_url) as session:
-        repository.insert_jobs(session, [job])
-    return job.id
+    return insert_job(rt.settings.database_url, task, **fields)
 
 
-def _load(rt: WorkerRuntime, job_id: str) -> repository.Job:  # type: ignore[name-defined]
-    with session_scope(rt.settings.database_url) as session:
-        job = repository.get(session, job_id)
-        assert job is not None
-        return job
+def _load(rt: WorkerRuntime, job_id: str) -> Job:
+    return load_job(rt.settings.database_url, job_id)
 
 
 def test_generate_succeeds_with_usage(runtime: WorkerRuntime) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import secrets
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -16,11 +15,10 @@ import redis
 from prometheus_client import REGISTRY
 
 from shared.constants import TaskName
-from shared.db import repository, session_scope
 from shared.db.models import utcnow
 from shared.schemas import JobStatus
 from shared.settings import get_settings
-from tests.utils.factories import job_row
+from tests.utils.factories import insert_job
 from tests.utils.fakes import FakeClassifiers, FakeEngine
 from workers.batching import MicroBatcher
 from workers.execution import execute
@@ -33,27 +31,8 @@ def metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-@pytest.fixture
-def runtime(settings_env: None) -> Iterator[WorkerRuntime]:
-    settings = get_settings()
-    client = redis.Redis.from_url(settings.redis_url)
-    client.flushdb()
-    rt = WorkerRuntime(
-        settings=settings,
-        hostname="test-worker",
-        redis=client,
-        generation=FakeEngine(),
-        classifiers=FakeClassifiers(),
-    )
-    yield rt
-    rt.close()
-
-
 def _insert(rt: WorkerRuntime, task: str, **fields: Any) -> str:
-    job = job_row(task, **fields)
-    with session_scope(rt.settings.database_url) as session:
-        repository.insert_jobs(session, [job])
-    return job.id
+    return insert_job(rt.settings.database_url, task, **fields)
 
 
 def test_jobs_move_finished_run_time_wait_and_tokens(runtime: WorkerRuntime) -> None:

@@ -363,8 +363,7 @@ def test_missing_job_and_missing_secret(
     assert receiver.received() == []
 
 
-@pytest.fixture
-def broker_url(redis_url: str) -> Iterator[str]:
+def clean_redis_url(redis_url: str) -> Iterator[str]:
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     yield redis_url
@@ -377,7 +376,7 @@ def test_task_re_enqueues_itself_with_a_countdown(
     make_settings: MakeSettings,
     receiver: WebhookReceiver,
     http: httpx.Client,
-    broker_url: str,
+    clean_redis_url: str,
 ) -> None:
     settings = make_settings()
     app = make_celery(settings)
@@ -389,7 +388,7 @@ def test_task_re_enqueues_itself_with_a_countdown(
 
     assert task(delivery_id) == "retry"  # runs the body here; the retry goes to the broker
 
-    client = redis.Redis.from_url(broker_url)
+    client = redis.Redis.from_url(clean_redis_url)
     try:
         (raw,) = client.lrange("webhooks", 0, -1)
     finally:
