@@ -12,12 +12,7 @@ import redis
 
 from shared.constants import TASK_QUEUES, TaskName, job_events_channel, outstanding_key
 
-__all__ = ["announce_terminal", "announce_terminals", "publish_job_event"]
-
-
-def publish_job_event(client: redis.Redis, job_id: str, status: str) -> None:
-    """Announce that `job_id` reached `status`. Best effort: a waiter re-reads the database anyway."""
-    client.publish(job_events_channel(job_id), json.dumps({"job_id": job_id, "status": status}))
+__all__ = ["announce_terminal", "announce_terminals"]
 
 
 def announce_terminal(client: redis.Redis, job_id: str, task: TaskName | str, status: str) -> None:

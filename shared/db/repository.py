@@ -23,7 +23,6 @@ __all__ = [
     "cancel",
     "cancel_queued",
     "claim",
-    "delete_job",
     "delete_jobs",
     "finish",
     "get",
@@ -216,11 +215,6 @@ def _cancel_if(session: Session, job_id: str, expected: JobStatus) -> bool:
         .execution_options(synchronize_session=False)
     )
     return bool(outcome.rowcount)  # type: ignore[attr-defined]
-
-
-def delete_job(session: Session, job_id: str) -> None:
-    """Remove a job row (used to undo an insert whose enqueue failed)."""
-    session.execute(delete(Job).where(Job.id == job_id))
 
 
 def delete_jobs(session: Session, job_ids: Sequence[str], *, chunk_size: int = 10_000) -> None:

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from shared.constants import CANCEL_CHANNEL, TASK_QUEUES, TaskName, celery_task_name, job_events_channel
 from shared.db import repository
 from shared.db.session import session_scope
-from shared.events import publish_job_event
+from shared.events import announce_terminal
 from shared.schemas import JobStatus
 from tests.api.conftest import Broker, MakeClient, Rows
 from tests.utils.factories import job_payload, job_row
@@ -256,8 +256,10 @@ def _finish_later(database_url: str, redis_url: str, job_id: str, delay_s: float
             assert repository.claim(session, job_id, "test-worker")
         with session_scope(database_url) as session:
             assert repository.finish(session, job_id, JobStatus.SUCCEEDED, result={"label": "positive"})
+            job = repository.get(session, job_id)
+            assert job is not None
         client = redis.Redis.from_url(redis_url)
-        publish_job_event(client, job_id, JobStatus.SUCCEEDED.value)
+        announce_terminal(client, job_id, job.task, JobStatus.SUCCEEDED.value)
         client.close()
 
     thread = threading.Thread(target=work, daemon=True)

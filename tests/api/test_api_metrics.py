@@ -4,29 +4,19 @@ from __future__ import annotations
 
 import redis
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from shared.constants import TaskName
 from shared.events import announce_terminal
 from tests.api.conftest import MakeClient
 from tests.utils.factories import job_payload
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+from tests.utils.metrics import Samples, parse_metrics, value
 
 
 def scrape(api: TestClient) -> Samples:
     response = api.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    samples: Samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    return parse_metrics(response.text)
 
 
 def test_submissions_move_the_counter_and_the_queue_gauges(api: TestClient, redis_url: str) -> None:

@@ -8,11 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+
+from tests.utils.metrics import Samples, parse_metrics, value
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture
@@ -24,15 +23,7 @@ def client(stack: str) -> Iterator[httpx.Client]:
 def scrape(url: str) -> Samples:
     response = httpx.get(url, timeout=10)
     assert response.status_code == 200, response.text
-    samples: Samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    return parse_metrics(response.text)
 
 
 def worker_metrics_url(client: httpx.Client, queue: str) -> str:

@@ -6,7 +6,6 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,14 +17,6 @@ from shared.db.repository import new_job_id
 from shared.errors import QueueUnavailableError
 from shared.queueing import make_celery, send_job, send_jobs
 from shared.settings import Settings
-
-
-def clean_redis_url(redis_url: str) -> Iterator[str]:
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    yield redis_url
-    client.flushdb()
-    client.close()
 
 
 def _lists(url: str) -> dict[str, list[dict[str, Any]]]:

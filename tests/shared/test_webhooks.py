@@ -6,7 +6,6 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -201,14 +200,6 @@ def test_backoff_schedule() -> None:
     assert backoff_schedule(0) == 0
     # Held-back messages stay below the broker's visibility timeout (else Redis hands them out twice).
     assert max(BACKOFF_SCHEDULE_S) < VISIBILITY_TIMEOUT_S
-
-
-def clean_redis_url(redis_url: str) -> Iterator[str]:
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    yield redis_url
-    client.flushdb()
-    client.close()
 
 
 def test_enqueue_deliveries_sends_one_message_each_to_the_webhooks_queue(clean_redis_url: str) -> None:

@@ -350,7 +350,7 @@ def test_missing_job_and_missing_secret(
 ) -> None:
     job_id, delivery_id = _pending(database_url, receiver.url())
     with session_scope(database_url) as session:
-        repository.delete_job(session, job_id)
+        repository.delete_jobs(session, [job_id])
     outcome = deliver(delivery_id, make_settings(), http=http)
     assert outcome.status == "failed" and outcome.error == f"job {job_id} no longer exists"
     assert deliver("msg_nope", make_settings(), http=http).status == "skipped"
@@ -361,14 +361,6 @@ def test_missing_job_and_missing_secret(
         deliver(other_id, no_secret, http=http)
     assert _row(database_url, other_id).attempts == 0
     assert receiver.received() == []
-
-
-def clean_redis_url(redis_url: str) -> Iterator[str]:
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    yield redis_url
-    client.flushdb()
-    client.close()
 
 
 def test_task_re_enqueues_itself_with_a_countdown(

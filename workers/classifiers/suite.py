@@ -8,6 +8,7 @@ Results are JSON-able dicts matching shared.schemas.ModerationResult / RiskResul
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,18 +113,7 @@ class EncoderClassifierSuite:
             future = self.batcher.submit((task, text))
         except BatcherClosedError as exc:
             raise ModelError("the classifier suite is closed") from exc
-        try:
-            outcome = future.result(timeout=timeout_s)
-        except FutureTimeoutError as exc:
-            future.cancel()
-            raise ModelError(f"classification did not finish within {timeout_s}s", code="timeout") from exc
-        except ModelError:
-            raise
-        except Exception as exc:
-            raise ModelError(f"classification failed: {exc}") from exc
-        if isinstance(outcome, ModelError):
-            raise outcome
-        return outcome
+        return _outcome(future, timeout_s)
 
     def classify_batch(self, task: TaskName, texts: list[str]) -> list[dict[str, Any]]:
         """Results for many texts, run through the batcher in batches of `classify_batch_size`."""
@@ -134,19 +124,7 @@ class EncoderClassifierSuite:
             futures = {i: self.batcher.submit((task, texts[i])) for i in order}
         except BatcherClosedError as exc:
             raise ModelError("the classifier suite is closed") from exc
-        results: list[dict[str, Any]] = []
-        for i in range(len(texts)):
-            future = futures[i]
-            try:
-                outcome = future.result()
-            except ModelError:
-                raise
-            except Exception as exc:
-                raise ModelError(f"classification failed: {exc}") from exc
-            if isinstance(outcome, ModelError):
-                raise outcome
-            results.append(outcome)
-        return results
+        return [_outcome(futures[i]) for i in range(len(texts))]
 
     def close(self) -> None:
         """Finish what was submitted and stop the batching thread."""
@@ -227,3 +205,19 @@ def _unit(value: float) -> float:
 
 def _as_model_error(exc: Exception) -> ModelError:
     return exc if isinstance(exc, ModelError) else ModelError(f"classification failed: {exc}")
+
+
+def _outcome(future: Future[Outcome], timeout_s: float | None = None) -> dict[str, Any]:
+    """A classification's result, or the ModelError that explains why there is none."""
+    try:
+        outcome = future.result(timeout=timeout_s)
+    except FutureTimeoutError as exc:
+        future.cancel()
+        raise ModelError(f"classification did not finish within {timeout_s}s", code="timeout") from exc
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"classification failed: {exc}") from exc
+    if isinstance(outcome, ModelError):
+        raise outcome
+    return outcome

@@ -226,22 +226,17 @@ def prepare_generation_model(models_dir: Path, *, progress: Progress | None = No
     """Build `models_dir/smollm2-135m-instruct` (safetensors, bfloat16) from the shipped GGUF file.
 
     Returns the directory at once when it is already prepared from the same file."""
-    target = Path(models_dir).expanduser() / GENERATION_DIRNAME
     gguf_path = find_generation_gguf()
-    stamp = _source_stamp("generation", gguf_path)
-    if is_prepared(target, stamp):
-        log.debug("model_already_prepared", model="generation", path=str(target))
-        return target
-    _say(progress, f"Converting {gguf_path.name} to safetensors in {target} ...")
-    log.info("model_prepare_started", model="generation", source=str(gguf_path), path=str(target))
-    started = time.perf_counter()
-    with _atomic_dir(target) as tmp:
-        _convert_gguf(gguf_path, tmp)
-        _write_marker(tmp, stamp, time.perf_counter() - started)
-    seconds = time.perf_counter() - started
-    log.info("model_prepared", model="generation", path=str(target), seconds=round(seconds, 2))
-    _say(progress, f"Generation model ready in {target} ({seconds:.1f} s)")
-    return target
+    target = Path(models_dir).expanduser() / GENERATION_DIRNAME
+    return _prepare(
+        "generation",
+        target,
+        gguf_path,
+        lambda tmp: _convert_gguf(gguf_path, tmp),
+        doing=f"Converting {gguf_path.name} to safetensors in {target} ...",
+        ready="Generation model ready",
+        progress=progress,
+    )
 
 
 # --- Encoder ------------------------------------------------------------------------------------
@@ -251,26 +246,53 @@ def prepare_encoder(models_dir: Path, *, progress: Progress | None = None) -> Pa
     """Copy the shipped all-MiniLM-L6-v2 safetensors directory to `models_dir/all-minilm-l6-v2`.
 
     Returns the directory at once when it is already prepared from the same files."""
-    target = Path(models_dir).expanduser() / ENCODER_DIRNAME
     source = find_encoder_source()
-    stamp = _source_stamp("encoder", source)
-    if is_prepared(target, stamp):
-        log.debug("model_already_prepared", model="encoder", path=str(target))
-        return target
-    _say(progress, f"Copying all-MiniLM-L6-v2 to {target} ...")
-    log.info("model_prepare_started", model="encoder", source=str(source), path=str(target))
-    started = time.perf_counter()
-    with _atomic_dir(target) as tmp:
+
+    def copy(tmp: Path) -> None:
         shutil.copytree(
             source,
             tmp,
             dirs_exist_ok=True,
             ignore=shutil.ignore_patterns(".gitattributes", "__pycache__", MARKER_NAME),
         )
+
+    target = Path(models_dir).expanduser() / ENCODER_DIRNAME
+    return _prepare(
+        "encoder",
+        target,
+        source,
+        copy,
+        doing=f"Copying all-MiniLM-L6-v2 to {target} ...",
+        ready="Encoder ready",
+        progress=progress,
+    )
+
+
+def _prepare(
+    model: str,
+    target: Path,
+    source: Path,
+    build: Callable[[Path], None],
+    *,
+    doing: str,
+    ready: str,
+    progress: Progress | None,
+) -> Path:
+    """Build `target` from `source` with `build(tmp_dir)`, atomically and with a marker; instant when
+    the marker says it was already built from the same source."""
+    stamp = _source_stamp(model, source)
+    if is_prepared(target, stamp):
+        log.debug("model_already_prepared", model=model, path=str(target))
+        return target
+    _say(progress, doing)
+    log.info("model_prepare_started", model=model, source=str(source), path=str(target))
+    started = time.perf_counter()
+    with _atomic_dir(target) as tmp:
+        build(tmp)
         _write_marker(tmp, stamp, time.perf_counter() - started)
     seconds = time.perf_counter() - started
-    log.info("model_prepared", model="encoder", path=str(target), seconds=round(seconds, 2))
-    _say(progress, f"Encoder ready in {target} ({seconds:.1f} s)")
+    log.info("model_prepared", model=model, path=str(target), seconds=round(seconds, 2))
+    _say(progress, f"{ready} in {target} ({seconds:.1f} s)")
     return target
 
 
