@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import resource
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 
 import structlog
 from fastapi import FastAPI
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from api.errors import install_error_handlers
 from api.routes import health, jobs, metrics, queues
+from api.services.waits import JobEvents, JobReader, read_jobs
 from shared.logging import configure_logging
 from shared.queueing import make_celery
 from shared.settings import Settings, get_settings
@@ -29,6 +32,17 @@ def _version() -> str:
         return "0.0.0"
 
 
+def raise_open_files_limit() -> None:
+    """Lift this process's soft limit on open files to its hard limit: every held connection (a
+    `?wait` request is one) is a file descriptor, and the usual soft limit of 1024 is below what one
+    API process is meant to hold."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 65536 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A new API app for `settings` (default: the environment's). Touches no service until started."""
     settings = settings or get_settings()
@@ -36,11 +50,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings, process="api")
-        app.state.redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+        raise_open_files_limit()
+        # Everything but long polling shares one bounded pool: past its size a request waits up to
+        # api_redis_pool_timeout_s for a connection instead of opening more.
+        app.state.redis = Redis.from_pool(
+            BlockingConnectionPool.from_url(
+                settings.redis_url,
+                max_connections=settings.api_redis_max_connections,
+                timeout=settings.api_redis_pool_timeout_s,
+                socket_connect_timeout=2,
+            )
+        )
+        # Long polling: one subscription for the whole process, fanned out in memory.
+        app.state.job_events = JobEvents(settings.redis_url, max_waiters=settings.wait_max_waiters)
+        app.state.job_reader = JobReader(partial(read_jobs, settings.database_url))
+        await app.state.job_events.start()
         log.info("api.started", environment=settings.environment, version=app.version)
         try:
             yield
         finally:
+            await app.state.job_events.stop()
             await app.state.redis.aclose()
             with contextlib.suppress(Exception):
                 app.state.celery.close()

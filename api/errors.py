@@ -38,6 +38,7 @@ from shared.errors import (
     TransientDatabaseError,
 )
 from shared.schemas import ErrorBody, ErrorResponse
+from shared.validation import KEY, string_problem
 
 __all__ = ["STATUS_BY_ERROR", "error_response", "install_error_handlers", "validation_errors"]
 
@@ -61,6 +62,7 @@ _VALID_TASKS = ", ".join(t.value for t in TaskName)
 # Labels pydantic puts in `loc` for the members of a (non-discriminated) union, e.g. `params.stop`.
 _UNION_LABEL = re.compile(r"^(?:[a-z]+\[.*\]|str|int|float|bool|none|constrained-(?:str|int|float|list))$")
 _MESSAGE_PREFIXES = ("Value error, ", "Assertion failed, ")
+_MAX_PART = 128  # longest path part (a client's key) an error repeats
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
@@ -103,15 +105,24 @@ def _field_path(loc: Sequence[int | str]) -> str | None:
     for part in parts:
         if isinstance(part, str) and not free_form and _UNION_LABEL.match(part):
             continue
-        if part == "[key]":
-            path += "[key]"
+        if part == KEY:
+            path = f"{path or source or 'body'}{KEY}"
             continue
-        path += f".{part}" if path else str(part)
+        text = _printable(str(part))
+        path += f".{text}" if path else text
     if path:
         return prefix + path
     if prefix:
         return prefix.rstrip(".")
     return str(source) if source is not None else None
+
+
+def _printable(part: str) -> str:
+    """A path part (a client's own key, e.g. in metadata or an unknown field) safe to put in a JSON
+    response and a log line: unprintable characters and lone surrogates escaped, length bounded."""
+    if not part.isprintable() or string_problem(part) is not None:
+        part = part.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return part if len(part) <= _MAX_PART else part[:_MAX_PART] + "..."
 
 
 def _clean_message(message: str) -> str:
@@ -126,11 +137,10 @@ def _describe(error: dict[str, Any]) -> dict[str, Any]:
     kind = str(error.get("type", "value_error"))
     field = _field_path(error.get("loc", ()))
     message = _clean_message(str(error.get("msg", "invalid value")))
-    ctx = error.get("ctx") or {}
     prefix = _split_item(error.get("loc", ()))[0]
     if kind == "union_tag_invalid":
         field = f"{prefix}task"
-        message = f"unknown task {ctx.get('tag')!r}; valid tasks are: {_VALID_TASKS}"
+        message = f"unknown task; valid tasks are: {_VALID_TASKS}"  # never echo what was sent
     elif kind == "union_tag_not_found":
         field = f"{prefix}task"
         message = f"field required; valid tasks are: {_VALID_TASKS}"

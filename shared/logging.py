@@ -2,18 +2,44 @@
 
 Bind per-job context with `structlog.contextvars.bound_contextvars(job_id=..., task=...)`; every
 log line emitted inside (including from stdlib loggers) carries it.
+
+Exceptions are rendered the same way by both renderers, by `describe_exception`: the type, the message
+and the stack as (file, line, function), never local variables (rich tracebacks render every local of
+every frame: request payloads, and seconds of CPU on the event loop for a large one) and never source
+lines. The work is bounded whatever the exception: at most `MAX_FRAMES` frames, `MAX_CHAIN` chained
+exceptions and `MAX_MESSAGE` characters of message. Database errors keep only their first line, cut
+before any quoted value (PostgreSQL's DETAIL and CONTEXT lines and SQLAlchemy's parameters repeat the
+data that was refused), and a pydantic ValidationError is summarised without its input values.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import types
+from typing import Any
 
 import structlog
 
 from shared.settings import Settings
 
-__all__ = ["configure_logging"]
+__all__ = [
+    "MAX_CHAIN",
+    "MAX_FRAMES",
+    "MAX_MESSAGE",
+    "configure_logging",
+    "describe_exception",
+    "format_exception_text",
+]
+
+#: Frames rendered per exception (the innermost ones; the rest are counted).
+MAX_FRAMES = 64
+#: Exceptions rendered per chain (`raise ... from ...` and exceptions raised while handling another).
+MAX_CHAIN = 4
+#: Characters of an exception's message rendered.
+MAX_MESSAGE = 1000
+#: Modules whose exception messages repeat the values a statement was given.
+_DATABASE_MODULES = ("sqlalchemy", "psycopg", "sqlite3")
 
 
 def configure_logging(settings: Settings, *, process: str = "textfleet") -> None:
@@ -28,7 +54,10 @@ def configure_logging(settings: Settings, *, process: str = "textfleet") -> None
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if settings.json_logs
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(),
+            exception_formatter=structlog.dev.plain_traceback,  # never rich: it renders locals
+        )
     )
     structlog.configure(
         processors=[
@@ -44,7 +73,8 @@ def configure_logging(settings: Settings, *, process: str = "textfleet") -> None
         foreign_pre_chain=shared_processors,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info if settings.json_logs else _identity,
+            _exception_as_json if settings.json_logs else _exception_as_text,
+            _encodable,
             renderer,
         ],
     )
@@ -58,7 +88,109 @@ def configure_logging(settings: Settings, *, process: str = "textfleet") -> None
     structlog.contextvars.bind_contextvars(process_name=process)
 
 
-def _identity(
+# --- Exceptions ------------------------------------------------------------------------------------
+
+
+def describe_exception(exc: BaseException) -> dict[str, Any]:
+    """`{"type", "message", "frames": [{"file", "line", "function"}], "frames_omitted"?, "causes"?}`:
+    what a log line says about `exc` (its causes, outermost first, under `causes`)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < MAX_CHAIN and all(current is not e for e in chain):
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    described = [_describe_one(item) for item in chain]
+    head = described[0]
+    if len(described) > 1:
+        head["causes"] = described[1:]
+    return head
+
+
+def _describe_one(exc: BaseException) -> dict[str, Any]:
+    frames: list[dict[str, Any]] = []
+    tb: types.TracebackType | None = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        frames.append({"file": code.co_filename, "line": tb.tb_lineno, "function": code.co_name})
+        tb = tb.tb_next
+    out: dict[str, Any] = {"type": _qualified_name(type(exc)), "message": _safe_message(exc)}
+    if len(frames) > MAX_FRAMES:
+        out["frames_omitted"] = len(frames) - MAX_FRAMES
+        frames = frames[-MAX_FRAMES:]
+    out["frames"] = frames
+    return out
+
+
+def _qualified_name(cls: type) -> str:
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def _safe_message(exc: BaseException) -> str:
+    """The message of `exc`, without the values a database or validator was given."""
+    try:
+        if exc.__class__.__module__.startswith("pydantic") and hasattr(exc, "errors"):
+            problems = exc.errors(include_input=False, include_url=False, include_context=False)
+            shown = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in problems[:10])
+            message = f"{len(problems)} validation error(s): {shown}"
+        else:
+            message = str(exc)
+    except Exception:  # a broken __str__ must not break the log line
+        message = "<unprintable message>"
+    if exc.__class__.__module__.startswith(_DATABASE_MODULES):
+        message = message.split("\n", 1)[0].split(': "', 1)[0]
+    if len(message) > MAX_MESSAGE:
+        message = f"{message[:MAX_MESSAGE]}... ({len(message) - MAX_MESSAGE} more characters)"
+    return message
+
+
+def _exc_of(event_dict: structlog.types.EventDict) -> BaseException | None:
+    exc_info = event_dict.pop("exc_info", None)
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    if isinstance(exc_info, BaseException):
+        return exc_info
+    if isinstance(exc_info, tuple) and len(exc_info) == 3 and isinstance(exc_info[1], BaseException):
+        return exc_info[1]
+    return None
+
+
+def _exception_as_json(
     _logger: object, _name: str, event_dict: structlog.types.EventDict
 ) -> structlog.types.EventDict:
+    exc = _exc_of(event_dict)
+    if exc is not None:
+        event_dict["exception"] = describe_exception(exc)
+    return event_dict
+
+
+def _exception_as_text(
+    _logger: object, _name: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    exc = _exc_of(event_dict)
+    if exc is not None:
+        event_dict["exception"] = format_exception_text(describe_exception(exc))
+    return event_dict
+
+
+def format_exception_text(described: dict[str, Any]) -> str:
+    """`describe_exception`'s result as a Python-style traceback (causes first, like Python)."""
+    blocks: list[str] = []
+    for item in [*reversed(described.get("causes", [])), described]:
+        lines = ["Traceback (most recent call last):"]
+        if item.get("frames_omitted"):
+            lines.append(f"  ... {item['frames_omitted']} outer frames omitted")
+        lines += [f'  File "{f["file"]}", line {f["line"]}, in {f["function"]}' for f in item["frames"]]
+        lines.append(f"{item['type']}: {item['message']}" if item["message"] else item["type"])
+        blocks.append("\n".join(lines))
+    return "\n\nThe above exception was the cause of (or raised while handling) this one:\n\n".join(blocks)
+
+
+def _encodable(
+    _logger: object, _name: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Escape lone surrogates in string values: a log line must always be writable as UTF-8."""
+    for key, value in event_dict.items():
+        if isinstance(value, str) and not value.isascii():
+            event_dict[key] = value.encode("utf-8", "backslashreplace").decode("utf-8")
     return event_dict

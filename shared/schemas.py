@@ -23,6 +23,7 @@ from pydantic import (
 
 from shared.constants import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN, TaskName
 from shared.settings import get_settings
+from shared.validation import RequestModel, check_no_credentials
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -109,8 +110,8 @@ BoundedText = Annotated[str, Field(min_length=1), AfterValidator(_bounded_text)]
 MaxTokens = Annotated[int | None, Field(default=None, ge=1), AfterValidator(_bounded_max_tokens)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Strict(RequestModel):
+    """Request models: unknown fields, NUL, lone surrogates, NaN and Infinity refused (RequestModel)."""
 
 
 class _Deadlines(_Strict):
@@ -214,6 +215,7 @@ class _JobCreateBase(_Strict):
     webhook: Annotated[
         AnyHttpUrl | None,
         Field(description="URL that receives signed (Standard Webhooks) POSTs about this job."),
+        AfterValidator(check_no_credentials),
     ] = None
     webhook_events: Annotated[
         list[WebhookEvent] | None,

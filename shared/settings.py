@@ -92,6 +92,25 @@ class Settings(BaseSettings):
         description="Rows per multi-row INSERT (one database round trip) when storing a batch of jobs.",
     )
 
+    # --- API under load (issue 16) --------------------------------------------------------------
+    wait_max_waiters: int = Field(
+        5000,
+        gt=0,
+        description="Most `GET /v1/jobs/{id}?wait=` requests one API process holds at once (they share one "
+        "Redis subscription); above it `?wait` answers at once with the job's current state.",
+    )
+    api_redis_max_connections: int = Field(
+        64,
+        gt=0,
+        description="Size of an API process's Redis connection pool (queue depth, readiness, metrics; "
+        "long polling has its own single connection). A request finding it exhausted waits for a free one.",
+    )
+    api_redis_pool_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="How long an API request waits for a free pooled Redis connection before it fails.",
+    )
+
     # --- Models ----------------------------------------------------------------------------------
     models_dir: Path = Field(
         default_factory=_default_models_dir,

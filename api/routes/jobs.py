@@ -5,16 +5,19 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, Field, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CeleryDep, RedisDep, SessionDep, SettingsDep
+from api.deps import CeleryDep, SessionDep, SettingsDep
 from api.services import jobs as service
+from api.services import waits
+from api.services.intake import IntakeBatcher
 from shared.constants import TaskName
 from shared.db.session import get_sessionmaker
 from shared.errors import InvalidInputError
 from shared.schemas import ErrorResponse, JobCreate, JobList, JobOut, JobStatus
 from shared.settings import Settings
+from shared.validation import RequestModel, check_clean_str
 
 __all__ = ["router"]
 
@@ -25,10 +28,8 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorResponse} for code in codes}
 
 
-class JobBatchCreate(BaseModel):
+class JobBatchCreate(RequestModel):
     """Jobs to submit together: all are stored and enqueued, or (any invalid) none is."""
-
-    model_config = ConfigDict(extra="forbid")
 
     jobs: list[JobCreate] = Field(
         min_length=1,
@@ -43,6 +44,13 @@ class JobBatch(BaseModel):
     items: list[JobOut]
 
 
+def _printable_key(key: str | None) -> str | None:
+    """An Idempotency-Key is stored and compared as text: printable ASCII only (no NUL, no controls)."""
+    if key is not None and not (check_clean_str(key).isascii() and key.isprintable()):
+        raise ValueError("must be printable ASCII (no NUL or control characters)")
+    return key
+
+
 IdempotencyKeyHeader = Annotated[
     str | None,
     Header(
@@ -51,6 +59,7 @@ IdempotencyKeyHeader = Annotated[
         max_length=255,
         description="Makes a retry safe: same key + same body within 24 h returns the original job(s).",
     ),
+    AfterValidator(_printable_key),
 ]
 
 _JOB_JSON = TypeAdapter(JobOut)
@@ -75,14 +84,14 @@ def _create(
         session.close()
 
 
-def _intake(request: Request) -> service.IntakeBatcher:
+def _intake(request: Request) -> IntakeBatcher:
     """The app's batcher of single submissions (made on first use, in the app's event loop)."""
     state = request.app.state
-    batcher: service.IntakeBatcher | None = getattr(state, "intake", None)
+    batcher: IntakeBatcher | None = getattr(state, "intake", None)
     if batcher is None:
         settings: Settings = state.settings
         celery = state.celery
-        batcher = state.intake = service.IntakeBatcher(
+        batcher = state.intake = IntakeBatcher(
             lambda bodies: _create(settings, celery, bodies, log_each=True)
         )
     return batcher
@@ -210,22 +219,29 @@ def list_jobs(
 @router.get("/{job_id}", response_model=JobOut, summary="Get a job", responses=_errors(404, 422, 503))
 async def get_job(
     job_id: str,
+    request: Request,
     session: SessionDep,
-    redis: RedisDep,
     settings: SettingsDep,
     wait: Annotated[
         float | None,
-        Query(gt=0, description="Hold up to this many seconds for the job to finish (max `max_wait_s`)."),
+        Query(
+            gt=0,
+            allow_inf_nan=False,
+            description="Hold up to this many seconds for the job to finish (max `max_wait_s`). Above "
+            "`wait_max_waiters` waiting requests in the API process, answers at once with the current state.",
+        ),
     ] = None,
 ) -> JobOut:
-    """The job's current state; with `?wait=N`, returns as soon as it is terminal or after N seconds."""
+    """The job's current state; with `?wait=N`, returns as soon as it is terminal or after N seconds
+    (at once, with the current state, when the API process already holds `wait_max_waiters` waits)."""
     if wait is None:
         return await run_in_threadpool(service.get_job, session, job_id)
     if wait > settings.max_wait_s:
         raise InvalidInputError(
             f"wait must be at most {settings.max_wait_s:g} seconds", field="wait", code="validation_error"
         )
-    return await service.wait_for_job(session, redis, job_id, wait)
+    state = request.app.state
+    return await waits.wait_for_job(state.job_events, state.job_reader, service.normalize_id(job_id), wait)
 
 
 @router.post(

@@ -82,7 +82,7 @@ async def get_queue(queue: str, redis: RedisDep) -> QueueDepth | JSONResponse:
         return error_response(
             404,
             "queue_not_found",
-            f"no queue named {queue[:64]!r} (queues: {', '.join(names)})",
+            f"no such queue; queues are: {', '.join(names)}",
             field="queue",
         )
     depths = await queue_depths(redis)

@@ -1,7 +1,7 @@
 """Job logic of the API: create, get, list, cancel, and wait for a terminal state.
 
-Sync functions take a SQLAlchemy `Session` (routes run them in the threadpool); `wait_for_job` is
-async and awaits Redis pub/sub while its DB reads run in the threadpool.
+Sync functions take a SQLAlchemy `Session` (routes run them in the threadpool); long polling
+(`?wait=`) lives in `api.services.waits`.
 
 What is stored: a job's `input` and `params` are the client's *validated* values as given
 (`exclude_unset` + `exclude_none`), so defaults that depend on configuration (e.g. `max_tokens`
@@ -11,7 +11,6 @@ frozen into the row; `JobOut.params` shows what the client asked for. `metadata`
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
@@ -20,14 +19,11 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from redis.exceptions import RedisError
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
-from api.deps import AsyncRedis
-from shared.constants import CANCEL_CHANNEL, TaskName, job_events_channel
+from shared.constants import CANCEL_CHANNEL, TaskName
 from shared.db import repository
 from shared.db.models import IdempotencyKey, Job, utcnow
 from shared.errors import ConflictError, InvalidInputError, JobNotFoundError, QueueUnavailableError
@@ -38,7 +34,6 @@ from shared.schemas import JobCreate, JobList, JobOut, JobStatus
 from shared.webhooks import deliveries_for, enqueue_deliveries, record_event
 
 __all__ = [
-    "IntakeBatcher",
     "cancel_job",
     "check_cursor",
     "create_idempotent",
@@ -46,7 +41,8 @@ __all__ = [
     "create_jobs",
     "get_job",
     "list_jobs",
-    "wait_for_job",
+    "normalize_id",
+    "with_deliveries",
 ]
 
 log = structlog.get_logger(__name__)
@@ -54,11 +50,11 @@ log = structlog.get_logger(__name__)
 _ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 
 
-def _normalize_id(job_id: str) -> str:
+def normalize_id(job_id: str) -> str:
     """The canonical (upper-case) form of a job id; JobNotFoundError for anything that is not a ULID."""
     canonical = job_id.upper()
     if not _ULID.match(canonical):
-        raise JobNotFoundError(f"no job with id {job_id[:64]!r}")
+        raise JobNotFoundError("no job with this id (a job id is a 26-character ULID)")
     return canonical
 
 
@@ -68,13 +64,13 @@ def _read(session: Session, job_id: str) -> JobOut:
     try:
         job = repository.get(session, job_id)
         if job is None:
-            raise JobNotFoundError(f"no job with id {job_id!r}")
-        return _with_deliveries(session, [job])[0]
+            raise JobNotFoundError("no job with this id")
+        return with_deliveries(session, [job])[0]
     finally:
         session.rollback()
 
 
-def _with_deliveries(session: Session, jobs: Sequence[Job]) -> list[JobOut]:
+def with_deliveries(session: Session, jobs: Sequence[Job]) -> list[JobOut]:
     """Jobs as clients see them, with the delivery state of their webhook events (one query)."""
     out = [repository.to_out(job) for job in jobs]
     hooked = [job.id for job in jobs if job.webhook]
@@ -138,7 +134,7 @@ def replay(session: Session, key: str, digest: str, ttl_s: float) -> list[JobOut
     if seen.request_hash != digest:
         raise ConflictError("this Idempotency-Key was already used with a different request body")
     rows = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(seen.job_ids)))}
-    return _with_deliveries(session, [rows[job_id] for job_id in seen.job_ids if job_id in rows])
+    return with_deliveries(session, [rows[job_id] for job_id in seen.job_ids if job_id in rows])
 
 
 def create_jobs(
@@ -172,6 +168,15 @@ def create_jobs(
         if idempotency is None:
             raise
         raise IdempotentReplayError(idempotency[0]) from exc
+    except (StatementError, ValueError) as exc:
+        session.rollback()
+        if not _refused_value(exc):
+            raise
+        # The database or its driver refused a value (validation should have caught it): this
+        # request's fault, so a 4xx naming the rule, never the value.
+        raise InvalidInputError(
+            f"the database cannot store this job's content ({_error_kind(exc)})", code="unstorable_input"
+        ) from exc
     except BaseException:
         session.rollback()
         raise
@@ -196,6 +201,22 @@ def create_jobs(
     else:
         log.info("jobs.created", jobs=len(rows), first_job_id=rows[0]["id"], last_job_id=rows[-1]["id"])
     return [repository.row_to_out(row) for row in rows]
+
+
+def _refused_value(exc: BaseException) -> bool:
+    """Whether a failed INSERT was refused for a value it held (DataError, an encoding error in the
+    driver), not for the database being unreachable or a bug in the statement."""
+    if isinstance(exc, DataError):
+        return True
+    if isinstance(exc, DBAPIError):  # OperationalError, ProgrammingError, ...: not the input's fault
+        return False
+    cause = exc.orig if isinstance(exc, StatementError) else exc
+    return isinstance(cause, ValueError | TypeError)
+
+
+def _error_kind(exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None) or exc
+    return type(cause).__name__
 
 
 class IdempotentReplayError(Exception):
@@ -245,67 +266,12 @@ def create_job(session: Session, celery: Any, body: JobCreate) -> JobOut:
     return create_jobs(session, celery, [body])[0]
 
 
-class IntakeBatcher:
-    """Group commit for single submissions: concurrent `POST /v1/jobs` requests share one INSERT, one
-    commit and one pipelined Redis write.
-
-    `submit` queues a validated job and waits. Up to `max_flushes` flushers at a time each take
-    everything queued so far (up to `max_batch`) and run `create_jobs` on it in the threadpool; what
-    arrives meanwhile goes in the next flush (two flushers overlap one's database wait with the other's
-    work). No job waits for a timer: an idle API flushes a lone job at once, a busy one
-    amortizes each round trip over many jobs. A flush fails or succeeds as a whole (every waiter gets
-    its exception: the same 503 it would get alone), and a failed flush leaves no row behind.
-
-    Bound to the event loop it was created on (the API creates one per app, lazily, in its loop).
-    """
-
-    def __init__(self, store: Any, *, max_batch: int = 256, max_flushes: int = 2) -> None:
-        # `store(bodies) -> list[JobOut]` runs in the threadpool: create_jobs with its own session.
-        self._store = store
-        self._max_batch = max_batch
-        self._pending: list[tuple[JobCreate, asyncio.Future[JobOut]]] = []
-        self._max_flushes = max_flushes
-        self._flushing = 0
-        self._tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
-
-    async def submit(self, body: JobCreate) -> JobOut:
-        """Store and enqueue `body` with whatever else is waiting; its JobOut once committed and sent."""
-        future: asyncio.Future[JobOut] = asyncio.get_running_loop().create_future()
-        self._pending.append((body, future))
-        if self._flushing < self._max_flushes:
-            self._flushing += 1
-            task = asyncio.get_running_loop().create_task(self._flush_all())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return await future
-
-    async def _flush_all(self) -> None:
-        try:
-            while self._pending:
-                batch = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
-                try:
-                    created: list[JobOut] = await run_in_threadpool(self._store, [b for b, _ in batch])
-                except BaseException as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                for (_, future), job in zip(batch, created, strict=True):
-                    if not future.done():
-                        future.set_result(job)
-        finally:
-            self._flushing -= 1
-
-
 # --- Read ----------------------------------------------------------------------------------------
 
 
 def get_job(session: Session, job_id: str) -> JobOut:
     """The job with `job_id`; JobNotFoundError if there is none (or the id is malformed)."""
-    return _read(session, _normalize_id(job_id))
+    return _read(session, normalize_id(job_id))
 
 
 def check_cursor(cursor: str | None) -> str | None:
@@ -338,7 +304,7 @@ def list_jobs(
             status=status,
             task=task.value if task is not None else None,
         )
-        return JobList(items=_with_deliveries(session, rows), next_cursor=next_cursor)
+        return JobList(items=with_deliveries(session, rows), next_cursor=next_cursor)
     finally:
         session.rollback()
 
@@ -350,7 +316,7 @@ def cancel_job(session: Session, celery: Any, job_id: str) -> JobOut:
     """Cancel a queued or running job. A running one is also aborted inside its worker's engine (the
     workers listen on CANCEL_CHANNEL), freeing its KV cache. JobNotFoundError if unknown;
     ConflictError if it already finished."""
-    job_id = _normalize_id(job_id)
+    job_id = normalize_id(job_id)
     deliveries: list[str] = []
     previous = repository.cancel(session, job_id)
     if previous is not None:
@@ -382,44 +348,3 @@ def _after_cancel(celery: Any, job_id: str, task: str, previous: JobStatus, deli
             enqueue_deliveries(celery, deliveries)
     except Exception as exc:  # the sweeper re-sends due deliveries and prunes the outstanding set
         log.warning("job.cancel_announce_failed", job_id=job_id, error=str(exc))
-
-
-# --- Wait ----------------------------------------------------------------------------------------
-
-
-async def wait_for_job(session: Session, redis: AsyncRedis, job_id: str, timeout_s: float) -> JobOut:
-    """The job once it is terminal, or its current state after `timeout_s` seconds.
-
-    Subscribes to the job's event channel *before* reading the database, so an event published
-    between the read and the wait cannot be missed; then waits on pub/sub (no polling) and re-reads
-    the database on each event. Redis failures raise QueueUnavailableError (503).
-    """
-    job_id = _normalize_id(job_id)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    channel = job_events_channel(job_id)
-    async with redis.pubsub() as pubsub:
-        try:
-            await pubsub.subscribe(channel)
-            # Wait for the server's confirmation: from then on every publish reaches us.
-            while (remaining := deadline - loop.time()) > 0:
-                message = await pubsub.get_message(timeout=remaining)
-                if message is not None and message.get("type") == "subscribe":
-                    break
-        except (RedisError, OSError) as exc:
-            log.warning("job.wait_unavailable", job_id=job_id, error=str(exc))
-            raise QueueUnavailableError("job events are unavailable; retry without wait") from exc
-
-        job = await run_in_threadpool(_read, session, job_id)
-        while not job.status.is_terminal and (remaining := deadline - loop.time()) > 0:
-            try:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=remaining)
-            except (RedisError, OSError) as exc:
-                log.warning("job.wait_interrupted", job_id=job_id, error=str(exc))
-                break  # answer with the current state rather than an error mid-wait
-            if message is not None:
-                job = await run_in_threadpool(_read, session, job_id)
-    if not job.status.is_terminal:  # timed out (or events broke): one last look, events are best effort
-        job = await run_in_threadpool(_read, session, job_id)
-    log.debug("job.wait_done", job_id=job_id, status=job.status.value)
-    return job

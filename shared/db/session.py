@@ -23,12 +23,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 @lru_cache(maxsize=8)
 def get_engine(url: str) -> Engine:
-    """A pooled engine for `url` (cached: one pool per URL per process)."""
+    """A pooled engine for `url` (cached: one pool per URL per process). Its errors never repeat the
+    statement's parameters (`hide_parameters`): they hold job payloads, and errors get logged."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
 
 
 @lru_cache(maxsize=8)

@@ -91,10 +91,10 @@ def test_bad_job_is_rejected_naming_the_field_and_stores_nothing(
     assert broker.messages() == []
 
 
-def test_unknown_task_lists_the_valid_ones(api: TestClient) -> None:
+def test_unknown_task_lists_the_valid_ones_without_echoing_it(api: TestClient) -> None:
     error = api.post("/v1/jobs", json={"task": "translate", "input": {"text": "hi"}}).json()["error"]
     assert error["field"] == "task"
-    assert "'translate'" in error["message"]
+    assert "translate" not in str(error)  # the rule, not the raw input
     for task in ("generate", "summarize", "moderate", "risk", "sentiment"):
         assert task in error["message"]
 

@@ -1,0 +1,249 @@
+"""Long polling (`GET /v1/jobs/{id}?wait=N`) that scales: one Redis subscription per API process.
+
+- `JobEvents` holds ONE pub/sub connection per process, subscribed to the pattern of every job's event
+  channel (`textfleet:events:job:*`), and fans each terminal-state announcement out in memory to the
+  requests waiting on that job. A waiter costs an `asyncio.Event`, not a Redis connection. Each
+  (re)subscription wakes every waiter to re-read the database, since announcements made while the
+  connection was down are lost.
+- `JobReader` coalesces database reads: the reads that waiters ask for while one is in flight go
+  together in the next (one `SELECT ... WHERE id IN (...)` per batch in the threadpool), so two
+  thousand waiters never queue two thousand reads in front of `/readyz`.
+- `wait_for_job` registers its waiter *before* it asks for the job's state, so an announcement made
+  between the read and the wait cannot be missed; and every read it asks for starts after it asked.
+
+Above `wait_max_waiters` waiters in the process, or while the subscription is down, `?wait` answers at
+once with the job's current state (a `200`, never a `5xx`): a client that still sees a non-terminal
+status simply asks again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from api.services.jobs import with_deliveries
+from shared.constants import EVENTS_CHANNEL_PREFIX
+from shared.db.models import Job
+from shared.db.session import get_sessionmaker
+from shared.errors import JobNotFoundError
+from shared.schemas import JobOut
+
+__all__ = ["JobEvents", "JobReader", "read_jobs", "wait_for_job"]
+
+log = structlog.get_logger(__name__)
+
+_PATTERN = f"{EVENTS_CHANNEL_PREFIX}*"
+_PREFIX = EVENTS_CHANNEL_PREFIX.encode()
+#: Seconds between reconnection attempts of a lost subscription (doubling up to the second).
+_RETRY_S = (0.2, 5.0)
+
+
+class JobEvents:
+    """The process's one subscription to job announcements, fanned out to in-memory waiters."""
+
+    def __init__(self, redis_url: str, *, max_waiters: int) -> None:
+        self._redis_url = redis_url
+        self.max_waiters = max_waiters
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._count = 0
+        self._live = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.refused = 0  # waits answered at once because the process was full
+
+    @property
+    def waiting(self) -> int:
+        """Waiters registered now."""
+        return self._count
+
+    @property
+    def live(self) -> bool:
+        """Whether the subscription is confirmed (announcements reach the waiters)."""
+        return self._live.is_set()
+
+    async def start(self, ready_within_s: float = 2.0) -> None:
+        """Start listening; wait up to `ready_within_s` for the subscription (not an error if Redis is
+        down: the listener keeps retrying, and waits answer at once meanwhile)."""
+        self._task = asyncio.get_running_loop().create_task(self._listen(), name="job-events")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._live.wait(), ready_within_s)
+
+    async def stop(self) -> None:
+        """Stop listening and release every waiter."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._live.clear()
+        self._wake_all()
+
+    @contextlib.contextmanager
+    def watch(self, job_id: str) -> Iterator[asyncio.Event | None]:
+        """An event set whenever `job_id` is announced (or the subscription is renewed), or None when
+        this process already holds `max_waiters` waiters or has no live subscription."""
+        if self._count >= self.max_waiters or not self.live:
+            if self.live:
+                self.refused += 1
+            yield None
+            return
+        event = asyncio.Event()
+        self._waiters.setdefault(job_id, set()).add(event)
+        self._count += 1
+        try:
+            yield event
+        finally:
+            self._count -= 1
+            waiters = self._waiters.get(job_id)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiters[job_id]
+
+    def _wake_all(self) -> None:
+        for waiters in self._waiters.values():
+            for event in waiters:
+                event.set()
+
+    def _dispatch(self, channel: Any) -> None:
+        if isinstance(channel, bytes) and channel.startswith(_PREFIX):
+            for event in self._waiters.get(channel[len(_PREFIX) :].decode("ascii", "replace"), ()):
+                event.set()
+
+    async def _listen(self) -> None:
+        delay = _RETRY_S[0]
+        client = Redis.from_url(
+            self._redis_url, socket_connect_timeout=2, socket_keepalive=True, health_check_interval=15
+        )
+        try:
+            while True:
+                pubsub = client.pubsub()
+                try:
+                    await pubsub.psubscribe(_PATTERN)
+                    while True:
+                        message = await pubsub.get_message(timeout=5.0)
+                        if message is None:
+                            continue
+                        if message["type"] == "pmessage":
+                            self._dispatch(message["channel"])
+                        elif message["type"] == "psubscribe":
+                            # First subscription, or redis-py reconnected and subscribed again:
+                            # announcements made in between are lost, so every waiter re-reads.
+                            self._live.set()
+                            self._wake_all()
+                            delay = _RETRY_S[0]
+                            log.info("job_events.subscribed", waiters=self._count)
+                except Exception as exc:  # Redis down or restarted: retry, answer waits at once meanwhile
+                    self._live.clear()
+                    self._wake_all()
+                    log.warning(
+                        "job_events.subscription_lost",
+                        error_type=type(exc).__name__,
+                        error=str(exc).splitlines()[0][:200] if str(exc) else "",
+                        retry_in_s=delay,
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _RETRY_S[1])
+                finally:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        finally:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+
+def read_jobs(database_url: str, job_ids: Sequence[str]) -> dict[str, JobOut]:
+    """The jobs with these ids (missing ones left out), read fresh in one query; no connection kept."""
+    session = get_sessionmaker(database_url)()
+    try:
+        rows = session.scalars(select(Job).where(Job.id.in_(list(job_ids)))).all()
+        return {job.id: job for job in with_deliveries(session, rows)}
+    finally:
+        session.rollback()
+        session.close()
+
+
+class JobReader:
+    """Coalesced reads of jobs: every read asked for while one is in flight goes in the next batch.
+
+    A read asked for always starts after it was asked for (a batch takes only what is pending when it
+    starts), which is what lets `wait_for_job` subscribe first and read second."""
+
+    def __init__(
+        self,
+        read_many: Callable[[Sequence[str]], dict[str, JobOut]],
+        *,
+        max_batch: int = 500,
+        max_flushes: int = 2,
+    ) -> None:
+        self._read_many = read_many
+        self._max_batch = max_batch
+        self._max_flushes = max_flushes
+        self._pending: dict[str, list[asyncio.Future[JobOut]]] = {}
+        self._flushing = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def read(self, job_id: str) -> JobOut:
+        """The job's current state (JobNotFoundError if there is none)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[JobOut] = loop.create_future()
+        self._pending.setdefault(job_id, []).append(future)
+        if self._flushing < self._max_flushes:
+            self._flushing += 1
+            task = loop.create_task(self._flush_all())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def _flush_all(self) -> None:
+        try:
+            while self._pending:
+                ids = list(itertools.islice(self._pending, self._max_batch))
+                batch = {job_id: self._pending.pop(job_id) for job_id in ids}
+                try:
+                    found = await run_in_threadpool(self._read_many, ids)
+                except Exception as exc:
+                    for futures in batch.values():
+                        for future in futures:
+                            if not future.done():
+                                future.set_exception(exc)
+                    continue
+                for job_id, futures in batch.items():
+                    job = found.get(job_id)
+                    for future in futures:
+                        if future.done():
+                            continue
+                        if job is None:
+                            future.set_exception(JobNotFoundError("no job with this id"))
+                        else:
+                            future.set_result(job)
+        finally:
+            self._flushing -= 1
+
+
+async def wait_for_job(events: JobEvents, reader: JobReader, job_id: str, timeout_s: float) -> JobOut:
+    """The job once it is terminal, or its state after `timeout_s` seconds (at once when the process
+    is full or has no subscription). `job_id` must be canonical."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    with events.watch(job_id) as announced:  # registered before the read: nothing is missed
+        job = await reader.read(job_id)
+        if announced is None:
+            return job
+        while not job.status.is_terminal and (remaining := deadline - loop.time()) > 0:
+            try:
+                await asyncio.wait_for(announced.wait(), remaining)
+            except TimeoutError:
+                break
+            announced.clear()  # before the read: an announcement during it wakes us again
+            job = await reader.read(job_id)
+    if not job.status.is_terminal:  # the deadline: one last look (announcements are best effort)
+        job = await reader.read(job_id)
+    log.debug("job.wait_done", job_id=job_id, status=job.status.value)
+    return job
