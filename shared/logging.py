@@ -14,6 +14,7 @@ data that was refused), and a pydantic ValidationError is summarised without its
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import types
@@ -78,7 +79,7 @@ def configure_logging(settings: Settings, *, process: str = "textfleet") -> None
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Handler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -86,6 +87,17 @@ def configure_logging(settings: Settings, *, process: str = "textfleet") -> None
     for noisy in ("httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     structlog.contextvars.bind_contextvars(process_name=process)
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler whose own failures (a closed stream, a broken renderer) are reported in one
+    line, not with the stdlib's dump of the record and its traceback (which would repeat the values)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (the stdlib name)
+        if logging.raiseExceptions and sys.__stderr__ is not None:
+            exc = sys.exc_info()[1]
+            with contextlib.suppress(Exception):
+                sys.__stderr__.write(f"logging error in {record.name}: {type(exc).__name__}\n")
 
 
 # --- Exceptions ------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ API:
   `textfleet_http_request_duration_seconds{method,route}`: per route template (`/v1/jobs/{job_id}`).
 - `textfleet_queue_waiting|in_flight|outstanding{queue}`: queue depth, read from Redis per scrape
   (see api.services.queues).
+- `textfleet_api_waits_held` and `textfleet_api_waits_answered_at_once_total`: long polling
+  (see api.services.waits).
 
 Workers:
 - `textfleet_jobs_finished_total{task,status}`, `textfleet_job_queue_wait_seconds{task}` (started
@@ -41,6 +43,8 @@ __all__ = [
     "QUEUE_IN_FLIGHT",
     "QUEUE_OUTSTANDING",
     "QUEUE_WAITING",
+    "WAITS_ANSWERED_AT_ONCE",
+    "WAITS_HELD",
     "WEBHOOK_DELIVERIES",
     "WORKER_IN_FLIGHT",
     "count_submitted",
@@ -71,6 +75,14 @@ QUEUE_IN_FLIGHT = Gauge(
 )
 QUEUE_OUTSTANDING = Gauge(
     "textfleet_queue_outstanding", "Jobs accepted and not yet terminal (what autoscaling reads).", ["queue"]
+)
+
+WAITS_HELD = Gauge(
+    "textfleet_api_waits_held", "`?wait` requests this API process holds now (one subscription serves all)."
+)
+WAITS_ANSWERED_AT_ONCE = Counter(
+    "textfleet_api_waits_answered_at_once",
+    "`?wait` requests answered at once with the current state: the process held `wait_max_waiters`.",
 )
 
 # --- Workers -----------------------------------------------------------------------------------

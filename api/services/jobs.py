@@ -168,7 +168,7 @@ def create_jobs(
         if idempotency is None:
             raise
         raise IdempotentReplayError(idempotency[0]) from exc
-    except (StatementError, ValueError) as exc:
+    except (StatementError, ValueError, TypeError) as exc:
         session.rollback()
         if not _refused_value(exc):
             raise

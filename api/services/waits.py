@@ -34,6 +34,7 @@ from shared.constants import EVENTS_CHANNEL_PREFIX
 from shared.db.models import Job
 from shared.db.session import get_sessionmaker
 from shared.errors import JobNotFoundError
+from shared.metrics import WAITS_ANSWERED_AT_ONCE, WAITS_HELD
 from shared.schemas import JobOut
 
 __all__ = ["JobEvents", "JobReader", "read_jobs", "wait_for_job"]
@@ -55,6 +56,7 @@ class JobEvents:
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._count = 0
         self._live = asyncio.Event()
+        self._tried = asyncio.Event()  # the first subscription attempt ended (either way)
         self._task: asyncio.Task[None] | None = None
         self.refused = 0  # waits answered at once because the process was full
 
@@ -73,7 +75,7 @@ class JobEvents:
         down: the listener keeps retrying, and waits answer at once meanwhile)."""
         self._task = asyncio.get_running_loop().create_task(self._listen(), name="job-events")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._live.wait(), ready_within_s)
+            await asyncio.wait_for(self._tried.wait(), ready_within_s)
 
     async def stop(self) -> None:
         """Stop listening and release every waiter."""
@@ -91,15 +93,18 @@ class JobEvents:
         if self._count >= self.max_waiters or not self.live:
             if self.live:
                 self.refused += 1
+                WAITS_ANSWERED_AT_ONCE.inc()
             yield None
             return
         event = asyncio.Event()
         self._waiters.setdefault(job_id, set()).add(event)
         self._count += 1
+        WAITS_HELD.inc()
         try:
             yield event
         finally:
             self._count -= 1
+            WAITS_HELD.dec()
             waiters = self._waiters.get(job_id)
             if waiters is not None:
                 waiters.discard(event)
@@ -136,11 +141,13 @@ class JobEvents:
                             # First subscription, or redis-py reconnected and subscribed again:
                             # announcements made in between are lost, so every waiter re-reads.
                             self._live.set()
+                            self._tried.set()
                             self._wake_all()
                             delay = _RETRY_S[0]
                             log.info("job_events.subscribed", waiters=self._count)
                 except Exception as exc:  # Redis down or restarted: retry, answer waits at once meanwhile
                     self._live.clear()
+                    self._tried.set()
                     self._wake_all()
                     log.warning(
                         "job_events.subscription_lost",

@@ -10,6 +10,7 @@ import base64
 import json
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,8 +23,10 @@ from shared.constants import Queue
 from shared.db.models import Job
 from shared.db.session import session_scope
 from shared.settings import get_settings
+from tests.utils.live_api import LiveApi, live_api
 
 MakeClient = Callable[..., TestClient]
+Serve = Callable[..., LiveApi]
 
 
 class Broker:
@@ -118,3 +121,18 @@ def broker(redis_url: str) -> Iterator[Broker]:
 @pytest.fixture
 def rows(database_url: str) -> Rows:
     return Rows(database_url)
+
+
+@pytest.fixture
+def serve(clean: None, tmp_path: Path) -> Iterator[Serve]:
+    """Start the API for real (`textfleet api`, real HTTP) on the test's services, with extra settings
+    (`serve(log_format="json")`); each one's whole output goes to a log file the test can read."""
+    with ExitStack() as stack:
+        started = 0
+
+        def start(**env: str) -> LiveApi:
+            nonlocal started
+            started += 1
+            return stack.enter_context(live_api(tmp_path / f"api-{started}.log", **env))
+
+        yield start
