@@ -299,6 +299,15 @@ def bench(
     generate_jobs: Annotated[int | None, typer.Option(help="Generation jobs (default 256).")] = None,
     tokens: Annotated[int | None, typer.Option(help="Output tokens per generation job (default 64).")] = None,
     moderate_jobs: Annotated[int | None, typer.Option(help="Moderation jobs (default 2000).")] = None,
+    wait_flood: Annotated[
+        bool,
+        typer.Option(
+            help="Only the wait-flood scenario: N clients long-polling one API process (no models)."
+        ),
+    ] = False,
+    waiters: Annotated[
+        int | None, typer.Option(help="Concurrent ?wait clients of --wait-flood (2000).")
+    ] = None,
 ) -> None:
     """Benchmark the bare engines against the fleet end to end (throughput, latency, intake)."""
     from dataclasses import replace
@@ -308,6 +317,14 @@ def bench(
 
     settings = get_settings()
     configure_logging(settings, process="bench")
+    if wait_flood:
+        from workers.bench_waitflood import WaitFloodConfig, run_wait_flood
+
+        flood = WaitFloodConfig.quick(out) if quick else WaitFloodConfig(out_dir=out)
+        flood = replace(flood, waiters=waiters or flood.waiters)
+        run_wait_flood(settings.model_copy(update={"data_dir": out.resolve() / "stack"}), flood, err_console)
+        err_console.print(f"[green]results in {out}/waitflood.json[/]")
+        return
     config = BenchConfig.quick(out) if quick else BenchConfig(out_dir=out)
     config = replace(
         config,
