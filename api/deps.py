@@ -1,7 +1,9 @@
 """FastAPI dependencies as `Annotated` aliases: settings, DB session, Celery app, Redis client.
 
 Everything per-app lives on `app.state` (set by `api.app.create_app` and its lifespan), so two apps in
-one process (tests) never share a client bound to another event loop or another configuration.
+one process (tests) never share a client bound to another event loop or another configuration. The
+dependencies that only read `app.state` are `async def`: FastAPI runs a plain `def` dependency in the
+threadpool, and a thread hop per request for a dict lookup queues health probes behind real work.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ __all__ = ["AsyncRedis", "CeleryDep", "RedisDep", "SessionDep", "SettingsDep"]
 AsyncRedis = Redis
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
@@ -38,12 +40,12 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-def get_celery_app(request: Request) -> Any:
+async def get_celery_app(request: Request) -> Any:
     """The app's Celery instance (producer side only: it sends tasks by name)."""
     return request.app.state.celery
 
 
-def get_redis(request: Request) -> AsyncRedis:
+async def get_redis(request: Request) -> AsyncRedis:
     """The app's asyncio Redis client (one per app, created and closed by the lifespan)."""
     client: AsyncRedis = request.app.state.redis
     return client

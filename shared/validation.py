@@ -82,7 +82,9 @@ def find_poison(data: Any) -> Iterator[tuple[tuple[int | str, ...], str, str]]:
     stack: list[tuple[tuple[int | str, ...], Any]] = [((), data)]
     while stack:
         loc, value = stack.pop()
-        if isinstance(value, str):
+        if isinstance(value, _BadKey):
+            yield loc, "invalid_characters", f"a key {value.problem}"
+        elif isinstance(value, str):
             problem = string_problem(value)
             if problem is not None:
                 yield loc, "invalid_characters", problem
@@ -92,13 +94,23 @@ def find_poison(data: Any) -> Iterator[tuple[tuple[int | str, ...], str, str]]:
         elif isinstance(value, dict):
             children: list[tuple[tuple[int | str, ...], Any]] = []
             for key, item in value.items():
-                if isinstance(key, str) and string_problem(key) is not None:
-                    yield (*loc, KEY), "invalid_characters", f"a key {string_problem(key)}"
-                    continue
-                children.append(((*loc, key), item))
+                problem = string_problem(key) if isinstance(key, str) else None
+                if problem is not None:
+                    children.append(((*loc, KEY), _BadKey(problem)))
+                else:
+                    children.append(((*loc, key), item))
             stack.extend(reversed(children))
         elif isinstance(value, list | tuple):
             stack.extend(reversed([((*loc, index), item) for index, item in enumerate(value)]))
+
+
+class _BadKey:
+    """A mapping key that cannot be accepted, in the walk's place of its value."""
+
+    __slots__ = ("problem",)
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
 
 
 class RequestModel(BaseModel):

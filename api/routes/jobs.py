@@ -84,6 +84,14 @@ def _create(
         session.close()
 
 
+def _get_one(settings: Settings, job_id: str) -> JobOut:
+    session = get_sessionmaker(settings.database_url)()
+    try:
+        return service.get_job(session, job_id)
+    finally:
+        session.close()
+
+
 def _intake(request: Request) -> IntakeBatcher:
     """The app's batcher of single submissions (made on first use, in the app's event loop)."""
     state = request.app.state
@@ -220,8 +228,6 @@ def list_jobs(
 async def get_job(
     job_id: str,
     request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
     wait: Annotated[
         float | None,
         Query(
@@ -234,8 +240,11 @@ async def get_job(
 ) -> JobOut:
     """The job's current state; with `?wait=N`, returns as soon as it is terminal or after N seconds
     (at once, with the current state, when the API process already holds `wait_max_waiters` waits)."""
+    settings: Settings = request.app.state.settings
     if wait is None:
-        return await run_in_threadpool(service.get_job, session, job_id)
+        return await run_in_threadpool(_get_one, settings, job_id)
+    # No session dependency here: a waiter must not cost a thread (opening and closing a session
+    # dependency is two threadpool hops per request); its reads are coalesced by the app's JobReader.
     if wait > settings.max_wait_s:
         raise InvalidInputError(
             f"wait must be at most {settings.max_wait_s:g} seconds", field="wait", code="validation_error"
