@@ -62,6 +62,8 @@ _VALID_TASKS = ", ".join(t.value for t in TaskName)
 # Labels pydantic puts in `loc` for the members of a (non-discriminated) union, e.g. `params.stop`.
 _UNION_LABEL = re.compile(r"^(?:[a-z]+\[.*\]|str|int|float|bool|none|constrained-(?:str|int|float|list))$")
 _MESSAGE_PREFIXES = ("Value error, ", "Assertion failed, ")
+#: FastAPI's detail when parsing the body failed other than by a JSON syntax error.
+_BODY_UNPARSABLE = "There was an error parsing the body"
 _MAX_PART = 128  # longest path part (a client's key) an error repeats
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
@@ -213,6 +215,9 @@ async def _on_operational_error(request: Request, exc: Exception) -> JSONRespons
 
 async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _BODY_UNPARSABLE:  # FastAPI's words for a non-JSON error
+        message = "the request body is not valid JSON (not UTF-8, nested too deeply, or a number too long)"
+        return error_response(400, "invalid_json", message, field="body")
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = str(exc.detail) if exc.detail else code.replace("_", " ")
     if exc.status_code == 404 and message == "Not Found":

@@ -131,3 +131,23 @@ def test_no_payload_of_a_failing_request_reaches_the_log(serve: Serve, rows: Row
     log = live.log()
     assert "job.created" in log
     assert MARKER not in log
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"task": "sentiment", "input": {"text": "\xff\xfe"}}',  # not UTF-8
+        b'{"task": "sentiment", "input": {"text": "a"}, "metadata": {"k": ' + b"9" * 5000 + b"}}",
+        b'{"task": "sentiment", "input": {"text": "a"}, "metadata": {"k": '
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}}",
+    ],
+    ids=["not utf-8", "5000-digit number", "nested 5000 deep"],
+)
+def test_unparsable_bodies_are_400_invalid_json(api: TestClient, rows: Rows, raw: bytes) -> None:
+    response = api.post("/v1/jobs", content=raw, headers=JSON_HEADERS)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert response.json()["error"]["field"] == "body"
+    assert rows.count() == 0
