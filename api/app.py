@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import resource
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from api.errors import install_error_handlers
@@ -30,6 +33,15 @@ def _version() -> str:
         return version("textfleet")
     except PackageNotFoundError:
         return "0.0.0"
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON that can always be written: a lone surrogate in a string (in a row stored before intake
+    refused them) is written as its JSON escape (`\\udfff`), not a 500 for every page that holds it."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+        return text.encode("utf-8", "backslashreplace")
 
 
 def raise_open_files_limit() -> None:
@@ -80,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=_version(),
         description="Submit NLP jobs (generate, summarize, moderate, risk, sentiment); poll their results.",
         lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
         docs_url="/docs",
         openapi_url="/openapi.json",
     )
