@@ -6,8 +6,10 @@ import asyncio
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
+from shared.errors import RetryableError
 from shared.schemas import JobCreate, JobOut
 
 __all__ = ["IntakeBatcher"]
@@ -25,7 +27,7 @@ class IntakeBatcher:
     work). No job waits for a timer: an idle API flushes a lone job at once, a busy one
     amortizes each round trip over many jobs. A failed flush leaves no row behind, and its members are
     then stored one by one, so one bad job never fails its neighbours: each gets exactly what it would
-    have got alone (its job, or its own error: the 503 of a broker outage, the 4xx of a refused value).
+    have got alone (its job, or its own error: the 4xx of a refused value; in an outage, the 503).
 
     Bound to the event loop it was created on (the API creates one per app, lazily, in its loop).
     """
@@ -51,13 +53,23 @@ class IntakeBatcher:
         return await future
 
     def _store_each(self, bodies: list[JobCreate]) -> list[JobOut | BaseException]:
-        """Store each job alone (after its group failed): each its own JobOut or exception."""
+        """Store each job alone (after its group failed): each its own JobOut or exception.
+
+        An outage is nobody's fault and would fail every member alike: once one member alone fails
+        with an infrastructure error (503: broker or database unavailable), the rest get that error
+        without a try each (no N timeouts in a row against a hanging Redis)."""
         outcomes: list[JobOut | BaseException] = []
+        outage: BaseException | None = None
         for body in bodies:
+            if outage is not None:
+                outcomes.append(outage)
+                continue
             try:
                 outcomes.append(self._store([body])[0])
             except Exception as exc:
                 outcomes.append(exc)
+                if isinstance(exc, RetryableError | OperationalError):
+                    outage = exc
         return outcomes
 
     async def _flush_all(self) -> None:

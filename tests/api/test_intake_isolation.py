@@ -16,7 +16,7 @@ import pytest
 from api.routes.jobs import _create
 from api.services.intake import IntakeBatcher
 from shared.constants import TaskName
-from shared.errors import InvalidInputError
+from shared.errors import InvalidInputError, QueueUnavailableError
 from shared.logging import configure_logging
 from shared.queueing import make_celery
 from shared.schemas import ClassifyParams, JobCreate, JobOut, SentimentJobCreate, TextInput
@@ -91,3 +91,26 @@ def test_a_refused_member_fails_alone_and_its_neighbours_are_stored(
     assert any(line["event"] == "intake.group_failed" for line in lines)
     assert sum(line["event"] == "job.created" for line in lines) == 40
     assert MARKER not in log
+
+
+@pytest.mark.usefixtures("clean")
+def test_in_an_outage_every_member_gets_the_503_without_a_try_each(rows: Rows) -> None:
+    settings = get_settings()
+    celery = make_celery(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))  # nobody there
+    calls: list[int] = []
+
+    def store(batch: Sequence[JobCreate]) -> list[JobOut]:
+        calls.append(len(batch))
+        return _create(settings, celery, list(batch))
+
+    async def submit_all() -> list[JobOut | BaseException]:
+        batcher = IntakeBatcher(store)
+        return await asyncio.gather(*(batcher.submit(_good(i)) for i in range(10)), return_exceptions=True)
+
+    try:
+        outcomes = asyncio.run(submit_all())
+    finally:
+        celery.close()
+    assert calls == [10, 1]  # the group, then one member alone: the outage is confirmed
+    assert all(isinstance(o, QueueUnavailableError) for o in outcomes), outcomes
+    assert rows.count() == 0
