@@ -172,7 +172,7 @@ def test_a_row_stored_before_the_door_was_shut_can_still_be_read(api: TestClient
             insert_rows(database_url, job)
         return
     insert_rows(database_url, job)
-    for path in ("/v1/jobs", f"/v1/jobs/{job.id}"):
+    for path in ("/v1/jobs", f"/v1/jobs/{job.id}", f"/v1/jobs/{job.id}?wait=0.5"):
         response = api.get(path)
         assert response.status_code == 200, response.text
         assert "legacy\\udfff" in response.text
