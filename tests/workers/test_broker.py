@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 from celery import Celery
 
 from tests.utils.services import IN_CI
 from workers.broker import TRANSPORT
-from workers.dev import free_port
+from workers.dev import free_port, redis_server_argv, wait_for_redis
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -44,15 +43,8 @@ class BrokerRig:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start_redis(self) -> None:
-        server = shutil.which("redis-server")
-        assert server is not None
-        self.redis_proc = subprocess.Popen(
-            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        _wait_for(lambda: _pings(client), 10, "redis-server did not start")
-        client.close()
+        self.redis_proc = subprocess.Popen(redis_server_argv(self.port), stdout=subprocess.DEVNULL)
+        wait_for_redis(self.port, self.redis_proc)
 
     def kill_redis(self) -> None:
         assert self.redis_proc is not None
@@ -88,13 +80,6 @@ class BrokerRig:
             self.worker.wait(timeout=10)
         if self.redis_proc is not None and self.redis_proc.poll() is None:
             self.kill_redis()
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
 
 
 def _wait_for(condition: object, timeout: float, message: str) -> None:

