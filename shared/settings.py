@@ -178,6 +178,17 @@ class Settings(BaseSettings):
         description="Side HTTP port of a worker serving /healthz (fresh heartbeat) and /metrics; "
         "off when unset.",
     )
+    worker_http_host: str = Field(
+        "127.0.0.1",
+        description="Address the worker side port binds to: loopback by default (`textfleet dev`, one "
+        "machine); the pod IP in Kubernetes (set from status.podIP), where probes and Prometheus reach it.",
+    )
+    dev_restart_backoff_s: float = Field(
+        1.0,
+        gt=0,
+        description="`textfleet dev` restarts a child that died by itself after this many seconds, doubling "
+        "on each failure in a row (up to 60 s).",
+    )
     worker_drain_s: float = Field(
         60.0,
         ge=0,

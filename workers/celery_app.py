@@ -14,6 +14,7 @@ from celery import Celery
 from shared.constants import TaskName, celery_task_name
 from shared.queueing import get_celery
 from workers import runtime
+from workers.broker import configure_worker_broker
 from workers.execution import execute
 from workers.webhooks import register_webhook_task
 
@@ -34,5 +35,7 @@ def register_tasks(celery: Celery) -> dict[TaskName, Any]:
 
 
 app = get_celery()
+# Consumers ride out broker loss: kombu's Redis transport fixed, quick unbounded reconnects.
+configure_worker_broker(app)
 tasks = register_tasks(app)
 webhook_task = register_webhook_task(app)

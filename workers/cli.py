@@ -24,6 +24,7 @@ from rich.table import Table
 
 from shared.constants import Queue, TaskName
 from shared.settings import get_settings
+from workers.chaos.cli import chaos as chaos_command
 
 __all__ = ["app", "main"]
 
@@ -32,6 +33,7 @@ models_app = typer.Typer(help="Model preparation.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
+app.command("chaos")(chaos_command)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -246,19 +248,26 @@ def get(
 def dev(
     host: Annotated[str, typer.Option(help="API bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="API port.")] = 8000,
+    queues: Annotated[
+        str, typer.Option(help="Comma-separated queues to run a worker for.")
+    ] = "generate,classify,webhooks",
 ) -> None:
     """Run the whole fleet on this machine (embedded Redis and SQLite unless configured)."""
     from shared.logging import configure_logging
-    from workers.dev import DevStack
+    from workers.dev import DevStack, stop_on_signals
 
     settings = get_settings()
     configure_logging(settings, process="dev")
-    with DevStack(settings, host=host, port=port, console=err_console) as stack:
-        console.print(f"textfleet is ready: {stack.url}  (API docs: {stack.url}/docs; Ctrl-C stops)")
-        try:
-            stack.wait()
-        except KeyboardInterrupt:
+    stopping = stop_on_signals()
+    try:
+        with DevStack(
+            settings, host=host, port=port, queues=_parse_queues(queues), console=err_console
+        ) as stack:
+            console.print(f"textfleet is ready: {stack.url}  (API docs: {stack.url}/docs; Ctrl-C stops)")
+            stack.supervise(stopping.is_set)
             err_console.print("stopping ...")
+    except KeyboardInterrupt:
+        err_console.print("stopped")
 
 
 @app.command()

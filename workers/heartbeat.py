@@ -84,7 +84,7 @@ class Heartbeat:
             log.warning("worker.heartbeat_cleanup_failed", error=str(exc))
 
 
-def serve_side_port(heartbeat: Heartbeat, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+def serve_side_port(heartbeat: Heartbeat, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     """Serve GET /healthz (200 while the heartbeat is fresh, else 503) and GET /metrics."""
 
     class Handler(BaseHTTPRequestHandler):

@@ -34,7 +34,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["GPUSpecError", "parse_gpus", "supervise"]
+__all__ = ["GPUSpecError", "die_with_parent", "parse_gpus", "supervise"]
 
 log = structlog.get_logger(__name__)
 
@@ -139,7 +139,7 @@ def _child_env(
     return env
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: get SIGTERM (a drain) if the supervisor itself dies (Linux)."""
     if sys.platform == "linux":
         import ctypes
@@ -238,7 +238,7 @@ def _start(
     argv = argv_for_gpu(child.gpu)
     # Own session: a Ctrl-C on the terminal reaches the supervisor only, which then drains the
     # children with SIGTERM.
-    child.proc = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+    child.proc = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=die_with_parent)
     child.started_at = time.monotonic()
     child.starts += 1
     log.info(

@@ -59,7 +59,11 @@ def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int |
     instrument_runtime(rt)
     heartbeat = Heartbeat(rt)
     heartbeat.start()
-    side = serve_side_port(heartbeat, settings.worker_http_port) if settings.worker_http_port else None
+    side = (
+        serve_side_port(heartbeat, settings.worker_http_port, settings.worker_http_host)
+        if settings.worker_http_port
+        else None
+    )
     cancels = CancelListener(rt)
     cancels.start()
     sweeper = Sweeper(settings, rt.redis, rt.celery, owner=hostname)
@@ -67,8 +71,11 @@ def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int |
 
     from workers.celery_app import app  # registers the tasks
 
+    shutdown_requested = threading.Event()
+
     @worker_shutting_down.connect(weak=False)  # type: ignore[untyped-decorator]
     def _drain_on_shutdown(**_: object) -> None:
+        shutdown_requested.set()  # a signal asked for it (SIGTERM, SIGINT, SIGQUIT)
         # Celery stops taking messages and waits for running tasks; bound that wait.
         threading.Thread(
             target=drain, args=(rt, settings.worker_drain_s), name="textfleet-drain", daemon=True
@@ -89,6 +96,7 @@ def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int |
             optimization="fair",
         )
         worker.start()
+        exitcode = _exit_code(worker.exitcode, requested=shutdown_requested.is_set())
     finally:
         worker_shutting_down.disconnect(_drain_on_shutdown)
         sweeper.stop()
@@ -100,3 +108,20 @@ def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int |
         close_process_http_client()
         runtime_module.uninstall()
         log.info("worker.stopped", hostname=hostname)
+    if exitcode:
+        log.error("worker.exited_unexpectedly", hostname=hostname, exit_code=exitcode)
+        raise SystemExit(exitcode)
+
+
+#: Exit code of a worker that stopped without being asked to (EX_SOFTWARE): whatever runs it restarts it.
+EXIT_UNEXPECTED = 70
+
+
+def _exit_code(celery_exitcode: int | str | None, *, requested: bool) -> int:
+    """0 for a requested shutdown that went well; non-zero otherwise, so that a supervisor that restarts
+    only failed processes (dev, the GPU supervisor, Kubernetes' and compose's restart policies) does."""
+    if isinstance(celery_exitcode, int) and celery_exitcode != 0:
+        return celery_exitcode
+    if celery_exitcode not in (None, 0):
+        return EXIT_UNEXPECTED  # Celery stores a signal's name for some cold shutdowns
+    return 0 if requested else EXIT_UNEXPECTED

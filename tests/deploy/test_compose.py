@@ -126,6 +126,14 @@ def test_webhook_worker(services: dict[str, dict[str, Any]]) -> None:
     assert not hooks.get("profiles")
 
 
+def test_workers_are_restarted_and_reachable_for_probes(services: dict[str, dict[str, Any]]) -> None:
+    for name in WORKERS:
+        # a worker that stops by itself exits non-zero; any of these policies restarts it
+        assert services[name].get("restart") in {"always", "unless-stopped", "on-failure"}, name
+        # Prometheus scrapes the side port from the compose network
+        assert services[name]["environment"]["TEXTFLEET_WORKER_HTTP_HOST"] == "0.0.0.0", name
+
+
 def test_long_running_services_have_healthchecks(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
         if service.get("restart", "no") == "no":

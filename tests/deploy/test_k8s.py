@@ -236,6 +236,12 @@ def test_workers_probe_the_side_port(rendered: dict[str, list[Manifest]], overla
             http = worker[probe]["httpGet"]
             assert http["path"] == "/healthz", (name, probe)
             assert ports.get(http["port"], http["port"]) == WORKER_PORT, (name, probe)
+        # the side port listens on the pod IP, where the kubelet's probes reach it, not on all interfaces
+        env = {e["name"]: e for e in worker.get("env", [])}
+        host = env["TEXTFLEET_WORKER_HTTP_HOST"]["valueFrom"]["fieldRef"]["fieldPath"]
+        assert host == "status.podIP", name
+        # a worker that exits (non-zero when it stopped by itself) is restarted
+        assert _pod_spec(workload).get("restartPolicy", "Always") == "Always", name
         if name not in MODEL_WORKERS:
             assert not _pod_spec(workload).get("initContainers"), name
             assert not _pod_spec(workload).get("volumes"), f"{name} needs no models volume"
