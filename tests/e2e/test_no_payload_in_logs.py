@@ -1,0 +1,110 @@
+"""No request's text, prompt or metadata reaches any log of the fleet, error paths included.
+
+Real parts: a Redis server of the test's own, PostgreSQL and SQLite, the API and a classify worker
+(the real encoder and heads), each logging to its own file (console renderer: the one that used to
+render every local variable). A unique marker goes through every refusal at the door, through jobs
+that succeed, expire and time out in the worker, and through a canceled job; then every log the
+fleet wrote is searched for it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.db.migrate import upgrade
+from tests.utils.poison import poisons
+from tests.utils.services import postgres_database
+from workers.chaos import Fleet
+from workers.dev import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.models, pytest.mark.timeout(900)]
+
+MARKER = "MRK" + secrets.token_hex(8)
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fleet]:
+    def run(database_url: str) -> Iterator[Fleet]:
+        upgrade(database_url)
+        redis_port, api_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "TEXTFLEET_DATABASE_URL": database_url,
+            "TEXTFLEET_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "TEXTFLEET_LOG_FORMAT": "console",
+            "TEXTFLEET_LOG_LEVEL": "DEBUG",
+            "TEXTFLEET_WEBHOOK_SECRET": "whsec_" + "A" * 32,
+            "PYTHONUNBUFFERED": "1",
+        }
+        fleet = Fleet(env=env, log_dir=tmp_path, redis_port=redis_port, api_port=api_port)
+        try:
+            fleet.start_redis()
+            fleet.spawn("api", "api", "--port", str(api_port))
+            fleet.spawn("worker-classify", "worker", "--queues", "classify")
+            fleet.wait_ready({"classify": 1})
+            yield fleet
+        finally:
+            fleet.stop()
+
+    if request.param == "postgresql":
+        with postgres_database() as url:
+            yield from run(url)
+    else:
+        yield from run(f"sqlite:///{tmp_path / 'textfleet.db'}")
+
+
+def _terminal(http: httpx.Client, job_ids: list[str], timeout_s: float = 300) -> dict[str, str]:
+    deadline = time.monotonic() + timeout_s
+    statuses: dict[str, str] = {}
+    for job_id in job_ids:
+        while True:
+            job = http.get(f"/v1/jobs/{job_id}", params={"wait": 10}).json()
+            if job["status"] not in ("queued", "running"):
+                statuses[job_id] = job["status"]
+                break
+            assert time.monotonic() < deadline, f"{job_id} still {job['status']}"
+    return statuses
+
+
+def test_no_payload_reaches_any_log_of_the_fleet(fleet: Fleet) -> None:
+    with httpx.Client(base_url=fleet.api_url, timeout=60) as http:
+        for poison in poisons(MARKER):
+            response = http.post(f"/v1/jobs{poison.path}", content=poison.body, headers=JSON_HEADERS)
+            assert response.status_code == 422, (poison.name, response.text)
+        meta = {"ticket": MARKER, MARKER: MARKER}
+        jobs = {
+            "succeeds": {
+                "task": "moderate",
+                "input": {"text": f"{MARKER} I love sunny days"},
+                "metadata": meta,
+            },
+            "expires": {
+                "task": "risk",
+                "input": {"text": MARKER},
+                "params": {"ttl_s": 0.001},
+                "metadata": meta,
+            },
+            "times out": {"task": "sentiment", "input": {"text": MARKER}, "params": {"timeout_s": 1e-6}},
+        }
+        ids = {name: http.post("/v1/jobs", json=body).json()["id"] for name, body in jobs.items()}
+        batch = http.post("/v1/jobs/batch", json={"jobs": [jobs["succeeds"]] * 3})
+        assert batch.status_code == 202
+        canceled = http.post("/v1/jobs", json={"task": "sentiment", "input": {"text": MARKER}}).json()["id"]
+        http.post(f"/v1/jobs/{canceled}/cancel")
+        statuses = _terminal(http, [*ids.values(), *(job["id"] for job in batch.json()["items"]), canceled])
+
+    assert statuses[ids["succeeds"]] == "succeeded"
+    assert statuses[ids["expires"]] == "expired"
+    logs = {path.name: path.read_text(errors="backslashreplace") for path in fleet.log_dir.glob("*.log")}
+    assert {"api.log", "worker-classify.log"} <= set(logs)
+    assert any(ids["succeeds"] in text for text in logs.values())  # the logs do speak of the jobs...
+    for name, text in logs.items():
+        assert MARKER not in text, f"{name} holds a request's payload"  # ...never of their content
