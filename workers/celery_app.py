@@ -15,9 +15,8 @@ from shared.constants import TaskName, celery_task_name
 from shared.queueing import get_celery
 from workers import runtime
 from workers.execution import execute
-from workers.webhooks import register_webhook_task
 
-__all__ = ["app", "register_tasks", "tasks", "webhook_task"]
+__all__ = ["app", "register_tasks", "tasks"]
 
 
 def register_tasks(celery: Celery) -> dict[TaskName, Any]:
@@ -35,4 +34,3 @@ def register_tasks(celery: Celery) -> dict[TaskName, Any]:
 
 app = get_celery()
 tasks = register_tasks(app)
-webhook_task = register_webhook_task(app)

@@ -8,6 +8,7 @@ which batches their requests together.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 
@@ -22,25 +23,21 @@ from workers.control import CancelListener, drain
 from workers.heartbeat import Heartbeat, serve_side_port
 from workers.metrics import instrument_runtime
 from workers.sweeper import Sweeper
-from workers.webhooks import close_process_http_client
+from workers.webhooks import DeliveryThread
 
-__all__ = ["WEBHOOK_CONCURRENCY", "default_concurrency", "default_hostname", "run_worker"]
-
-#: Webhook deliveries wait on the network, not a model: many at once per worker.
-WEBHOOK_CONCURRENCY = 32
+__all__ = ["default_concurrency", "default_hostname", "run_worker"]
 
 log = structlog.get_logger(__name__)
 
 
 def default_concurrency(settings: Settings, queues: tuple[Queue, ...]) -> int:
-    """Jobs held at once: enough to fill the engine's batch (generation) or the classifier batch."""
+    """Jobs held at once: enough to fill the engine's batch (generation) or the classifier batch.
+    (Webhook deliveries are not Celery tasks: `webhook_concurrency` bounds them.)"""
     total = 0
     if Queue.GENERATE in queues:
         total += settings.effective_generate_concurrency
     if Queue.CLASSIFY in queues:
         total += settings.classify_concurrency
-    if Queue.WEBHOOKS in queues:
-        total += WEBHOOK_CONCURRENCY
     return max(total, 1)
 
 
@@ -50,7 +47,10 @@ def default_hostname(queues: tuple[Queue, ...]) -> str:
 
 
 def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int | None = None) -> None:
-    """Load models, then consume `queues` until stopped (SIGTERM/SIGINT: warm shutdown)."""
+    """Load models, then consume `queues` until stopped (SIGTERM/SIGINT: warm shutdown).
+
+    The `webhooks` queue is not a Celery queue: it is served by the async delivery loop
+    (`workers.webhooks.DeliveryThread`); a worker with only that queue runs no Celery consumer."""
     configure_logging(settings, process="worker")
     hostname = settings.worker_hostname or default_hostname(queues)
     concurrency = concurrency or default_concurrency(settings, queues)
@@ -65,6 +65,27 @@ def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int |
     sweeper = Sweeper(settings, rt.redis, rt.celery, owner=hostname)
     sweeper.start()
 
+    deliveries = DeliveryThread(settings) if Queue.WEBHOOKS in queues else None
+    if deliveries is not None:
+        deliveries.start()
+    celery_queues = [q.value for q in queues if q is not Queue.WEBHOOKS]
+    if not celery_queues:
+        log.info("worker.ready", hostname=hostname, queues=[q.value for q in queues])
+        try:
+            _wait_for_signal(deliveries)
+        finally:
+            if deliveries is not None:
+                deliveries.stop()
+            sweeper.stop()
+            cancels.stop()
+            heartbeat.stop()
+            if side is not None:
+                side.shutdown()
+            rt.close()
+            runtime_module.uninstall()
+            log.info("worker.stopped", hostname=hostname)
+        return
+
     from workers.celery_app import app  # registers the tasks
 
     @worker_shutting_down.connect(weak=False)  # type: ignore[untyped-decorator]
@@ -78,7 +99,7 @@ def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int |
     try:
         worker = app.Worker(
             hostname=hostname,
-            queues=[q.value for q in queues],
+            queues=celery_queues,
             pool="threads",
             concurrency=concurrency,
             prefetch_multiplier=1,
@@ -96,7 +117,26 @@ def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int |
         heartbeat.stop()
         if side is not None:
             side.shutdown()
+        if deliveries is not None:
+            deliveries.stop()
         rt.close()
-        close_process_http_client()
         runtime_module.uninstall()
         log.info("worker.stopped", hostname=hostname)
+
+
+def _wait_for_signal(deliveries: DeliveryThread | None) -> None:
+    """Block until SIGTERM or SIGINT (or the delivery loop ends on its own)."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("worker.stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(0.5):
+            if deliveries is not None and not deliveries.is_alive():
+                raise RuntimeError(f"the webhook delivery loop stopped: {deliveries.error}")
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

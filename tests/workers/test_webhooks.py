@@ -1,33 +1,37 @@
-"""`workers.webhooks`: signed deliveries to a real local HTTP receiver, retries, refusals, expiry."""
+"""`workers.webhooks`: the delivery loop against real local receivers, real Redis and a real database.
+
+Each test starts from an empty Redis database (with its epoch written, as a running fleet has it) and
+no pending delivery left by earlier tests.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
-import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 import redis
 from sqlalchemy import update
 from standardwebhooks import Webhook
 
-import workers.webhooks as worker_webhooks
-from shared.constants import WEBHOOK_TASK
+import workers.webhooks.http as webhook_http
+from shared import webhook_queue as wq
 from shared.db import repository, session_scope
-from shared.db.models import Job, WebhookDelivery, utcnow
+from shared.db.models import WebhookDelivery, utcnow
 from shared.errors import ConfigurationError
-from shared.queueing import make_celery
+from shared.metrics import WEBHOOK_DELIVERIES, WEBHOOK_DELIVERY_LAG
 from shared.schemas import JobStatus
 from shared.settings import Settings, get_settings
 from shared.webhooks import USER_AGENT, deliveries_for, record_event
 from tests.utils.factories import webhook_job_row
 from tests.utils.receiver import WebhookReceiver
-from workers.webhooks import DeliveryOutcome, deliver, make_http_client, register_webhook_task
+from workers.webhooks import Deliverer
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
@@ -56,21 +60,33 @@ def make_settings(settings_env: None, monkeypatch: pytest.MonkeyPatch) -> MakeSe
 
 
 @pytest.fixture
+def client(clean_redis_url: str, database_url: str) -> Iterator[redis.Redis]:
+    """Redis with the due set in steady state; no pending delivery of an earlier test."""
+    with session_scope(database_url) as session:
+        session.execute(
+            update(WebhookDelivery).where(WebhookDelivery.status == "pending").values(status="failed")
+        )
+    c = redis.Redis.from_url(clean_redis_url)
+    c.set(wq.EPOCH_KEY, "1")
+    yield c
+    c.close()
+
+
+@pytest.fixture
 def receiver() -> Iterator[WebhookReceiver]:
     with WebhookReceiver() as server:
         yield server
 
 
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with make_http_client(Settings(webhook_timeout_s=2.0)) as client:
-        yield client
-
-
 def _pending(
-    database_url: str, url: str, event: str = "completed", *, status: JobStatus = JobStatus.SUCCEEDED
+    database_url: str,
+    url: str,
+    event: str = "completed",
+    *,
+    status: JobStatus = JobStatus.SUCCEEDED,
+    client: redis.Redis | None = None,
 ) -> tuple[str, str]:
-    """A job with a webhook and the delivery row of `event`: (job id, delivery id)."""
+    """A job with a webhook and the delivery row of `event` (queued when `client` is given)."""
     job = webhook_job_row(url, ["started", "completed"])
     job.status = status.value
     job.result = {"label": "positive"}
@@ -78,6 +94,8 @@ def _pending(
         repository.insert_jobs(session, [job])
         row = record_event(session, job, event)
     assert row is not None
+    if client is not None:
+        wq.enqueue(client, [row.id])
     return job.id, row.id
 
 
@@ -93,89 +111,142 @@ def _set(database_url: str, delivery_id: str, **values: Any) -> None:
         session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(**values))
 
 
-def _make_due(database_url: str, delivery_id: str) -> None:
+def _make_due(database_url: str, client: redis.Redis, delivery_id: str) -> None:
     """Time passes: the next attempt is due now."""
     _set(database_url, delivery_id, next_attempt_at=utcnow() - timedelta(seconds=1))
+    wq.enqueue(client, [delivery_id], at=time.time() - 1)
+
+
+def _run(settings: Settings, client: redis.Redis, timeout_s: float = 30) -> Deliverer:
+    """Deliver everything due now (as a worker's loop would), then return the deliverer."""
+
+    async def main() -> Deliverer:
+        deliverer = Deliverer(settings, client)
+        try:
+            await deliverer.run_until_idle(timeout_s)
+        finally:
+            await deliverer.http.aclose()
+        return deliverer
+
+    return asyncio.run(main())
 
 
 def _verify(received: Any) -> Any:
     return Webhook(SECRET).verify(received.body, received.headers)
 
 
-def test_delivery_is_signed_and_recorded(
-    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, http: httpx.Client
+def _count(outcome: str) -> float:
+    return WEBHOOK_DELIVERIES.labels(outcome=outcome)._value.get()
+
+
+def test_delivery_is_signed_recorded_and_settled(
+    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, client: redis.Redis
 ) -> None:
     settings = make_settings()
-    job_id, delivery_id = _pending(database_url, receiver.url())
+    job_id, delivery_id = _pending(database_url, receiver.url(), client=client)
+    _, started_id = _pending(database_url, receiver.url(), "started", status=JobStatus.RUNNING, client=client)
+    delivered_before, lag_before = _count("delivered"), WEBHOOK_DELIVERY_LAG._sum.get()
 
-    outcome = deliver(delivery_id, settings, http=http)
+    _run(settings, client)
 
-    assert outcome == DeliveryOutcome(delivery_id, "delivered", attempts=1, status_code=200)
-    (request,) = receiver.received()
+    by_id = {r.headers["webhook-id"]: r for r in receiver.received()}
+    assert set(by_id) == {delivery_id, started_id} and len(receiver.received()) == 2
+    request = by_id[delivery_id]
     assert request.method == "POST" and request.path == "/hook"
     payload = _verify(request)  # raises unless the signature matches
-    assert request.headers["webhook-id"] == delivery_id
     assert abs(int(request.headers["webhook-timestamp"]) - utcnow().timestamp()) < 10
     assert request.headers["webhook-signature"].startswith("v1,")
     assert request.headers["content-type"] == "application/json"
     assert request.headers["user-agent"] == USER_AGENT
     assert payload["type"] == "job.completed"
     assert datetime.fromisoformat(payload["timestamp"]).tzinfo is not None
-    assert payload["data"]["id"] == job_id
-    assert payload["data"]["status"] == "succeeded"
+    assert payload["data"]["id"] == job_id and payload["data"]["status"] == "succeeded"
     assert payload["data"]["result"] == {"label": "positive"}
     assert payload["data"]["webhook"] == receiver.url()
+    assert _verify(by_id[started_id])["type"] == "job.started"
     with pytest.raises(Exception, match="signature"):  # a tampered body does not verify
         Webhook(SECRET).verify(request.body.replace(b"positive", b"negative"), request.headers)
 
     row = _row(database_url, delivery_id)
     assert (row.status, row.attempts, row.last_status_code, row.last_error) == ("delivered", 1, 200, None)
     assert row.delivered_at is not None and row.next_attempt_at is None
-    # Done: another message for it changes nothing and sends nothing.
-    assert deliver(delivery_id, settings, http=http).status == "skipped"
-    assert len(receiver.received()) == 1
+    assert wq.pending_counts(client) == (0, 0)  # settled: in neither set
+    assert _count("delivered") == delivered_before + 2
+    assert WEBHOOK_DELIVERY_LAG._sum.get() > lag_before
     with session_scope(database_url) as session:
         (out,) = deliveries_for(session, [job_id])[job_id]
-    assert (out.id, out.event, out.status, out.attempts) == (delivery_id, "completed", "delivered", 1)
+    assert (out.id, out.status, out.attempts) == (delivery_id, "delivered", 1)
+
+    # Done: queuing it again sends nothing (the row is not pending; the id is dropped).
+    skipped_before = _count("skipped")
+    wq.enqueue(client, [delivery_id])
+    _run(settings, client)
+    assert len(receiver.received()) == 2
+    assert _count("skipped") == skipped_before + 1
+    assert wq.pending_counts(client) == (0, 0)
 
 
-def test_started_event_type(
-    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, http: httpx.Client
+def test_queued_many_times_is_sent_once(
+    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, client: redis.Redis
 ) -> None:
-    _, delivery_id = _pending(database_url, receiver.url(), "started", status=JobStatus.RUNNING)
-    assert deliver(delivery_id, make_settings(), http=http).status == "delivered"
-    payload = _verify(receiver.received()[0])
-    assert payload["type"] == "job.started"
-    assert payload["data"]["status"] == "running"
+    settings = make_settings()
+    ids = [_pending(database_url, receiver.url())[1] for _ in range(30)]
+    for _ in range(3):
+        wq.enqueue(client, ids)  # e.g. the API, a worker and the sweeper all enqueue them
+    assert wq.pending_counts(client) == (30, 0)
+    skipped_before = _count("skipped")
+    _run(settings, client)
+    assert sorted(r.headers["webhook-id"] for r in receiver.received()) == sorted(ids)
+    assert _count("skipped") == skipped_before
 
 
-def test_failed_attempts_are_retried_with_the_same_webhook_id(
-    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, http: httpx.Client
+def test_two_workers_send_each_delivery_once(
+    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, client: redis.Redis
+) -> None:
+    settings = make_settings(webhook_batch=7)
+    ids = [_pending(database_url, receiver.url(), client=client)[1] for _ in range(60)]
+
+    async def main() -> None:
+        one, two = Deliverer(settings, client), Deliverer(settings, client)
+        try:
+            await asyncio.gather(one.run_until_idle(30), two.run_until_idle(30))
+        finally:
+            await one.http.aclose()
+            await two.http.aclose()
+
+    asyncio.run(main())
+    assert sorted(r.headers["webhook-id"] for r in receiver.received()) == sorted(ids)
+    assert all(_row(database_url, i).attempts == 1 for i in ids)
+
+
+def test_failed_attempts_are_retried_with_backoff_under_the_same_id(
+    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, client: redis.Redis
 ) -> None:
     settings = make_settings()
     receiver.fail_first = 2
-    _, delivery_id = _pending(database_url, receiver.url())
+    _, delivery_id = _pending(database_url, receiver.url(), client=client)
 
-    first = deliver(delivery_id, settings, http=http)
-    assert (first.status, first.attempts, first.status_code, first.error) == ("retry", 1, 500, "HTTP 500")
-    assert first.retry_in is not None and 3 < first.retry_in <= 5
+    _run(settings, client)
     row = _row(database_url, delivery_id)
     assert (row.status, row.attempts, row.last_status_code, row.last_error) == ("pending", 1, 500, "HTTP 500")
-    assert row.next_attempt_at == first.next_attempt_at
+    assert row.next_attempt_at is not None
+    wait = (row.next_attempt_at - utcnow()).total_seconds()
+    assert 3 < wait <= 5  # 5 s, less up to 20% jitter
+    due = client.zscore(wq.DUE_KEY, delivery_id)
+    assert due == pytest.approx(row.next_attempt_at.timestamp(), abs=0.01)  # queued for then, once
 
-    # A message that comes before the row's next_attempt_at (a duplicate) sends nothing.
-    assert deliver(delivery_id, settings, http=http).error == "not due"
+    _run(settings, client)  # not due yet: nothing is sent
     assert len(receiver.received()) == 1
 
-    _make_due(database_url, delivery_id)
-    second = deliver(delivery_id, settings, http=http)
-    assert (second.status, second.attempts) == ("retry", 2)
-    assert second.retry_in is not None and 25 < second.retry_in <= 30
+    _make_due(database_url, client, delivery_id)
+    _run(settings, client)
+    row = _row(database_url, delivery_id)
+    assert (row.status, row.attempts) == ("pending", 2)
+    assert row.next_attempt_at is not None
+    assert 23 < (row.next_attempt_at - utcnow()).total_seconds() <= 30
 
-    _make_due(database_url, delivery_id)
-    third = deliver(delivery_id, settings, http=http)
-    assert (third.status, third.attempts, third.status_code) == ("delivered", 3, 200)
-
+    _make_due(database_url, client, delivery_id)
+    _run(settings, client)
     requests = receiver.received()
     assert len(requests) == 3
     assert {r.headers["webhook-id"] for r in requests} == {delivery_id}
@@ -184,224 +255,141 @@ def test_failed_attempts_are_retried_with_the_same_webhook_id(
     assert len({r.body for r in requests}) == 1  # same event, same body
     row = _row(database_url, delivery_id)
     assert (row.status, row.attempts, row.last_status_code, row.last_error) == ("delivered", 3, 200, None)
-    assert row.delivered_at is not None
 
 
-def test_redirect_is_a_failure_and_is_not_followed(
-    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, http: httpx.Client
-) -> None:
-    receiver.redirect_to = "/elsewhere"
-    _, delivery_id = _pending(database_url, receiver.url())
-
-    outcome = deliver(delivery_id, make_settings(), http=http)
-
-    assert (outcome.status, outcome.status_code) == ("retry", 302)
-    assert outcome.error is not None and "redirect" in outcome.error
-    assert [r.path for r in receiver.received()] == ["/hook"]
-    assert receiver.received("/elsewhere") == []
-    row = _row(database_url, delivery_id)
-    assert (row.status, row.attempts, row.last_status_code) == ("pending", 1, 302)
-
-
-def test_timeout_is_a_failure(
-    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, http: httpx.Client
+@pytest.mark.parametrize("problem", ["redirect", "timeout", "connection"])
+def test_failures_are_recorded_and_retried(
+    problem: str, database_url: str, make_settings: MakeSettings, client: redis.Redis
 ) -> None:
     settings = make_settings(webhook_timeout_s=0.5)
-    receiver.delay_s = 5.0
-    _, delivery_id = _pending(database_url, receiver.url())
-
-    outcome = deliver(delivery_id, settings, http=http)
-
-    assert (outcome.status, outcome.status_code) == ("retry", None)
-    assert outcome.error is not None and outcome.error.startswith("timeout after 0.5 s")
+    with WebhookReceiver() as server:
+        if problem == "redirect":
+            server.redirect_to = "/elsewhere"
+        elif problem == "timeout":
+            server.delay_s = 5.0
+        url = server.url()
+        if problem == "connection":
+            server.__exit__(None, None, None)  # nothing listens there any more
+        _, delivery_id = _pending(database_url, url, client=client)
+        _run(settings, client)
+        if problem == "redirect":
+            assert [r.path for r in server.received()] == ["/hook"]  # not followed
     row = _row(database_url, delivery_id)
-    assert (row.status, row.attempts, row.last_status_code) == ("pending", 1, None)
-    assert row.last_error is not None and "timeout" in row.last_error
-
-
-def test_connection_error_is_a_failure(
-    database_url: str, make_settings: MakeSettings, http: httpx.Client
-) -> None:
-    with WebhookReceiver() as gone:
-        url = gone.url()  # nothing listens there once it is closed
-    _, delivery_id = _pending(database_url, url)
-    outcome = deliver(delivery_id, make_settings(), http=http)
-    assert (outcome.status, outcome.attempts) == ("retry", 1)
-    assert outcome.error is not None and "ConnectError" in outcome.error
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.last_error is not None
+    expected = {"redirect": "redirects are not followed", "timeout": "timeout after 0.5 s"}
+    assert expected.get(problem, "ConnectError") in row.last_error
+    assert row.last_status_code == (302 if problem == "redirect" else None)
+    assert client.zscore(wq.DUE_KEY, delivery_id) is not None  # queued for its retry
 
 
 def test_private_address_is_refused_unless_allowed(
-    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, http: httpx.Client
+    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, client: redis.Redis
 ) -> None:
-    _, refused_id = _pending(database_url, receiver.url())
-    _, by_name_id = _pending(database_url, receiver.url().replace("127.0.0.1", "localhost"))
-    strict = make_settings(webhook_allow_private=False)
+    _, refused_id = _pending(database_url, receiver.url(), client=client)
+    _, by_name_id = _pending(database_url, receiver.url().replace("127.0.0.1", "localhost"), client=client)
 
-    refused = deliver(refused_id, strict, http=http)
-    by_name = deliver(by_name_id, strict, http=http)
+    _run(make_settings(webhook_allow_private=False), client)
 
+    refused, by_name = _row(database_url, refused_id), _row(database_url, by_name_id)
     assert (refused.status, refused.attempts) == ("failed", 1)
-    assert refused.error is not None and "non-public address (127.0.0.1)" in refused.error
-    assert by_name.status == "failed" and by_name.error is not None and "non-public" in by_name.error
-    row = _row(database_url, refused_id)
-    assert row.status == "failed" and row.last_error == refused.error and row.next_attempt_at is None
+    assert refused.last_error is not None and "non-public address (127.0.0.1)" in refused.last_error
+    assert by_name.status == "failed" and "non-public" in (by_name.last_error or "")
     assert receiver.received() == []
+    assert wq.pending_counts(client) == (0, 0)
 
-    _, allowed_id = _pending(database_url, receiver.url())
-    allowed = deliver(allowed_id, make_settings(webhook_allow_private=True), http=http)
-    assert allowed.status == "delivered"
-    assert len(receiver.received()) == 1
+    _, allowed_id = _pending(database_url, receiver.url(), client=client)
+    _run(make_settings(webhook_allow_private=True), client)
+    assert _row(database_url, allowed_id).status == "delivered"
 
 
 def test_the_request_goes_to_the_address_that_was_checked(
     database_url: str,
     make_settings: MakeSettings,
     receiver: WebhookReceiver,
-    http: httpx.Client,
+    client: redis.Redis,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With the address policy on, the host is resolved once, checked, and the request is sent to that
-    address with the name in the Host header: a second DNS answer cannot send it elsewhere. (The
-    policy is told 127.0.0.1 is public, as no public address is reachable in tests; the name does
-    not resolve at all, so the request can only have reached the checked address.)"""
+    address with the name in the Host header. (127.0.0.1 is declared public here, as no public address
+    is reachable in tests; the name does not resolve at all.)"""
     checked: list[tuple[str, int]] = []
 
     def resolve(host: str, port: int) -> list[str]:
         checked.append((host, port))
         return ["127.0.0.1"]
 
-    monkeypatch.setattr(worker_webhooks, "resolve_public_addresses", resolve)
+    monkeypatch.setattr(webhook_http, "resolve_public_addresses", resolve)
     url = f"http://hooks.textfleet.invalid:{receiver.port}/hook"
-    _, delivery_id = _pending(database_url, url)
+    _, delivery_id = _pending(database_url, url, client=client)
 
-    outcome = deliver(delivery_id, make_settings(webhook_allow_private=False), http=http)
+    _run(make_settings(webhook_allow_private=False), client)
 
-    assert outcome.status == "delivered"
+    assert _row(database_url, delivery_id).status == "delivered"
     assert checked == [("hooks.textfleet.invalid", receiver.port)]
     (request,) = receiver.received()
     assert request.headers["host"] == f"hooks.textfleet.invalid:{receiver.port}"
     _verify(request)
 
 
-def test_unsupported_scheme_fails_permanently(
-    database_url: str, make_settings: MakeSettings, http: httpx.Client
-) -> None:
-    _, delivery_id = _pending(database_url, "ftp://example.com/hook")
-    outcome = deliver(delivery_id, make_settings(), http=http)
-    assert outcome.status == "failed"
-    assert outcome.error is not None and "scheme must be http or https" in outcome.error
-
-
-def test_expired_delivery_fails(
-    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, http: httpx.Client
+def test_expired_and_orphaned_deliveries_fail(
+    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, client: redis.Redis
 ) -> None:
     settings = make_settings()
     max_age = timedelta(seconds=settings.webhook_max_age_s)
     receiver.fail_first = 100
-
-    # Past the max age before any attempt: failed, nothing sent.
-    _, old_id = _pending(database_url, receiver.url())
+    _, old_id = _pending(database_url, receiver.url(), client=client)
     _set(database_url, old_id, created_at=utcnow() - max_age - timedelta(hours=1))
-    old = deliver(old_id, settings, http=http)
-    assert (old.status, old.attempts) == ("failed", 0)
-    assert old.error is not None and old.error.startswith("expired")
-    assert receiver.received() == []
-    row = _row(database_url, old_id)
-    assert row.status == "failed" and row.last_error == old.error
-
-    # An attempt whose next retry would fall past the max age is the last one.
-    _, late_id = _pending(database_url, receiver.url())
+    _, late_id = _pending(database_url, receiver.url(), client=client)
     _set(database_url, late_id, created_at=utcnow() - max_age + timedelta(seconds=3))
-    late = deliver(late_id, settings, http=http)
-    assert (late.status, late.attempts, late.status_code) == ("failed", 1, 500)
-    assert late.error is not None and "gave up after 1 attempts" in late.error
-    row = _row(database_url, late_id)
-    assert (row.status, row.attempts, row.last_status_code) == ("failed", 1, 500)
-    assert row.next_attempt_at is None
-    assert len(receiver.received()) == 1
+    gone_job, gone_id = _pending(database_url, receiver.url(), client=client)
+    with session_scope(database_url) as session:
+        repository.delete_jobs(session, [gone_job])
+
+    _run(settings, client)
+
+    old = _row(database_url, old_id)
+    assert (old.status, old.attempts) == ("failed", 0)
+    assert old.last_error is not None and old.last_error.startswith("expired")
+    late = _row(database_url, late_id)  # its next retry would fall past the max age: the last one
+    assert (late.status, late.attempts, late.last_status_code) == ("failed", 1, 500)
+    assert "gave up after 1 attempts" in (late.last_error or "")
+    gone = _row(database_url, gone_id)
+    assert gone.status == "failed" and gone.last_error == f"job {gone_job} no longer exists"
+    assert [r.headers["webhook-id"] for r in receiver.received()] == [late_id]
+    assert wq.pending_counts(client) == (0, 0)
 
 
-def test_two_messages_for_one_delivery_make_one_attempt(
-    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, http: httpx.Client
+def test_a_lease_lost_with_its_worker_is_delivered_once(
+    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, client: redis.Redis
 ) -> None:
     settings = make_settings()
-    receiver.delay_s = 0.5
-    _, delivery_id = _pending(database_url, receiver.url())
-    outcomes: list[DeliveryOutcome] = []
-    barrier = threading.Barrier(2)
-
-    def run() -> None:
-        barrier.wait()
-        outcomes.append(deliver(delivery_id, settings, http=http))
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-
-    assert sorted(o.status for o in outcomes) == ["delivered", "skipped"]
-    assert len(receiver.received()) == 1
-    assert _row(database_url, delivery_id).attempts == 1
+    ids = [_pending(database_url, receiver.url(), client=client)[1] for _ in range(5)]
+    assert sorted(wq.pull(client, 10, lease_s=0.2)) == sorted(ids)  # a worker took them and died
+    _run(settings, client)
+    assert receiver.received() == []  # still leased: nobody sends them
+    time.sleep(0.3)
+    _run(settings, client)  # the lease ended: reaped, then delivered
+    assert sorted(r.headers["webhook-id"] for r in receiver.received()) == sorted(ids)
 
 
-def test_missing_job_and_missing_secret(
-    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, http: httpx.Client
+def test_after_redis_loses_everything_each_pending_delivery_is_sent_once(
+    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, client: redis.Redis
 ) -> None:
-    job_id, delivery_id = _pending(database_url, receiver.url())
-    with session_scope(database_url) as session:
-        repository.delete_jobs(session, [job_id])
-    outcome = deliver(delivery_id, make_settings(), http=http)
-    assert outcome.status == "failed" and outcome.error == f"job {job_id} no longer exists"
-    assert deliver("msg_nope", make_settings(), http=http).status == "skipped"
+    settings = make_settings()
+    ids = [_pending(database_url, receiver.url(), client=client)[1] for _ in range(40)]
+    client.flushdb()  # a Redis restart: the due set and the epoch are gone
+    _run(settings, client)
+    assert sorted(r.headers["webhook-id"] for r in receiver.received()) == sorted(ids)
+    assert client.exists(wq.EPOCH_KEY)
+    assert wq.pending_counts(client) == (0, 0)
 
-    _, other_id = _pending(database_url, receiver.url())
-    no_secret = make_settings(webhook_secret="")
+
+def test_missing_secret_is_refused_before_anything_is_sent(
+    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, client: redis.Redis
+) -> None:
+    _, delivery_id = _pending(database_url, receiver.url(), client=client)
     with pytest.raises(ConfigurationError, match="WEBHOOK_SECRET"):
-        deliver(other_id, no_secret, http=http)
-    assert _row(database_url, other_id).attempts == 0
+        Deliverer(make_settings(webhook_secret=""), client)
+    assert _row(database_url, delivery_id).attempts == 0
     assert receiver.received() == []
-
-
-def test_task_re_enqueues_itself_with_a_countdown(
-    database_url: str,
-    make_settings: MakeSettings,
-    receiver: WebhookReceiver,
-    http: httpx.Client,
-    clean_redis_url: str,
-) -> None:
-    settings = make_settings()
-    app = make_celery(settings)
-    register_webhook_task(app, settings=lambda: settings, http=lambda _s: http)
-    task = app.tasks[WEBHOOK_TASK]
-    assert task.acks_late is True
-    receiver.fail_first = 1
-    _, delivery_id = _pending(database_url, receiver.url())
-
-    assert task(delivery_id) == "retry"  # runs the body here; the retry goes to the broker
-
-    client = redis.Redis.from_url(clean_redis_url)
-    try:
-        (raw,) = client.lrange("webhooks", 0, -1)
-    finally:
-        client.close()
-    message = json.loads(raw)
-    assert message["headers"]["task"] == WEBHOOK_TASK
-    args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-    assert args == [delivery_id]
-    eta = datetime.fromisoformat(message["headers"]["eta"])
-    assert timedelta(seconds=2) < eta - utcnow() <= timedelta(seconds=5)
-
-    _make_due(database_url, delivery_id)
-    assert task(delivery_id) == "delivered"
-    app.close()
-
-
-def test_job_row_is_untouched(database_url: str, make_settings: MakeSettings, http: httpx.Client) -> None:
-    """Delivering never writes the job itself."""
-    with WebhookReceiver() as server:
-        job_id, delivery_id = _pending(database_url, server.url())
-        deliver(delivery_id, make_settings(), http=http)
-    with session_scope(database_url) as session:
-        job = session.get(Job, job_id)
-        assert job is not None and job.status == "succeeded" and job.attempts == 0
