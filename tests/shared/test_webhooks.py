@@ -14,8 +14,8 @@ from sqlalchemy import func, select, text, update
 from shared.db import repository, session_scope
 from shared.db.models import Job, WebhookDelivery, utcnow
 from shared.queueing import VISIBILITY_TIMEOUT_S, make_celery
-from shared.webhook_queue import DUE_KEY
 from shared.settings import Settings
+from shared.webhook_queue import DUE_KEY
 from shared.webhooks import (
     BACKOFF_JITTER,
     BACKOFF_SCHEDULE_S,

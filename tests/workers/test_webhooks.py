@@ -1,159 +1,62 @@
 """`workers.webhooks`: the delivery loop against real local receivers, real Redis and a real database.
 
 Each test starts from an empty Redis database (with its epoch written, as a running fleet has it) and
-no pending delivery left by earlier tests.
+no pending delivery left by earlier tests (the `webhook_redis` fixture).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import secrets
 import time
-from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import update
 from standardwebhooks import Webhook
 
 import workers.webhooks.http as webhook_http
 from shared import webhook_queue as wq
 from shared.db import repository, session_scope
-from shared.db.models import WebhookDelivery, utcnow
+from shared.db.models import utcnow
 from shared.errors import ConfigurationError
 from shared.metrics import WEBHOOK_DELIVERIES, WEBHOOK_DELIVERY_LAG
 from shared.schemas import JobStatus
-from shared.settings import Settings, get_settings
-from shared.webhooks import USER_AGENT, deliveries_for, record_event
-from tests.utils.factories import webhook_job_row
+from shared.webhooks import USER_AGENT, deliveries_for
 from tests.utils.receiver import WebhookReceiver
+from tests.utils.webhooks import (
+    SECRET,
+    MakeSettings,
+    deliver_due,
+    load_delivery,
+    make_due,
+    pending_delivery,
+    set_delivery,
+    verify,
+)
 from workers.webhooks import Deliverer
-
-SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-
-MakeSettings = Callable[..., Settings]
-
-
-@pytest.fixture
-def make_settings(settings_env: None, monkeypatch: pytest.MonkeyPatch) -> MakeSettings:
-    """Settings for this session's services, with a webhook secret; keyword overrides are
-    TEXTFLEET_<NAME> values (e.g. webhook_allow_private=False)."""
-
-    def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "webhook_secret": SECRET,
-            "webhook_allow_private": True,
-            "webhook_timeout_s": 2.0,
-            **overrides,
-        }
-        for name, value in values.items():
-            env = json.dumps(value) if isinstance(value, bool) else str(value)
-            monkeypatch.setenv(f"TEXTFLEET_{name.upper()}", env)
-        get_settings.cache_clear()
-        return get_settings()
-
-    return make
-
-
-@pytest.fixture
-def client(clean_redis_url: str, database_url: str) -> Iterator[redis.Redis]:
-    """Redis with the due set in steady state; no pending delivery of an earlier test."""
-    with session_scope(database_url) as session:
-        session.execute(
-            update(WebhookDelivery).where(WebhookDelivery.status == "pending").values(status="failed")
-        )
-    c = redis.Redis.from_url(clean_redis_url)
-    c.set(wq.EPOCH_KEY, "1")
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as server:
-        yield server
-
-
-def _pending(
-    database_url: str,
-    url: str,
-    event: str = "completed",
-    *,
-    status: JobStatus = JobStatus.SUCCEEDED,
-    client: redis.Redis | None = None,
-) -> tuple[str, str]:
-    """A job with a webhook and the delivery row of `event` (queued when `client` is given)."""
-    job = webhook_job_row(url, ["started", "completed"])
-    job.status = status.value
-    job.result = {"label": "positive"}
-    with session_scope(database_url) as session:
-        repository.insert_jobs(session, [job])
-        row = record_event(session, job, event)
-    assert row is not None
-    if client is not None:
-        wq.enqueue(client, [row.id])
-    return job.id, row.id
-
-
-def _row(database_url: str, delivery_id: str) -> WebhookDelivery:
-    with session_scope(database_url) as session:
-        row = session.get(WebhookDelivery, delivery_id)
-        assert row is not None
-        return row
-
-
-def _set(database_url: str, delivery_id: str, **values: Any) -> None:
-    with session_scope(database_url) as session:
-        session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(**values))
-
-
-def _make_due(database_url: str, client: redis.Redis, delivery_id: str) -> None:
-    """Time passes: the next attempt is due now."""
-    _set(database_url, delivery_id, next_attempt_at=utcnow() - timedelta(seconds=1))
-    wq.enqueue(client, [delivery_id], at=time.time() - 1)
-
-
-def _run(settings: Settings, client: redis.Redis, timeout_s: float = 30) -> Deliverer:
-    """Deliver everything due now (as a worker's loop would), then return the deliverer."""
-
-    async def main() -> Deliverer:
-        deliverer = Deliverer(settings, client)
-        try:
-            await deliverer.run_until_idle(timeout_s)
-        finally:
-            await deliverer.http.aclose()
-        return deliverer
-
-    return asyncio.run(main())
-
-
-def _verify(received: Any) -> Any:
-    return Webhook(SECRET).verify(received.body, received.headers)
 
 
 def _count(outcome: str) -> float:
-    return WEBHOOK_DELIVERIES.labels(outcome=outcome)._value.get()
+    return float(WEBHOOK_DELIVERIES.labels(outcome=outcome)._value.get())
 
 
 def test_delivery_is_signed_recorded_and_settled(
-    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, client: redis.Redis
+    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, webhook_redis: redis.Redis
 ) -> None:
     settings = make_settings()
-    job_id, delivery_id = _pending(database_url, receiver.url(), client=client)
-    _, started_id = _pending(database_url, receiver.url(), "started", status=JobStatus.RUNNING, client=client)
+    job_id, delivery_id = pending_delivery(database_url, receiver.url(), client=webhook_redis)
+    _, started_id = pending_delivery(
+        database_url, receiver.url(), "started", status=JobStatus.RUNNING, client=webhook_redis
+    )
     delivered_before, lag_before = _count("delivered"), WEBHOOK_DELIVERY_LAG._sum.get()
 
-    _run(settings, client)
+    deliver_due(settings, webhook_redis)
 
     by_id = {r.headers["webhook-id"]: r for r in receiver.received()}
     assert set(by_id) == {delivery_id, started_id} and len(receiver.received()) == 2
     request = by_id[delivery_id]
     assert request.method == "POST" and request.path == "/hook"
-    payload = _verify(request)  # raises unless the signature matches
+    payload = verify(request)  # raises unless the signature matches
     assert abs(int(request.headers["webhook-timestamp"]) - utcnow().timestamp()) < 10
     assert request.headers["webhook-signature"].startswith("v1,")
     assert request.headers["content-type"] == "application/json"
@@ -163,14 +66,14 @@ def test_delivery_is_signed_recorded_and_settled(
     assert payload["data"]["id"] == job_id and payload["data"]["status"] == "succeeded"
     assert payload["data"]["result"] == {"label": "positive"}
     assert payload["data"]["webhook"] == receiver.url()
-    assert _verify(by_id[started_id])["type"] == "job.started"
+    assert verify(by_id[started_id])["type"] == "job.started"
     with pytest.raises(Exception, match="signature"):  # a tampered body does not verify
         Webhook(SECRET).verify(request.body.replace(b"positive", b"negative"), request.headers)
 
-    row = _row(database_url, delivery_id)
+    row = load_delivery(database_url, delivery_id)
     assert (row.status, row.attempts, row.last_status_code, row.last_error) == ("delivered", 1, 200, None)
     assert row.delivered_at is not None and row.next_attempt_at is None
-    assert wq.pending_counts(client) == (0, 0)  # settled: in neither set
+    assert wq.pending_counts(webhook_redis) == (0, 0)  # settled: in neither set
     assert _count("delivered") == delivered_before + 2
     assert WEBHOOK_DELIVERY_LAG._sum.get() > lag_before
     with session_scope(database_url) as session:
@@ -179,35 +82,35 @@ def test_delivery_is_signed_recorded_and_settled(
 
     # Done: queuing it again sends nothing (the row is not pending; the id is dropped).
     skipped_before = _count("skipped")
-    wq.enqueue(client, [delivery_id])
-    _run(settings, client)
+    wq.enqueue(webhook_redis, [delivery_id])
+    deliver_due(settings, webhook_redis)
     assert len(receiver.received()) == 2
     assert _count("skipped") == skipped_before + 1
-    assert wq.pending_counts(client) == (0, 0)
+    assert wq.pending_counts(webhook_redis) == (0, 0)
 
 
 def test_queued_many_times_is_sent_once(
-    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, client: redis.Redis
+    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, webhook_redis: redis.Redis
 ) -> None:
     settings = make_settings()
-    ids = [_pending(database_url, receiver.url())[1] for _ in range(30)]
+    ids = [pending_delivery(database_url, receiver.url())[1] for _ in range(30)]
     for _ in range(3):
-        wq.enqueue(client, ids)  # e.g. the API, a worker and the sweeper all enqueue them
-    assert wq.pending_counts(client) == (30, 0)
+        wq.enqueue(webhook_redis, ids)  # e.g. the API, a worker and the sweeper all enqueue them
+    assert wq.pending_counts(webhook_redis) == (30, 0)
     skipped_before = _count("skipped")
-    _run(settings, client)
+    deliver_due(settings, webhook_redis)
     assert sorted(r.headers["webhook-id"] for r in receiver.received()) == sorted(ids)
     assert _count("skipped") == skipped_before
 
 
 def test_two_workers_send_each_delivery_once(
-    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, client: redis.Redis
+    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, webhook_redis: redis.Redis
 ) -> None:
     settings = make_settings(webhook_batch=7)
-    ids = [_pending(database_url, receiver.url(), client=client)[1] for _ in range(60)]
+    ids = [pending_delivery(database_url, receiver.url(), client=webhook_redis)[1] for _ in range(60)]
 
     async def main() -> None:
-        one, two = Deliverer(settings, client), Deliverer(settings, client)
+        one, two = Deliverer(settings, webhook_redis), Deliverer(settings, webhook_redis)
         try:
             await asyncio.gather(one.run_until_idle(30), two.run_until_idle(30))
         finally:
@@ -216,50 +119,50 @@ def test_two_workers_send_each_delivery_once(
 
     asyncio.run(main())
     assert sorted(r.headers["webhook-id"] for r in receiver.received()) == sorted(ids)
-    assert all(_row(database_url, i).attempts == 1 for i in ids)
+    assert all(load_delivery(database_url, i).attempts == 1 for i in ids)
 
 
 def test_failed_attempts_are_retried_with_backoff_under_the_same_id(
-    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, client: redis.Redis
+    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, webhook_redis: redis.Redis
 ) -> None:
     settings = make_settings()
     receiver.fail_first = 2
-    _, delivery_id = _pending(database_url, receiver.url(), client=client)
+    _, delivery_id = pending_delivery(database_url, receiver.url(), client=webhook_redis)
 
-    _run(settings, client)
-    row = _row(database_url, delivery_id)
+    deliver_due(settings, webhook_redis)
+    row = load_delivery(database_url, delivery_id)
     assert (row.status, row.attempts, row.last_status_code, row.last_error) == ("pending", 1, 500, "HTTP 500")
     assert row.next_attempt_at is not None
     wait = (row.next_attempt_at - utcnow()).total_seconds()
     assert 3 < wait <= 5  # 5 s, less up to 20% jitter
-    due = client.zscore(wq.DUE_KEY, delivery_id)
+    due = webhook_redis.zscore(wq.DUE_KEY, delivery_id)
     assert due == pytest.approx(row.next_attempt_at.timestamp(), abs=0.01)  # queued for then, once
 
-    _run(settings, client)  # not due yet: nothing is sent
+    deliver_due(settings, webhook_redis)  # not due yet: nothing is sent
     assert len(receiver.received()) == 1
 
-    _make_due(database_url, client, delivery_id)
-    _run(settings, client)
-    row = _row(database_url, delivery_id)
+    make_due(database_url, webhook_redis, delivery_id)
+    deliver_due(settings, webhook_redis)
+    row = load_delivery(database_url, delivery_id)
     assert (row.status, row.attempts) == ("pending", 2)
     assert row.next_attempt_at is not None
     assert 23 < (row.next_attempt_at - utcnow()).total_seconds() <= 30
 
-    _make_due(database_url, client, delivery_id)
-    _run(settings, client)
+    make_due(database_url, webhook_redis, delivery_id)
+    deliver_due(settings, webhook_redis)
     requests = receiver.received()
     assert len(requests) == 3
     assert {r.headers["webhook-id"] for r in requests} == {delivery_id}
     for request in requests:
-        _verify(request)
+        verify(request)
     assert len({r.body for r in requests}) == 1  # same event, same body
-    row = _row(database_url, delivery_id)
+    row = load_delivery(database_url, delivery_id)
     assert (row.status, row.attempts, row.last_status_code, row.last_error) == ("delivered", 3, 200, None)
 
 
 @pytest.mark.parametrize("problem", ["redirect", "timeout", "connection"])
 def test_failures_are_recorded_and_retried(
-    problem: str, database_url: str, make_settings: MakeSettings, client: redis.Redis
+    problem: str, database_url: str, make_settings: MakeSettings, webhook_redis: redis.Redis
 ) -> None:
     settings = make_settings(webhook_timeout_s=0.5)
     with WebhookReceiver() as server:
@@ -270,44 +173,46 @@ def test_failures_are_recorded_and_retried(
         url = server.url()
         if problem == "connection":
             server.__exit__(None, None, None)  # nothing listens there any more
-        _, delivery_id = _pending(database_url, url, client=client)
-        _run(settings, client)
+        _, delivery_id = pending_delivery(database_url, url, client=webhook_redis)
+        deliver_due(settings, webhook_redis)
         if problem == "redirect":
             assert [r.path for r in server.received()] == ["/hook"]  # not followed
-    row = _row(database_url, delivery_id)
+    row = load_delivery(database_url, delivery_id)
     assert (row.status, row.attempts) == ("pending", 1)
     assert row.last_error is not None
     expected = {"redirect": "redirects are not followed", "timeout": "timeout after 0.5 s"}
     assert expected.get(problem, "ConnectError") in row.last_error
     assert row.last_status_code == (302 if problem == "redirect" else None)
-    assert client.zscore(wq.DUE_KEY, delivery_id) is not None  # queued for its retry
+    assert webhook_redis.zscore(wq.DUE_KEY, delivery_id) is not None  # queued for its retry
 
 
 def test_private_address_is_refused_unless_allowed(
-    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, client: redis.Redis
+    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, webhook_redis: redis.Redis
 ) -> None:
-    _, refused_id = _pending(database_url, receiver.url(), client=client)
-    _, by_name_id = _pending(database_url, receiver.url().replace("127.0.0.1", "localhost"), client=client)
+    _, refused_id = pending_delivery(database_url, receiver.url(), client=webhook_redis)
+    _, by_name_id = pending_delivery(
+        database_url, receiver.url().replace("127.0.0.1", "localhost"), client=webhook_redis
+    )
 
-    _run(make_settings(webhook_allow_private=False), client)
+    deliver_due(make_settings(webhook_allow_private=False), webhook_redis)
 
-    refused, by_name = _row(database_url, refused_id), _row(database_url, by_name_id)
+    refused, by_name = load_delivery(database_url, refused_id), load_delivery(database_url, by_name_id)
     assert (refused.status, refused.attempts) == ("failed", 1)
     assert refused.last_error is not None and "non-public address (127.0.0.1)" in refused.last_error
     assert by_name.status == "failed" and "non-public" in (by_name.last_error or "")
     assert receiver.received() == []
-    assert wq.pending_counts(client) == (0, 0)
+    assert wq.pending_counts(webhook_redis) == (0, 0)
 
-    _, allowed_id = _pending(database_url, receiver.url(), client=client)
-    _run(make_settings(webhook_allow_private=True), client)
-    assert _row(database_url, allowed_id).status == "delivered"
+    _, allowed_id = pending_delivery(database_url, receiver.url(), client=webhook_redis)
+    deliver_due(make_settings(webhook_allow_private=True), webhook_redis)
+    assert load_delivery(database_url, allowed_id).status == "delivered"
 
 
 def test_the_request_goes_to_the_address_that_was_checked(
     database_url: str,
     make_settings: MakeSettings,
     receiver: WebhookReceiver,
-    client: redis.Redis,
+    webhook_redis: redis.Redis,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With the address policy on, the host is resolved once, checked, and the request is sent to that
@@ -321,75 +226,75 @@ def test_the_request_goes_to_the_address_that_was_checked(
 
     monkeypatch.setattr(webhook_http, "resolve_public_addresses", resolve)
     url = f"http://hooks.textfleet.invalid:{receiver.port}/hook"
-    _, delivery_id = _pending(database_url, url, client=client)
+    _, delivery_id = pending_delivery(database_url, url, client=webhook_redis)
 
-    _run(make_settings(webhook_allow_private=False), client)
+    deliver_due(make_settings(webhook_allow_private=False), webhook_redis)
 
-    assert _row(database_url, delivery_id).status == "delivered"
+    assert load_delivery(database_url, delivery_id).status == "delivered"
     assert checked == [("hooks.textfleet.invalid", receiver.port)]
     (request,) = receiver.received()
     assert request.headers["host"] == f"hooks.textfleet.invalid:{receiver.port}"
-    _verify(request)
+    verify(request)
 
 
 def test_expired_and_orphaned_deliveries_fail(
-    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, client: redis.Redis
+    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, webhook_redis: redis.Redis
 ) -> None:
     settings = make_settings()
     max_age = timedelta(seconds=settings.webhook_max_age_s)
     receiver.fail_first = 100
-    _, old_id = _pending(database_url, receiver.url(), client=client)
-    _set(database_url, old_id, created_at=utcnow() - max_age - timedelta(hours=1))
-    _, late_id = _pending(database_url, receiver.url(), client=client)
-    _set(database_url, late_id, created_at=utcnow() - max_age + timedelta(seconds=3))
-    gone_job, gone_id = _pending(database_url, receiver.url(), client=client)
+    _, old_id = pending_delivery(database_url, receiver.url(), client=webhook_redis)
+    set_delivery(database_url, old_id, created_at=utcnow() - max_age - timedelta(hours=1))
+    _, late_id = pending_delivery(database_url, receiver.url(), client=webhook_redis)
+    set_delivery(database_url, late_id, created_at=utcnow() - max_age + timedelta(seconds=3))
+    gone_job, gone_id = pending_delivery(database_url, receiver.url(), client=webhook_redis)
     with session_scope(database_url) as session:
         repository.delete_jobs(session, [gone_job])
 
-    _run(settings, client)
+    deliver_due(settings, webhook_redis)
 
-    old = _row(database_url, old_id)
+    old = load_delivery(database_url, old_id)
     assert (old.status, old.attempts) == ("failed", 0)
     assert old.last_error is not None and old.last_error.startswith("expired")
-    late = _row(database_url, late_id)  # its next retry would fall past the max age: the last one
+    late = load_delivery(database_url, late_id)  # its next retry would fall past the max age: the last one
     assert (late.status, late.attempts, late.last_status_code) == ("failed", 1, 500)
     assert "gave up after 1 attempts" in (late.last_error or "")
-    gone = _row(database_url, gone_id)
+    gone = load_delivery(database_url, gone_id)
     assert gone.status == "failed" and gone.last_error == f"job {gone_job} no longer exists"
     assert [r.headers["webhook-id"] for r in receiver.received()] == [late_id]
-    assert wq.pending_counts(client) == (0, 0)
+    assert wq.pending_counts(webhook_redis) == (0, 0)
 
 
 def test_a_lease_lost_with_its_worker_is_delivered_once(
-    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, client: redis.Redis
+    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, webhook_redis: redis.Redis
 ) -> None:
     settings = make_settings()
-    ids = [_pending(database_url, receiver.url(), client=client)[1] for _ in range(5)]
-    assert sorted(wq.pull(client, 10, lease_s=0.2)) == sorted(ids)  # a worker took them and died
-    _run(settings, client)
+    ids = [pending_delivery(database_url, receiver.url(), client=webhook_redis)[1] for _ in range(5)]
+    assert sorted(wq.pull(webhook_redis, 10, lease_s=0.2)) == sorted(ids)  # a worker took them and died
+    deliver_due(settings, webhook_redis)
     assert receiver.received() == []  # still leased: nobody sends them
     time.sleep(0.3)
-    _run(settings, client)  # the lease ended: reaped, then delivered
+    deliver_due(settings, webhook_redis)  # the lease ended: reaped, then delivered
     assert sorted(r.headers["webhook-id"] for r in receiver.received()) == sorted(ids)
 
 
 def test_after_redis_loses_everything_each_pending_delivery_is_sent_once(
-    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, client: redis.Redis
+    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, webhook_redis: redis.Redis
 ) -> None:
     settings = make_settings()
-    ids = [_pending(database_url, receiver.url(), client=client)[1] for _ in range(40)]
-    client.flushdb()  # a Redis restart: the due set and the epoch are gone
-    _run(settings, client)
+    ids = [pending_delivery(database_url, receiver.url(), client=webhook_redis)[1] for _ in range(40)]
+    webhook_redis.flushdb()  # a Redis restart: the due set and the epoch are gone
+    deliver_due(settings, webhook_redis)
     assert sorted(r.headers["webhook-id"] for r in receiver.received()) == sorted(ids)
-    assert client.exists(wq.EPOCH_KEY)
-    assert wq.pending_counts(client) == (0, 0)
+    assert webhook_redis.exists(wq.EPOCH_KEY)
+    assert wq.pending_counts(webhook_redis) == (0, 0)
 
 
 def test_missing_secret_is_refused_before_anything_is_sent(
-    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, client: redis.Redis
+    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, webhook_redis: redis.Redis
 ) -> None:
-    _, delivery_id = _pending(database_url, receiver.url(), client=client)
+    _, delivery_id = pending_delivery(database_url, receiver.url(), client=webhook_redis)
     with pytest.raises(ConfigurationError, match="WEBHOOK_SECRET"):
-        Deliverer(make_settings(webhook_secret=""), client)
-    assert _row(database_url, delivery_id).attempts == 0
+        Deliverer(make_settings(webhook_secret=""), webhook_redis)
+    assert load_delivery(database_url, delivery_id).attempts == 0
     assert receiver.received() == []
