@@ -299,11 +299,29 @@ def bench(
     generate_jobs: Annotated[int | None, typer.Option(help="Generation jobs (default 256).")] = None,
     tokens: Annotated[int | None, typer.Option(help="Output tokens per generation job (default 64).")] = None,
     moderate_jobs: Annotated[int | None, typer.Option(help="Moderation jobs (default 2000).")] = None,
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="engines: the engines against the fleet; webhooks: one webhook worker against a local "
+            "receiver on the configured database and Redis (events/s, lag p50/p99, one endpoint hanging)."
+        ),
+    ] = "engines",
 ) -> None:
     """Benchmark the bare engines against the fleet end to end (throughput, latency, intake)."""
     from dataclasses import replace
 
     from shared.logging import configure_logging
+
+    if scenario == "webhooks":
+        from workers.bench_webhooks import WebhookBenchConfig, run_webhook_bench
+
+        configure_logging(get_settings(), process="bench")
+        webhook_config = WebhookBenchConfig.quick(out) if quick else WebhookBenchConfig(out_dir=out)
+        run_webhook_bench(get_settings(), webhook_config, err_console)
+        err_console.print(f"[green]results in {out}/ (webhooks.json, webhooks.md)[/]")
+        return
+    if scenario != "engines":
+        raise typer.BadParameter("must be engines or webhooks", param_hint="--scenario")
     from workers.bench import BenchConfig, run_bench
 
     settings = get_settings()
