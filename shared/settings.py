@@ -235,6 +235,11 @@ class Settings(BaseSettings):
     webhook_flush_ms: float = Field(
         20.0, gt=0, le=5000, description="How often a webhook worker writes its batch of delivery outcomes."
     )
+    webhook_http2: bool = Field(
+        False,
+        description="Send https webhooks over HTTP/2 where the receiver offers it (httpx with h2); off: "
+        "HTTP/1.1 keep-alive connections (aiohttp), which cost a webhook worker far less CPU per request.",
+    )
     webhook_breaker_failures: int = Field(
         5, ge=1, description="Failed attempts in a row that open an endpoint's circuit breaker."
     )

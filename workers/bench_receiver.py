@@ -93,6 +93,9 @@ def main() -> None:
     for port in ports:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit it: the response's head and body go out at once (without it,
+        # Nagle holds the body until the client's delayed ACK, 40 ms per request).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind(("127.0.0.1", port))
         sock.listen(2048)
         sockets.append(sock)

@@ -75,7 +75,7 @@ def deliver_due(settings: Settings, client: redis.Redis, timeout_s: float = 30) 
         try:
             await deliverer.run_until_idle(timeout_s)
         finally:
-            await deliverer.http.aclose()
+            await deliverer.close()
         return deliverer
 
     return asyncio.run(main())

@@ -84,7 +84,7 @@ def test_a_hanging_and_a_failing_endpoint_only_delay_their_own_events(
                 deliverer.stopping.set()
                 await run
             finally:
-                await deliverer.http.aclose()
+                await deliverer.close()
             return fast_done, WEBHOOK_BREAKERS_OPEN._value.get()
 
         fast_done, breakers = asyncio.run(main())

@@ -114,8 +114,8 @@ def test_two_workers_send_each_delivery_once(
         try:
             await asyncio.gather(one.run_until_idle(30), two.run_until_idle(30))
         finally:
-            await one.http.aclose()
-            await two.http.aclose()
+            await one.close()
+            await two.close()
 
     asyncio.run(main())
     assert sorted(r.headers["webhook-id"] for r in receiver.received()) == sorted(ids)

@@ -2,9 +2,10 @@
 
 An endpoint is a URL's origin (scheme, host, port). Each has:
 
-- a concurrency limit (`webhook_endpoint_concurrency` requests in flight); a delivery that finds it
-  full is put back in the due set a moment later (about one response time of that endpoint), so a
-  slow endpoint never holds the worker's capacity or the head of the due set;
+- a concurrency limit (`webhook_endpoint_concurrency` requests in flight); deliveries beyond it wait
+  in memory, but once the endpoint is slow (responses, or silence, over `SLOW_S`) at most one limit's
+  worth waits and the rest go back to the due set for about one response time, so a slow endpoint
+  never holds the worker's capacity or the head of the due set;
 - a circuit breaker: `closed` until `webhook_breaker_failures` attempts in a row fail, then `open`
   for a cooldown (`webhook_breaker_cooldown_s`, doubled on each failed probe up to
   `webhook_breaker_max_cooldown_s`), when its deliveries are put back in the due set at the end of the
@@ -16,13 +17,17 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
-from typing import Literal
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from shared.settings import Settings
 
-__all__ = ["Endpoint", "Endpoints", "origin"]
+__all__ = ["SLOW_S", "Endpoint", "Endpoints", "origin"]
+
+#: An endpoint whose requests take longer than this is slow: few of its deliveries wait in memory.
+SLOW_S = 1.0
 
 State = Literal["closed", "open", "half_open"]
 
@@ -38,7 +43,7 @@ def origin(url: str) -> str:
         return url
 
 
-@dataclass
+@dataclass(eq=False)
 class Endpoint:
     """Limit and breaker of one origin (all times `time.monotonic()` seconds)."""
 
@@ -53,6 +58,21 @@ class Endpoint:
     cooldown_s: float = 0.0
     latency_s: float = 0.05  # moving average of response times
     probing: bool = False
+    #: deliveries pulled for this endpoint, waiting for room (at most `limit`; more wait in Redis)
+    waiting: deque[Any] = field(default_factory=deque)
+
+    progress_at: float = 0.0  # when a request of this endpoint last finished (or the first started)
+
+    def slowness(self, now: float) -> float:
+        """How long a request here takes now: the average, or longer while nothing has finished."""
+        stalled = now - self.progress_at if self.in_flight else 0.0
+        return max(self.latency_s, stalled)
+
+    def blocked(self, now: float) -> float | None:
+        """Seconds until the breaker lets a request through, or None (no side effects)."""
+        if self.state == "open" and now < self.open_until:
+            return self.open_until - now
+        return None
 
     def admit(self, now: float) -> float | None:
         """None if a request may start now (and counts it in flight), else seconds to wait."""
@@ -66,6 +86,8 @@ class Endpoint:
             self.probing = True
         elif self.in_flight >= self.limit:
             return max(0.05, self.latency_s)
+        if not self.in_flight:
+            self.progress_at = now
         self.in_flight += 1
         return None
 
@@ -73,6 +95,7 @@ class Endpoint:
         """Record a finished request; True when this one opened the breaker."""
         self.in_flight = max(0, self.in_flight - 1)
         self.latency_s = 0.8 * self.latency_s + 0.2 * elapsed_s
+        self.progress_at = now
         was_probe, self.probing = self.probing and self.state == "half_open", False
         if ok:
             self.failures = 0
@@ -128,5 +151,10 @@ class Endpoints:
         cutoff = time.monotonic() - self.idle_s
         for key, used in list(self._last_used.items()):
             endpoint = self._by_origin[key]
-            if used < cutoff and endpoint.state == "closed" and endpoint.in_flight == 0:
+            if (
+                used < cutoff
+                and endpoint.state == "closed"
+                and not endpoint.in_flight
+                and not endpoint.waiting
+            ):
                 del self._by_origin[key], self._last_used[key]

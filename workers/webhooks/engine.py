@@ -17,7 +17,6 @@ import random
 import time
 from datetime import timedelta
 
-import httpx
 import redis
 import structlog
 
@@ -33,8 +32,8 @@ from shared.metrics import (
 from shared.settings import Settings
 from shared.webhooks import retry_delay
 from workers.webhooks import store
-from workers.webhooks.endpoints import Endpoints
-from workers.webhooks.http import Attempt, Destinations, make_http_client, make_signer, post
+from workers.webhooks.endpoints import SLOW_S, Endpoint, Endpoints
+from workers.webhooks.http import Attempt, Destinations, Sender, make_signer, post
 
 __all__ = ["EARLY_TOLERANCE_S", "Deliverer", "lease_s"]
 
@@ -55,19 +54,18 @@ def lease_s(settings: Settings) -> float:
 class Deliverer:
     """Delivers webhook events until stopped; `run_until_idle` serves tests and the benchmark."""
 
-    def __init__(
-        self, settings: Settings, client: redis.Redis, *, http: httpx.AsyncClient | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, client: redis.Redis) -> None:
         self.settings = settings
         self.redis = client
         self.signer = make_signer(settings)
-        self.http = http or make_http_client(settings)
-        self._own_http = http is None
+        self.sender = Sender(settings)
         self.destinations = Destinations(settings)
         self.endpoints = Endpoints(settings)
         self.rng = random.Random()
         self.lease_s = lease_s(settings)
         self.in_flight = 0
+        self.waiting = 0  # pulled, queued on their endpoint, not yet started
+        self._ready: set[Endpoint] = set()  # endpoints with waiting deliveries
         self._tasks: set[asyncio.Task[None]] = set()
         self._outcomes: list[tuple[store.Outcome, float]] = []  # with the lag of a delivered one
         self._done: list[str] = []  # settled without a write (skipped)
@@ -102,8 +100,7 @@ class Deliverer:
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
             await self.flush()
-            if self._own_http:
-                await self.http.aclose()
+            await self.close()
 
     async def run_until_idle(self, timeout_s: float = 30.0) -> None:
         """Deliver what is due now, until nothing is due or in flight (tests, benchmark)."""
@@ -111,7 +108,7 @@ class Deliverer:
         while time.monotonic() < deadline:
             await self._maintenance()
             pulled = await self.step()
-            if not pulled and not self._tasks:
+            if not pulled and not self._tasks and not self.waiting:
                 await self.flush()
                 return
             if not pulled:
@@ -119,33 +116,40 @@ class Deliverer:
             await self.flush()
         raise TimeoutError("deliveries still due or in flight")
 
+    async def close(self) -> None:
+        """Close the HTTP connections (after `run`, or after `run_until_idle`)."""
+        await self.sender.aclose()
+
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), seconds)
 
     async def step(self) -> int:
-        """One round: pull, read, admit, claim, start the POSTs. How many ids were pulled."""
-        free = self.settings.webhook_concurrency - self.in_flight
+        """One round: start what endpoints have room for, then pull more due ids while there is room
+        (in flight + waiting < `webhook_concurrency`). How many ids were pulled or started."""
+        started = await self._launch()
+        free = self.settings.webhook_concurrency - self.in_flight - self.waiting
         if free <= 0:
-            self._slot_free.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._slot_free.wait(), 0.05)
-            return 0
+            if not started:
+                self._slot_free.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._slot_free.wait(), 0.05)
+            return started
         limit = min(free, self.settings.webhook_batch)
         ids = await asyncio.to_thread(webhook_queue.pull, self.redis, limit, self.lease_s)
         if not ids:
-            return 0
-        await self._dispatch(ids)
-        return len(ids)
+            return started
+        await self._admit(ids)
+        return len(ids) + started + await self._launch()
 
-    async def _dispatch(self, ids: list[str]) -> None:
-        url = self.settings.database_url
-        rows = await asyncio.to_thread(store.read, url, ids)
+    async def _admit(self, ids: list[str]) -> None:
+        """Read the pulled rows; queue the deliverable ones on their endpoint (in memory, at most its
+        limit waiting); defer the rest in the due set."""
+        rows = await asyncio.to_thread(store.read, self.settings.database_url, ids)
         now = utcnow()
         wall, mono = time.time(), time.monotonic()
         due_by = now + timedelta(seconds=EARLY_TOLERANCE_S)
         max_age = timedelta(seconds=self.settings.webhook_max_age_s)
-        admitted: list[store.Pending] = []
         for delivery_id in ids:
             row = rows.get(delivery_id)
             if row is None or row.status != "pending":  # done already (or deleted): nothing to do
@@ -161,22 +165,55 @@ class Deliverer:
                 self._later[row.id] = row.next_attempt_at.timestamp()
                 WEBHOOK_DELIVERIES.labels(outcome="skipped").inc()
             else:
-                wait = self.endpoints.get(row.url).admit(mono)
+                endpoint = self.endpoints.get(row.url)
+                wait = endpoint.blocked(mono)
+                slowness = endpoint.slowness(mono)
+                room = endpoint.limit if slowness > SLOW_S else self.settings.webhook_concurrency
+                if wait is None and len(endpoint.waiting) >= room:
+                    wait = min(max(0.05, slowness), self.settings.webhook_timeout_s)
                 if wait is None:
-                    admitted.append(row)
+                    endpoint.waiting.append(row)
+                    self.waiting += 1
+                    self._ready.add(endpoint)
                 else:
-                    self._later[row.id] = wall + self.endpoints.wait_with_jitter(wait)
-                    WEBHOOK_DELIVERIES.labels(outcome="deferred").inc()
-        if not admitted:
-            return
+                    self._defer(row.id, wall + self.endpoints.wait_with_jitter(wait))
+
+    def _defer(self, delivery_id: str, at: float) -> None:
+        self._later[delivery_id] = at
+        WEBHOOK_DELIVERIES.labels(outcome="deferred").inc()
+
+    async def _launch(self) -> int:
+        """Claim (one update) and start the waiting deliveries their endpoints have room for now."""
+        mono, wall = time.monotonic(), time.time()
+        ready: list[store.Pending] = []
+        for endpoint in list(self._ready):
+            while endpoint.waiting:
+                wait = endpoint.admit(mono)
+                if wait is not None:
+                    if endpoint.state != "closed" and not endpoint.probing:  # open: all of them wait
+                        while endpoint.waiting:
+                            self.waiting -= 1
+                            self._defer(
+                                endpoint.waiting.popleft().id, wall + self.endpoints.wait_with_jitter(wait)
+                            )
+                    break
+                ready.append(endpoint.waiting.popleft())
+                self.waiting -= 1
+            if not endpoint.waiting:
+                self._ready.discard(endpoint)
+        if not ready:
+            return 0
+        due_by = utcnow() + timedelta(seconds=EARLY_TOLERANCE_S)
         try:
-            claimed = await asyncio.to_thread(store.claim, url, admitted, due_by, self.lease_s)
+            claimed = await asyncio.to_thread(
+                store.claim, self.settings.database_url, ready, due_by, self.lease_s
+            )
         except BaseException:
-            for row in admitted:
+            for row in ready:
                 self.endpoints.get(row.url).in_flight -= 1
             raise
         won = {c.row.id for c in claimed}
-        for row in admitted:
+        for row in ready:
             if row.id not in won:  # another worker claimed it first (a rebuilt or reaped id)
                 self.endpoints.get(row.url).in_flight -= 1
                 self._skip(row.id)
@@ -185,6 +222,7 @@ class Deliverer:
             task = asyncio.create_task(self._attempt(item))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        return len(claimed)
 
     def _skip(self, delivery_id: str) -> None:
         self._done.append(delivery_id)
@@ -199,7 +237,7 @@ class Deliverer:
                 result = Attempt(None, f"job {row.job_id} no longer exists", True, "other")
             else:
                 result = await post(
-                    self.http,
+                    self.sender,
                     self.destinations,
                     self.signer,
                     row.id,
@@ -280,6 +318,13 @@ class Deliverer:
                 log.warning("webhooks.settle_failed", error=str(exc), ids=len(done) + len(later))
 
     async def _drain(self) -> None:
+        """Stop: what waits in memory goes back to the due set; the attempts in flight finish."""
+        now = time.time()
+        for endpoint in self._ready:
+            while endpoint.waiting:
+                self._later[endpoint.waiting.popleft().id] = now
+        self._ready.clear()
+        self.waiting = 0
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self.settings.webhook_timeout_s + 5)
 
