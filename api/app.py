@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from api.errors import install_error_handlers
 from api.routes import health, jobs, metrics, queues
+from api.routes import webhooks as webhook_routes
 from shared.logging import configure_logging
 from shared.queueing import make_celery
 from shared.settings import Settings, get_settings
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(queues.router)
     app.include_router(metrics.router)
+    app.include_router(webhook_routes.router)
     app.add_middleware(metrics.MetricsMiddleware)
     return app
 

@@ -6,6 +6,7 @@ textfleet api                   serve the HTTP API
 textfleet worker --queues ...   run a worker (loads its model once)
 textfleet submit TASK --input JSON [--params JSON] [--wait]
 textfleet get ID [--wait N]
+textfleet webhooks resend ID [EVENT]   re-send a failed webhook delivery
 textfleet dev                   everything on one machine, in one terminal
 textfleet demo                  start the stack, run one job of every task, print the results
 """
@@ -337,6 +338,30 @@ def bench(
     settings = settings.model_copy(update={"data_dir": out.resolve() / "stack"})
     run_bench(settings, config, err_console)
     err_console.print(f"[green]results in {out}/ (bench.json, bench.md, throughput.png)[/]")
+
+
+# --- webhooks (issue 17) ---------------------------------------------------------------------------
+
+webhooks_app = typer.Typer(help="Webhook deliveries.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("resend")
+def webhooks_resend(
+    job_id: Annotated[str, typer.Argument(help="Job id.")],
+    event: Annotated[str, typer.Argument(help="started or completed.")] = "completed",
+    url: Annotated[str, typer.Option(envvar="TEXTFLEET_URL", help="API base URL.")] = DEFAULT_URL,
+) -> None:
+    """Re-send a failed webhook delivery (same webhook-id, fresh retry schedule)."""
+    from workers.client import ApiError, TextfleetClient
+
+    with TextfleetClient(url) as client:
+        try:
+            delivery = client.resend_webhook(job_id, event)
+        except ApiError as exc:
+            err_console.print_json(data=exc.body)
+            raise typer.Exit(1) from exc
+    console.print_json(data=delivery)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from shared.db.models import utcnow
 from shared.errors import ConfigurationError
 from shared.metrics import WEBHOOK_DELIVERIES, WEBHOOK_DELIVERY_LAG
 from shared.schemas import JobStatus
+from shared.webhook_resend import reset_for_resend
 from shared.webhooks import USER_AGENT, deliveries_for
 from tests.utils.receiver import WebhookReceiver
 from tests.utils.webhooks import (
@@ -298,3 +299,26 @@ def test_missing_secret_is_refused_before_anything_is_sent(
         Deliverer(make_settings(webhook_secret=""), webhook_redis)
     assert load_delivery(database_url, delivery_id).attempts == 0
     assert receiver.received() == []
+
+
+def test_a_re_sent_delivery_gets_a_fresh_max_age_window(
+    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, webhook_redis: redis.Redis
+) -> None:
+    settings = make_settings()
+    job_id, delivery_id = pending_delivery(database_url, receiver.url(), client=webhook_redis)
+    old = utcnow() - timedelta(seconds=settings.webhook_max_age_s) - timedelta(hours=1)
+    set_delivery(database_url, delivery_id, created_at=old)
+    deliver_due(settings, webhook_redis)
+    assert load_delivery(database_url, delivery_id).status == "failed"  # expired, nothing sent
+    assert receiver.received() == []
+
+    with session_scope(database_url) as session:
+        out = reset_for_resend(session, job_id, "completed")
+    wq.enqueue(webhook_redis, [out.id])
+    deliver_due(settings, webhook_redis)
+
+    (request,) = receiver.received()
+    assert request.headers["webhook-id"] == delivery_id
+    assert verify(request)["timestamp"].startswith(old.date().isoformat())  # the event's own time
+    row = load_delivery(database_url, delivery_id)
+    assert (row.status, row.attempts) == ("delivered", 1)

@@ -154,7 +154,7 @@ class Deliverer:
             row = rows.get(delivery_id)
             if row is None or row.status != "pending":  # done already (or deleted): nothing to do
                 self._skip(delivery_id)
-            elif now >= row.created_at + max_age:
+            elif now >= row.window_start + max_age:
                 expired = f"expired: not delivered within {self.settings.webhook_max_age_s:g} s of the event"
                 if row.last_error:
                     expired = f"{expired}; last error: {row.last_error}"
@@ -261,7 +261,7 @@ class Deliverer:
         if result.ok:
             return store.Outcome(row.id, attempt, "delivered", result.status_code, None, now)
         WEBHOOK_ATTEMPT_ERRORS.labels(kind=result.kind).inc()
-        deadline = row.created_at + timedelta(seconds=self.settings.webhook_max_age_s)
+        deadline = row.window_start + timedelta(seconds=self.settings.webhook_max_age_s)
         next_at = now + timedelta(seconds=retry_delay(attempt, self.rng))
         error = result.error
         if result.permanent or next_at >= deadline:

@@ -35,6 +35,12 @@ class Pending:
     next_attempt_at: datetime | None
     created_at: datetime
     last_error: str | None
+    resent_at: datetime | None = None
+
+    @property
+    def window_start(self) -> datetime:
+        """Where its max age counts from: the event, or the operator's last re-send."""
+        return self.resent_at or self.created_at
 
 
 @dataclass(frozen=True)
@@ -73,9 +79,10 @@ def read(database_url: str, ids: list[str]) -> dict[str, Pending]:
                 WebhookDelivery.next_attempt_at,
                 WebhookDelivery.created_at,
                 WebhookDelivery.last_error,
+                WebhookDelivery.resent_at,
             ).where(WebhookDelivery.id.in_(ids))
         ).all()
-    return {r.id: Pending(*r) for r in rows}
+    return {r.id: Pending(**r._asdict()) for r in rows}
 
 
 def claim(database_url: str, rows: list[Pending], due_by: datetime, lease_s: float) -> list[Claimed]:
