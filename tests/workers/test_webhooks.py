@@ -19,7 +19,7 @@ from shared import webhook_queue as wq
 from shared.db import repository, session_scope
 from shared.db.models import utcnow
 from shared.errors import ConfigurationError
-from shared.metrics import WEBHOOK_DELIVERIES, WEBHOOK_DELIVERY_LAG
+from shared.metrics import WEBHOOK_ATTEMPT_ERRORS, WEBHOOK_DELIVERIES, WEBHOOK_DELIVERY_LAG, WEBHOOK_PENDING
 from shared.schemas import JobStatus
 from shared.webhook_resend import reset_for_resend
 from shared.webhooks import USER_AGENT, deliveries_for
@@ -175,7 +175,11 @@ def test_failures_are_recorded_and_retried(
         if problem == "connection":
             server.__exit__(None, None, None)  # nothing listens there any more
         _, delivery_id = pending_delivery(database_url, url, client=webhook_redis)
-        deliver_due(settings, webhook_redis)
+        kind = {"redirect": "redirect", "timeout": "timeout", "connection": "connect"}[problem]
+        errors_before = WEBHOOK_ATTEMPT_ERRORS.labels(kind=kind)._value.get()
+        deliverer = deliver_due(settings, webhook_redis)
+        assert WEBHOOK_ATTEMPT_ERRORS.labels(kind=kind)._value.get() == errors_before + 1
+        assert deliverer.endpoints.get(url).failures == 1  # counted towards its breaker
         if problem == "redirect":
             assert [r.path for r in server.received()] == ["/hook"]  # not followed
     row = load_delivery(database_url, delivery_id)
@@ -274,6 +278,7 @@ def test_a_lease_lost_with_its_worker_is_delivered_once(
     assert sorted(wq.pull(webhook_redis, 10, lease_s=0.2)) == sorted(ids)  # a worker took them and died
     deliver_due(settings, webhook_redis)
     assert receiver.received() == []  # still leased: nobody sends them
+    assert WEBHOOK_PENDING._value.get() == 5  # but they count as pending
     time.sleep(0.3)
     deliver_due(settings, webhook_redis)  # the lease ended: reaped, then delivered
     assert sorted(r.headers["webhook-id"] for r in receiver.received()) == sorted(ids)
