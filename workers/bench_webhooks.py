@@ -5,9 +5,9 @@ Starts a receiver process (`workers.bench_receiver`, ten endpoints on ten ports)
 written as the fleet writes them (a job row, its `completed` delivery row, then the id in the due set),
 straight into the database, so only the webhook path is measured:
 
-1. burst: N events at once to one endpoint -> events/s (first enqueue to last receipt) and the
-   skipped executions of the worker (`textfleet_webhook_deliveries_total{outcome="skipped"}`) as a
-   share of the deliveries;
+1. burst: N events at once to one endpoint (written while the worker is held, then released) ->
+   events/s (release to last receipt) and the skipped executions of the worker
+   (`textfleet_webhook_deliveries_total{outcome="skipped"}`) as a share of the deliveries;
 2. steady: events at a fixed rate to one endpoint -> delivery lag (event time to receipt) p50/p99;
 3. one bad endpoint: events at a fixed rate over ten endpoints, one of which hangs past the delivery
    timeout -> lag p50/p99 of the other nine.
@@ -199,6 +199,13 @@ class _Rig:
         at = now.timestamp()
         return {r["id"]: (at, ports[i % len(ports)]) for i, r in enumerate(rows)}
 
+    def pause(self) -> None:
+        """Hold the worker (SIGSTOP) while a burst is written."""
+        os.kill(self.procs[1].pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.procs[1].pid, signal.SIGCONT)
+
     def count(self) -> int:
         return int(self.http.get(f"http://127.0.0.1:{self.ports[0]}/__count").text)
 
@@ -262,8 +269,10 @@ def run_webhook_bench(settings: Settings, config: WebhookBenchConfig, console: C
         # 1. burst
         console.print(f"webhooks: burst of {config.burst_events} events to one endpoint")
         skipped_before = rig.skipped()
-        started = time.time()
+        rig.pause()  # the events are written first, then released at once
         sent = rig.emit(rig.ports[:1], config.burst_events)
+        started = time.time()
+        rig.resume()
         rig.wait_for(config.burst_events, timeout_s=600)
         records = rig.records()
         last = max(r[1] for r in records)

@@ -2,11 +2,12 @@
 write outcomes in batches.
 
 One asyncio loop per worker. Each round pulls up to `webhook_batch` due ids (as many as free slots of
-`webhook_concurrency` allow), reads their rows in one query, lets each endpoint admit or defer its
-deliveries (`workers.webhooks.endpoints`), claims the admitted ones in one update and starts one POST
-task each. Finished attempts gather in a buffer that a flusher writes every few milliseconds (one
-transaction) before settling the ids in Redis. Once a second it also rebuilds the due set if Redis lost
-it (`shared.webhook_queue.ensure_epoch`), returns leases of dead workers, and updates the gauges.
+`webhook_concurrency` allow), reads their rows in one query, queues them on their endpoint or defers
+them (`workers.webhooks.endpoints`), reads the jobs of those their endpoints have room for in one query
+and starts one POST task each. Finished attempts gather in a buffer that a flusher writes every few
+milliseconds (one transaction) before settling the ids in Redis. Once a second it also rebuilds the due
+set if Redis lost it (`shared.webhook_queue.ensure_epoch`), returns leases of dead workers, and updates
+the gauges.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ MAINTENANCE_S = 1.0
 
 
 def lease_s(settings: Settings) -> float:
-    """How long a pulled delivery is held: its claim, one attempt (bounded by the timeout) and its
-    outcome write, with slack. A worker that dies leaves it to be pulled again after this."""
+    """How long a pulled delivery is held: a wait for its endpoint (at most about one timeout once the
+    endpoint is slow), one attempt (bounded by the timeout) and its outcome write, with slack. A worker
+    that dies leaves it to be pulled again after this."""
     return 2 * settings.webhook_timeout_s + 10.0
 
 
@@ -66,6 +68,7 @@ class Deliverer:
         self.in_flight = 0
         self.waiting = 0  # pulled, queued on their endpoint, not yet started
         self._ready: set[Endpoint] = set()  # endpoints with waiting deliveries
+        self._held: set[str] = set()  # ids waiting or in flight here
         self._tasks: set[asyncio.Task[None]] = set()
         self._outcomes: list[tuple[store.Outcome, float]] = []  # with the lag of a delivered one
         self._done: list[str] = []  # settled without a write (skipped)
@@ -152,6 +155,8 @@ class Deliverer:
         max_age = timedelta(seconds=self.settings.webhook_max_age_s)
         for delivery_id in ids:
             row = rows.get(delivery_id)
+            if delivery_id in self._held:  # pulled again (a rebuild) while this worker has it: its
+                continue  # attempt settles it
             if row is None or row.status != "pending":  # done already (or deleted): nothing to do
                 self._skip(delivery_id)
             elif now >= row.window_start + max_age:
@@ -173,6 +178,7 @@ class Deliverer:
                     wait = min(max(0.05, slowness), self.settings.webhook_timeout_s)
                 if wait is None:
                     endpoint.waiting.append(row)
+                    self._held.add(row.id)
                     self.waiting += 1
                     self._ready.add(endpoint)
                 else:
@@ -193,6 +199,7 @@ class Deliverer:
                     if endpoint.state != "closed" and not endpoint.probing:  # open: all of them wait
                         while endpoint.waiting:
                             self.waiting -= 1
+                            self._held.discard(endpoint.waiting[0].id)
                             self._defer(
                                 endpoint.waiting.popleft().id, wall + self.endpoints.wait_with_jitter(wait)
                             )
@@ -203,20 +210,13 @@ class Deliverer:
                 self._ready.discard(endpoint)
         if not ready:
             return 0
-        due_by = utcnow() + timedelta(seconds=EARLY_TOLERANCE_S)
         try:
-            claimed = await asyncio.to_thread(
-                store.claim, self.settings.database_url, ready, due_by, self.lease_s
-            )
+            claimed = await asyncio.to_thread(store.prepare, self.settings.database_url, ready)
         except BaseException:
             for row in ready:
                 self.endpoints.get(row.url).in_flight -= 1
+                self._held.discard(row.id)
             raise
-        won = {c.row.id for c in claimed}
-        for row in ready:
-            if row.id not in won:  # another worker claimed it first (a rebuilt or reaped id)
-                self.endpoints.get(row.url).in_flight -= 1
-                self._skip(row.id)
         for item in claimed:
             self.in_flight += 1
             task = asyncio.create_task(self._attempt(item))
@@ -300,6 +300,7 @@ class Deliverer:
             self._done, self._later = done + self._done, {**later, **self._later}
             raise
         for outcome, lag_s in outcomes:
+            self._held.discard(outcome.id)
             if outcome.status == "delivered":
                 done.append(outcome.id)
                 WEBHOOK_DELIVERIES.labels(outcome="delivered").inc()
@@ -322,7 +323,9 @@ class Deliverer:
         now = time.time()
         for endpoint in self._ready:
             while endpoint.waiting:
-                self._later[endpoint.waiting.popleft().id] = now
+                delivery_id = endpoint.waiting.popleft().id
+                self._held.discard(delivery_id)
+                self._later[delivery_id] = now
         self._ready.clear()
         self.waiting = 0
         if self._tasks:

@@ -136,12 +136,11 @@ def build_payload(job: Job, event: str, event_time: datetime) -> str:
     data = to_out(job)
     if data.webhook is None:  # to_out may leave the webhook fields out
         data = data.model_copy(update={"webhook": job.webhook, "webhook_events": job.webhook_events or []})
-    body = {
-        "type": EVENT_TYPES[event],
-        "timestamp": event_time.isoformat().replace("+00:00", "Z"),
-        "data": data.model_dump(mode="json"),
-    }
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    head = json.dumps(
+        {"type": EVENT_TYPES[event], "timestamp": event_time.isoformat().replace("+00:00", "Z")},
+        separators=(",", ":"),
+    )
+    return f'{head[:-1]},"data":{data.model_dump_json()}}}'  # pydantic serialises the job itself
 
 
 class Destinations:

@@ -1,25 +1,27 @@
-"""The webhook worker's database path, batched: one read of the pulled deliveries, one claim of those
-about to be sent (with their jobs), one write of many outcomes.
+"""The webhook worker's database path, batched: one read of the pulled deliveries, one read of the jobs
+of those about to be sent (for their bodies), one write of many outcomes.
 
-Every write is conditional, as for one delivery: a claim takes a row only while it is `pending` and
-due (it moves `next_attempt_at` to the end of the lease, so a second claimer finds it not due), and an
-outcome lands only while the row is `pending` at the attempt that was claimed.
+There is no claim write: the Redis lease already gives a delivery to one worker at a time, so an
+attempt costs one row update, its outcome. That update is conditional (the row still `pending` at the
+attempt count read before the attempt, and it counts the attempt), so if two workers ever sent one
+delivery at once (possible only after a Redis restart, when the due set is rebuilt from the database
+while attempts are in flight) only one outcome counts; receivers deduplicate on `webhook-id`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal, cast
 
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import session_scope
-from shared.db.models import Job, WebhookDelivery, utcnow
+from shared.db.models import Job, WebhookDelivery
 from workers.webhooks.http import build_payload, clip
 
-__all__ = ["Claimed", "Outcome", "Pending", "claim", "read", "write_outcomes"]
+__all__ = ["Claimed", "Outcome", "Pending", "prepare", "read", "write_outcomes"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class Pending:
 
 @dataclass(frozen=True)
 class Claimed:
-    """A claimed attempt, ready to send (`body` is None when the job no longer exists)."""
+    """An attempt ready to send (`body` is None when the job no longer exists)."""
 
     row: Pending
     attempt: int
@@ -57,7 +59,7 @@ class Outcome:
     """What to write for one delivery."""
 
     id: str
-    attempt: int  # the attempt the row must be at (its `attempts`)
+    attempt: int  # the attempt made (the row's `attempts` after it), or its `attempts` if none was
     status: Literal["delivered", "pending", "failed"]
     status_code: int | None = None
     error: str | None = None
@@ -85,31 +87,17 @@ def read(database_url: str, ids: list[str]) -> dict[str, Pending]:
     return {r.id: Pending(**r._asdict()) for r in rows}
 
 
-def claim(database_url: str, rows: list[Pending], due_by: datetime, lease_s: float) -> list[Claimed]:
-    """Claim the attempts of `rows` (those still pending and due by `due_by`) and build their bodies."""
+def prepare(database_url: str, rows: list[Pending]) -> list[Claimed]:
+    """The attempts of `rows`, with their bodies (their jobs read in one query)."""
     if not rows:
         return []
-    by_id = {r.id: r for r in rows}
-    lease_until = utcnow() + timedelta(seconds=lease_s)
     with session_scope(database_url) as session:
-        won = session.execute(
-            update(WebhookDelivery)
-            .where(
-                WebhookDelivery.id.in_(list(by_id)),
-                WebhookDelivery.status == "pending",
-                (WebhookDelivery.next_attempt_at.is_(None)) | (WebhookDelivery.next_attempt_at <= due_by),
-            )
-            .values(attempts=WebhookDelivery.attempts + 1, next_attempt_at=lease_until)
-            .returning(WebhookDelivery.id, WebhookDelivery.attempts)
-            .execution_options(synchronize_session=False)
-        ).all()
-        jobs = _jobs(session, {by_id[r.id].job_id for r in won})
+        jobs = _jobs(session, {r.job_id for r in rows})
         claimed = []
-        for delivery_id, attempt in won:
-            row = by_id[delivery_id]
+        for row in rows:
             job = jobs.get(row.job_id)
             body = build_payload(job, row.event, row.created_at).encode() if job is not None else None
-            claimed.append(Claimed(row, int(attempt), body))
+            claimed.append(Claimed(row, row.attempts + 1, body))
     return claimed
 
 
@@ -129,12 +117,14 @@ def write_outcomes(database_url: str, outcomes: list[Outcome]) -> None:
     for o in outcomes:
         params = {"b_id": o.id, "b_attempt": o.attempt, "b_code": o.status_code, "b_error": clip(o.error)}
         params["b_at"] = o.at
+        params["b_before"] = o.attempt - 1 if o.attempted else o.attempt
         groups.setdefault((o.status, o.attempted), []).append(params)
     with session_scope(database_url) as session:
         for (status, attempted), rows in groups.items():
             values: dict[str, Any] = {"status": status, "last_error": bindparam("b_error")}
             if attempted:
                 values["last_status_code"] = bindparam("b_code")
+                values["attempts"] = bindparam("b_attempt")
             if status == "delivered":
                 values["delivered_at"] = bindparam("b_at")
                 values["next_attempt_at"] = None
@@ -147,7 +137,7 @@ def write_outcomes(database_url: str, outcomes: list[Outcome]) -> None:
                 .where(
                     _COLUMNS.id == bindparam("b_id"),
                     _COLUMNS.status == "pending",
-                    _COLUMNS.attempts == bindparam("b_attempt"),
+                    _COLUMNS.attempts == bindparam("b_before"),
                 )
                 .values(**values)
             )
