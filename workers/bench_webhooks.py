@@ -206,6 +206,14 @@ class _Rig:
     def resume(self) -> None:
         os.kill(self.procs[1].pid, signal.SIGCONT)
 
+    def worker_cpu_s(self) -> float:
+        """CPU seconds the worker process has used (Linux /proc; 0 elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.procs[1].pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def count(self) -> int:
         return int(self.http.get(f"http://127.0.0.1:{self.ports[0]}/__count").text)
 
@@ -271,15 +279,19 @@ def run_webhook_bench(settings: Settings, config: WebhookBenchConfig, console: C
         skipped_before = rig.skipped()
         rig.pause()  # the events are written first, then released at once
         sent = rig.emit(rig.ports[:1], config.burst_events)
+        cpu_before = rig.worker_cpu_s()
         started = time.time()
         rig.resume()
         rig.wait_for(config.burst_events, timeout_s=600)
+        cpu = rig.worker_cpu_s() - cpu_before
         records = rig.records()
         last = max(r[1] for r in records)
         results["burst"] = {
             "events": float(config.burst_events),
             "events_per_s": config.burst_events / (last - started),
             "skipped_executions": rig.skipped() - skipped_before,
+            "worker_cpu_s": cpu,
+            "events_per_worker_cpu_s": config.burst_events / cpu if cpu else 0.0,
             **_check(records, sent),
         }
         # 2. steady rate, one endpoint
@@ -326,6 +338,10 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
     skipped_share = 100 * b["skipped_executions"] / max(b["events"], 1)
     return [
         (f"burst of {b['events']:.0f} events, one worker: events/s", f"{b['events_per_s']:.0f}"),
+        (
+            "  events per second of worker CPU (what a free core sustains)",
+            f"{b['events_per_worker_cpu_s']:.0f}",
+        ),
         (
             "  skipped executions (share of deliveries)",
             f"{b['skipped_executions']:.0f} ({skipped_share:.2f}%)",
