@@ -10,7 +10,9 @@ straight into the database, so only the webhook path is measured:
    (`textfleet_webhook_deliveries_total{outcome="skipped"}`) as a share of the deliveries;
 2. steady: events at a fixed rate to one endpoint -> delivery lag (event time to receipt) p50/p99;
 3. one bad endpoint: events at a fixed rate over ten endpoints, one of which hangs past the delivery
-   timeout -> lag p50/p99 of the other nine.
+   timeout -> lag p50/p99 of the other nine;
+4. Redis loss: mid-burst the due, leased and epoch keys are deleted (what a restart without
+   persistence loses) -> the longest pause in deliveries after it, and the rate after it.
 
 Every phase checks that each event arrived once, under its delivery id, correctly signed.
 Writes webhooks.json and webhooks.md into the output directory.
@@ -28,6 +30,7 @@ import time
 from base64 import b64encode
 from collections import Counter
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -269,7 +272,7 @@ def _steady(rig: _Rig, ports: list[int], rate: float, seconds: float) -> dict[st
 
 
 def run_webhook_bench(settings: Settings, config: WebhookBenchConfig, console: Console) -> dict[str, Any]:
-    """Run the three phases; write webhooks.json and webhooks.md; return the results."""
+    """Run the four phases; write webhooks.json and webhooks.md; return the results."""
     rig = _Rig(settings, config)
     rig.start()
     results: dict[str, Any] = {"config": {k: str(v) for k, v in asdict(config).items()}}
@@ -324,6 +327,24 @@ def run_webhook_bench(settings: Settings, config: WebhookBenchConfig, console: C
             "good_lag_p99_s": percentile(lags, 99),
             **_check(records, sent),
         }
+        # 4. Redis loses the due set mid-burst (what a restart without persistence loses)
+        console.print("webhooks: the due set is lost mid-burst")
+        half = max(config.burst_events // 2, 2)
+        rig.pause()
+        sent = rig.emit(rig.ports[:1], half)
+        rig.resume()
+        rig.wait_for(half // 4, timeout_s=300)
+        lost_at = time.time()
+        rig.redis.delete(webhook_queue.DUE_KEY, webhook_queue.LEASED_KEY, webhook_queue.EPOCH_KEY)
+        rig.wait_for(half, timeout_s=300)
+        records = rig.records()
+        after = sorted([lost_at] + [t for _, t, _, _ in records if t > lost_at])
+        results["due_set_lost"] = {
+            "events": float(half),
+            "longest_pause_after_loss_s": max((b - a for a, b in pairwise(after)), default=0.0),
+            "events_per_s_after_loss": (len(after) - 1) / max(after[-1] - lost_at, 1e-9),
+            **_check(records, sent),
+        }
     finally:
         rig.stop()
     config.out_dir.mkdir(parents=True, exist_ok=True)
@@ -335,6 +356,7 @@ def run_webhook_bench(settings: Settings, config: WebhookBenchConfig, console: C
 
 def table_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
     b, s, h = results["burst"], results["steady"], results["one_endpoint_hanging"]
+    r = results["due_set_lost"]
     skipped_share = 100 * b["skipped_executions"] / max(b["events"], 1)
     return [
         (f"burst of {b['events']:.0f} events, one worker: events/s", f"{b['events_per_s']:.0f}"),
@@ -355,9 +377,13 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
             f"{h['good_lag_p50_s']:.3f} / {h['good_lag_p99_s']:.3f}",
         ),
         (
+            f"due set lost mid-burst of {r['events']:.0f}: longest pause, s / events/s after",
+            f"{r['longest_pause_after_loss_s']:.2f} / {r['events_per_s_after_loss']:.0f}",
+        ),
+        (
             "duplicates / bad signatures (all phases)",
-            f"{sum(p['duplicates'] for p in (b, s, h)):.0f} / "
-            f"{sum(p['bad_signatures'] for p in (b, s, h)):.0f}",
+            f"{sum(p['duplicates'] for p in (b, s, h, r)):.0f} / "
+            f"{sum(p['bad_signatures'] for p in (b, s, h, r)):.0f}",
         ),
     ]
 

@@ -28,7 +28,9 @@ def test_quick_webhook_bench_delivers_everything_once(
     assert burst["skipped_executions"] == 0
     assert steady["events"] > 0 and 0 < steady["lag_p50_s"] <= steady["lag_p99_s"]
     assert bad["events_to_good_endpoints"] > 0 and bad["good_lag_p99_s"] > 0
-    for phase in (burst, steady, bad):
+    lost = results["due_set_lost"]
+    assert lost["events"] > 0 and lost["longest_pause_after_loss_s"] >= 0
+    for phase in (burst, steady, bad, lost):
         assert (phase["duplicates"], phase["unknown_ids"], phase["bad_signatures"]) == (0, 0, 0)
     assert json.loads((tmp_path / "webhooks.json").read_text())["burst"]["events"] == config.burst_events
     assert "events/s" in (tmp_path / "webhooks.md").read_text()
