@@ -34,7 +34,7 @@ from tests.utils.webhooks import (
     set_delivery,
     verify,
 )
-from workers.webhooks import Deliverer
+from workers.webhooks import Deliverer, DeliveryThread
 
 
 def _count(outcome: str) -> float:
@@ -327,3 +327,26 @@ def test_a_re_sent_delivery_gets_a_fresh_max_age_window(
     assert verify(request)["timestamp"].startswith(old.date().isoformat())  # the event's own time
     row = load_delivery(database_url, delivery_id)
     assert (row.status, row.attempts) == ("delivered", 1)
+
+
+def test_the_delivery_thread_idles_without_a_secret_and_delivers_with_one(
+    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, webhook_redis: redis.Redis
+) -> None:
+    _, delivery_id = pending_delivery(database_url, receiver.url(), client=webhook_redis)
+    idle = DeliveryThread(make_settings(webhook_secret=""))
+    idle.start()
+    time.sleep(0.5)
+    assert idle.is_alive() and idle.error is None  # up, but sends nothing
+    idle.stop(timeout=5)
+    assert not idle.is_alive()
+    assert receiver.received() == []
+
+    running = DeliveryThread(make_settings())
+    running.start()
+    deadline = time.monotonic() + 20
+    while load_delivery(database_url, delivery_id).status != "delivered":
+        assert time.monotonic() < deadline and running.is_alive(), "not delivered"
+        time.sleep(0.05)
+    running.stop(timeout=20)
+    assert not running.is_alive() and running.error is None
+    assert [r.headers["webhook-id"] for r in receiver.received()] == [delivery_id]

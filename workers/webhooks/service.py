@@ -59,6 +59,13 @@ class DeliveryThread:
             deliverer.stopping.set()
             await runner
 
+        secret = self.settings.webhook_secret
+        if secret is None or not secret.get_secret_value():
+            # The API accepts no webhook without a secret, so there is nothing to deliver: stay up idle
+            # (a stack started without one keeps its webhook worker healthy).
+            log.warning("webhooks.disabled", reason="TEXTFLEET_WEBHOOK_SECRET is not set")
+            self._stop.wait()
+            return
         try:
             log.info("webhooks.started", concurrency=self.settings.webhook_concurrency)
             _run(main)
