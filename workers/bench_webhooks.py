@@ -231,19 +231,25 @@ class _Rig:
                 raise TimeoutError(f"{self.count()} of {count} events arrived within {timeout_s:g} s")
             time.sleep(0.05)
 
-    def skipped(self) -> float:
+    def outcomes(self) -> Counter[str]:
+        """The worker's delivery outcomes and attempt errors so far (from its /metrics)."""
+        counts: Counter[str] = Counter()
         text = self.http.get(f"http://127.0.0.1:{self.side_port}/metrics").text
         for family in text_string_to_metric_families(text):
-            if family.name == "textfleet_webhook_deliveries":
-                for sample in family.samples:
-                    if sample.name.endswith("_total") and sample.labels.get("outcome") == "skipped":
-                        return sample.value
-        return 0.0
+            for sample in family.samples:
+                if not sample.name.endswith("_total"):
+                    continue
+                if family.name == "textfleet_webhook_deliveries":
+                    counts[sample.labels["outcome"]] += int(sample.value)
+                elif family.name == "textfleet_webhook_attempt_errors":
+                    counts[f"error_{sample.labels['kind']}"] += int(sample.value)
+        return counts
+
+    def skipped(self) -> float:
+        return self.outcomes()["skipped"]
 
 
-def _check(
-    records: list[tuple[str, float, int, bool]], sent: dict[str, tuple[float, int]]
-) -> dict[str, float]:
+def _check(records: list[tuple[str, float, int, bool]], sent: dict[str, tuple[float, int]]) -> dict[str, Any]:
     """Exactly once per id, correctly signed; lags (receipt - event time) of what arrived."""
     seen = Counter(r[0] for r in records)
     return {
@@ -279,6 +285,7 @@ def run_webhook_bench(settings: Settings, config: WebhookBenchConfig, console: C
     try:
         # 1. burst
         console.print(f"webhooks: burst of {config.burst_events} events to one endpoint")
+        before = rig.outcomes()
         skipped_before = rig.skipped()
         rig.pause()  # the events are written first, then released at once
         sent = rig.emit(rig.ports[:1], config.burst_events)
@@ -295,17 +302,20 @@ def run_webhook_bench(settings: Settings, config: WebhookBenchConfig, console: C
             "skipped_executions": rig.skipped() - skipped_before,
             "worker_cpu_s": cpu,
             "events_per_worker_cpu_s": config.burst_events / cpu if cpu else 0.0,
+            "worker_outcomes": dict(rig.outcomes() - before),
             **_check(records, sent),
         }
         # 2. steady rate, one endpoint
         console.print(f"webhooks: {config.steady_rate:g} events/s for {config.steady_s:g} s")
+        before = rig.outcomes()
         sent = _steady(rig, rig.ports[:1], config.steady_rate, config.steady_s)
         rig.wait_for(len(sent), timeout_s=120)
         records = rig.records()
         lags = [t - sent[i][0] for i, t, _, _ in records if i in sent]
         results["steady"] = {
-            "offered_per_s": config.steady_rate,
+            "offered_per_s": len(sent) / config.steady_s,
             "events": float(len(sent)),
+            "worker_outcomes": dict(rig.outcomes() - before),
             "lag_p50_s": percentile(lags, 50),
             "lag_p99_s": percentile(lags, 99),
             **_check(records, sent),
@@ -314,6 +324,7 @@ def run_webhook_bench(settings: Settings, config: WebhookBenchConfig, console: C
         console.print(
             f"webhooks: {config.bad_rate:g} events/s over {config.endpoints} endpoints, one hanging"
         )
+        before = rig.outcomes()
         sent = _steady(rig, rig.ports, config.bad_rate, config.bad_s)
         good = set(rig.ports[:-1])
         expected = sum(1 for _, port in sent.values() if port in good)
@@ -321,8 +332,9 @@ def run_webhook_bench(settings: Settings, config: WebhookBenchConfig, console: C
         records = rig.records()
         lags = [t - sent[i][0] for i, t, port, _ in records if i in sent and port in good]
         results["one_endpoint_hanging"] = {
-            "offered_per_s": config.bad_rate,
+            "offered_per_s": len(sent) / config.bad_s,
             "events_to_good_endpoints": float(expected),
+            "worker_outcomes": dict(rig.outcomes() - before),
             "good_lag_p50_s": percentile(lags, 50),
             "good_lag_p99_s": percentile(lags, 99),
             **_check(records, sent),
@@ -330,6 +342,7 @@ def run_webhook_bench(settings: Settings, config: WebhookBenchConfig, console: C
         # 4. Redis loses the due set mid-burst (what a restart without persistence loses)
         console.print("webhooks: the due set is lost mid-burst")
         half = max(config.burst_events // 2, 2)
+        before = rig.outcomes()
         rig.pause()
         sent = rig.emit(rig.ports[:1], half)
         rig.resume()
@@ -343,6 +356,7 @@ def run_webhook_bench(settings: Settings, config: WebhookBenchConfig, console: C
             "events": float(half),
             "longest_pause_after_loss_s": max((b - a for a, b in pairwise(after)), default=0.0),
             "events_per_s_after_loss": (len(after) - 1) / max(after[-1] - lost_at, 1e-9),
+            "worker_outcomes": dict(rig.outcomes() - before),
             **_check(records, sent),
         }
     finally:
@@ -369,11 +383,11 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
             f"{b['skipped_executions']:.0f} ({skipped_share:.2f}%)",
         ),
         (
-            f"steady {s['offered_per_s']:g} events/s: lag p50 / p99, s",
+            f"steady {s['offered_per_s']:.0f} events/s: lag p50 / p99, s",
             f"{s['lag_p50_s']:.3f} / {s['lag_p99_s']:.3f}",
         ),
         (
-            f"{h['offered_per_s']:g} events/s over 10 endpoints, 1 hanging: others' lag p50 / p99, s",
+            f"{h['offered_per_s']:.0f} events/s over 10 endpoints, 1 hanging: others' lag p50 / p99, s",
             f"{h['good_lag_p50_s']:.3f} / {h['good_lag_p99_s']:.3f}",
         ),
         (

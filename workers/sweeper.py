@@ -29,7 +29,7 @@ from sqlalchemy import delete, func, select, update
 
 from shared.constants import CANCEL_CHANNEL, SWEEPER_LOCK, TASK_QUEUES, Queue, TaskName, outstanding_key
 from shared.db import repository, session_scope
-from shared.db.models import IdempotencyKey, Job, utcnow
+from shared.db.models import IdempotencyKey, Job, WebhookDelivery, utcnow
 from shared.events import announce_terminal
 from shared.queueing import send_jobs
 from shared.schemas import TERMINAL_STATUSES, JobStatus
@@ -183,6 +183,15 @@ def sweep(
         from shared import webhook_queue
 
         unqueued = webhook_queue.missing(client, overdue_deliveries)
+        if unqueued:  # read again: one delivered (and settled) since the first read is not lost
+            with session_scope(url) as session:
+                unqueued = list(
+                    session.scalars(
+                        select(WebhookDelivery.id).where(
+                            WebhookDelivery.id.in_(unqueued), WebhookDelivery.status == "pending"
+                        )
+                    )
+                )
         done["webhooks_resent"] += len(unqueued)
         deliveries += unqueued
     if deliveries:

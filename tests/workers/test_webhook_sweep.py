@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import pytest
 import redis
 
 from shared import webhook_queue as wq
@@ -44,3 +45,29 @@ def test_only_deliveries_in_neither_set_are_re_sent(
     again = sweep(settings, webhook_redis, celery)
     assert again["webhooks_resent"] == 0
     celery.close()
+
+
+def test_a_delivery_settled_during_the_sweep_is_not_re_sent(
+    database_url: str,
+    make_settings: MakeSettings,
+    receiver: WebhookReceiver,
+    webhook_redis: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sweep reads overdue pending rows, then asks Redis which ids it lacks: a delivery that a worker
+    delivered and settled in between is in neither set, yet not lost (it is read again)."""
+    settings = make_settings(sweep_interval_s=1)
+    delivery_id = pending_delivery(database_url, receiver.url())[1]
+    set_delivery(database_url, delivery_id, next_attempt_at=utcnow() - timedelta(minutes=10))
+    real_missing = wq.missing
+
+    def missing_after_a_worker_settled_it(client: redis.Redis, ids: list[str]) -> list[str]:
+        set_delivery(database_url, delivery_id, status="delivered")  # a worker finished it meanwhile
+        return real_missing(client, ids)
+
+    monkeypatch.setattr(wq, "missing", missing_after_a_worker_settled_it)
+    celery = make_celery(settings)
+    done = sweep(settings, webhook_redis, celery)
+    celery.close()
+    assert done["webhooks_resent"] == 0
+    assert webhook_redis.zscore(wq.DUE_KEY, delivery_id) is None
