@@ -50,7 +50,8 @@ def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int |
     """Load models, then consume `queues` until stopped (SIGTERM/SIGINT: warm shutdown).
 
     The `webhooks` queue is not a Celery queue: it is served by the async delivery loop
-    (`workers.webhooks.DeliveryThread`); a worker with only that queue runs no Celery consumer."""
+    (`workers.webhooks.DeliveryThread`, bounded by `webhook_concurrency`, not by `concurrency`); a worker
+    with only that queue runs no Celery consumer."""
     configure_logging(settings, process="worker")
     hostname = settings.worker_hostname or default_hostname(queues)
     concurrency = concurrency or default_concurrency(settings, queues)
