@@ -18,6 +18,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from api.errors import install_error_handlers
 from api.routes import health, jobs, metrics, queues
+from api.routes import webhooks as webhook_routes
 from api.services.waits import JobEvents, JobReader, read_jobs
 from shared.logging import configure_logging
 from shared.queueing import make_celery
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(queues.router)
     app.include_router(metrics.router)
+    app.include_router(webhook_routes.router)
     app.add_middleware(metrics.MetricsMiddleware)
     return app
 

@@ -19,7 +19,9 @@ Workers:
 - `textfleet_prompt_tokens_total`, `textfleet_generated_tokens_total` (tokens/s: `rate()` of them).
 - `textfleet_worker_in_flight_jobs`, `textfleet_engine_running_requests` (the vLLM batch),
   `textfleet_engine_batch_size` (classifier batches), `textfleet_engine_kv_cache_usage_ratio`.
-- `textfleet_webhook_deliveries_total{outcome}`: delivered, retry, failed, skipped.
+- `textfleet_webhook_deliveries_total{outcome}`: delivered, retry, failed; skipped (pulled, nothing to
+  do), deferred (put back: endpoint busy or breaker open). `textfleet_webhook_attempt_errors_total{kind}`,
+  `textfleet_webhook_delivery_lag_seconds`, `textfleet_webhook_pending`, `textfleet_webhook_breakers_open`.
 """
 
 from __future__ import annotations
@@ -45,7 +47,11 @@ __all__ = [
     "QUEUE_WAITING",
     "WAITS_ANSWERED_AT_ONCE",
     "WAITS_HELD",
+    "WEBHOOK_ATTEMPT_ERRORS",
+    "WEBHOOK_BREAKERS_OPEN",
     "WEBHOOK_DELIVERIES",
+    "WEBHOOK_DELIVERY_LAG",
+    "WEBHOOK_PENDING",
     "WORKER_IN_FLIGHT",
     "count_submitted",
 ]
@@ -112,7 +118,9 @@ ENGINE_KV_CACHE_USAGE = Gauge(
     "textfleet_engine_kv_cache_usage_ratio", "Fraction of the vLLM KV cache in use (0..1)."
 )
 WEBHOOK_DELIVERIES = Counter(
-    "textfleet_webhook_deliveries", "Webhook delivery attempts by outcome.", ["outcome"]
+    "textfleet_webhook_deliveries",
+    "Webhook deliveries pulled, by outcome (attempts: delivered, retry, failed).",
+    ["outcome"],
 )
 
 
@@ -123,3 +131,23 @@ def count_submitted(tasks: Iterable[str]) -> None:
         counts[task] = counts.get(task, 0) + 1
     for task, n in counts.items():
         JOBS_SUBMITTED.labels(task=task).inc(n)
+
+
+# --- Webhook workers (issue 17) -----------------------------------------------------------------
+
+WEBHOOK_DELIVERY_LAG = Histogram(
+    "textfleet_webhook_delivery_lag_seconds",
+    "From a webhook event (its delivery row) to the 2xx of its delivery.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 7200.0),
+)
+WEBHOOK_PENDING = Gauge(
+    "textfleet_webhook_pending", "Webhook deliveries due or in flight (the Redis due and leased sets)."
+)
+WEBHOOK_ATTEMPT_ERRORS = Counter(
+    "textfleet_webhook_attempt_errors",
+    "Failed webhook attempts by kind: timeout, connect, redirect, http_4xx, http_5xx, refused, dns, other.",
+    ["kind"],
+)
+WEBHOOK_BREAKERS_OPEN = Gauge(
+    "textfleet_webhook_breakers_open", "Webhook endpoints whose circuit breaker is open or half-open."
+)

@@ -246,6 +246,40 @@ class Settings(BaseSettings):
         "(off in production: it stops jobs from probing your network).",
     )
 
+    # --- Webhook workers (issue 17) -----------------------------------------------------------------
+    webhook_concurrency: int = Field(
+        512, ge=1, description="Webhook requests one webhook worker keeps in flight at once (all endpoints)."
+    )
+    webhook_endpoint_concurrency: int = Field(
+        64,
+        ge=1,
+        description="Webhook requests in flight at once to one endpoint (scheme, host, port); more wait "
+        "in the due set, so a slow endpoint only delays its own events.",
+    )
+    webhook_batch: int = Field(
+        500, ge=1, le=5000, description="Due deliveries a webhook worker takes from Redis per round."
+    )
+    webhook_poll_s: float = Field(
+        0.02, gt=0, le=5, description="Wait of a webhook worker before it looks again when nothing is due."
+    )
+    webhook_flush_ms: float = Field(
+        20.0, gt=0, le=5000, description="How often a webhook worker writes its batch of delivery outcomes."
+    )
+    webhook_http2: bool = Field(
+        False,
+        description="Send https webhooks over HTTP/2 where the receiver offers it (httpx with h2); off: "
+        "HTTP/1.1 keep-alive connections (aiohttp), which cost a webhook worker far less CPU per request.",
+    )
+    webhook_breaker_failures: int = Field(
+        5, ge=1, description="Failed attempts in a row that open an endpoint's circuit breaker."
+    )
+    webhook_breaker_cooldown_s: float = Field(
+        5.0, gt=0, description="How long a breaker stays open before one probe is let through."
+    )
+    webhook_breaker_max_cooldown_s: float = Field(
+        300.0, gt=0, description="Longest cooldown; each failed probe doubles it up to this."
+    )
+
     # --- Secrets ---------------------------------------------------------------------------------
     webhook_secret: SecretStr | None = Field(
         None, description="Secret that signs webhook deliveries (`whsec_...`); required to accept webhooks."
@@ -268,6 +302,14 @@ class Settings(BaseSettings):
             raise ValueError("default_max_tokens must not exceed max_tokens_limit")
         if self.risk_medium_threshold > self.risk_high_threshold:
             raise ValueError("risk_medium_threshold must not exceed risk_high_threshold")
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_limits(self) -> Settings:
+        if self.webhook_endpoint_concurrency > self.webhook_concurrency:
+            raise ValueError("webhook_endpoint_concurrency must not exceed webhook_concurrency")
+        if self.webhook_breaker_cooldown_s > self.webhook_breaker_max_cooldown_s:
+            raise ValueError("webhook_breaker_cooldown_s must not exceed webhook_breaker_max_cooldown_s")
         return self
 
     # --- Derived ---------------------------------------------------------------------------------

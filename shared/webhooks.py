@@ -6,16 +6,20 @@ a job's state change) and by the sweeper (to re-send deliveries whose message wa
 lives in `workers.webhooks`.
 
 Life of a delivery: one row per (job, event), created `pending` with `next_attempt_at = now` in the
-transaction that changes the job's state, enqueued (task `WEBHOOK_TASK`, queue `webhooks`) after that
-transaction commits. Each attempt updates the row; a 2xx ends it `delivered`, a refused destination or
-the end of `webhook_max_age_s` ends it `failed`. The row's `next_attempt_at` is the truth: the sweeper
-re-sends pending deliveries that are overdue (`due_deliveries`).
+transaction that changes the job's state, made due in Redis (`enqueue_deliveries`, the due set of
+`shared.webhook_queue`) after that transaction commits. Each attempt updates the row; a 2xx ends it
+`delivered`, a refused destination or the end of `webhook_max_age_s` ends it `failed`. The row is the
+truth: after a Redis loss the due set is rebuilt from the pending rows, and the sweeper re-sends a
+pending delivery that is overdue only when it is in neither Redis set (`due_deliveries` +
+`webhook_queue.missing`): its enqueue was lost.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import random
 import socket
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -31,12 +35,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from ulid import ULID
 
-from shared.constants import WEBHOOK_TASK, Queue
+from shared import webhook_queue
 from shared.db.models import WebhookDelivery, utcnow
 from shared.errors import QueueUnavailableError
 from shared.schemas import WebhookDeliveryOut
 
 __all__ = [
+    "BACKOFF_JITTER",
     "BACKOFF_SCHEDULE_S",
     "DEFAULT_EVENTS",
     "EVENT_TYPES",
@@ -54,6 +59,7 @@ __all__ = [
     "new_delivery_id",
     "record_event",
     "resolve_public_addresses",
+    "retry_delay",
 ]
 
 log = structlog.get_logger(__name__)
@@ -101,6 +107,17 @@ def backoff_schedule(attempt: int) -> float:
     if attempt < 1:
         return 0.0
     return BACKOFF_SCHEDULE_S[min(attempt, len(BACKOFF_SCHEDULE_S)) - 1]
+
+
+#: Retry delays are drawn from [(1 - BACKOFF_JITTER) x, x] of the schedule, so the retries of many
+#: deliveries that failed together (an endpoint that was down) do not all come back at once.
+BACKOFF_JITTER = 0.2
+
+
+def retry_delay(attempt: int, rng: random.Random | None = None) -> float:
+    """`backoff_schedule(attempt)` with jitter: the delay after failed attempt `attempt`."""
+    base = backoff_schedule(attempt)
+    return base * (1.0 - BACKOFF_JITTER * (rng or random).random())
 
 
 # --- Recording events ---------------------------------------------------------------------------
@@ -171,40 +188,23 @@ def record_event(session: Session, job: WebhookSubject, event: str) -> WebhookDe
 def enqueue_deliveries(
     celery_app: Celery, delivery_ids: Sequence[str], countdown: float | None = None
 ) -> None:
-    """Send `WEBHOOK_TASK(delivery_id)` to the `webhooks` queue for each id, in one pipelined write
-    (optionally held back `countdown` seconds). Raises QueueUnavailableError if the broker refuses.
-
-    A message that went out twice is harmless: an attempt starts with a conditional update of the row.
+    """Make deliveries due (now, or `countdown` seconds from now) in the webhook due set of the
+    broker's Redis (`shared.webhook_queue`), in one write. An id already due only moves: a delivery is
+    never queued twice. Raises QueueUnavailableError if Redis refuses.
     """
     if not delivery_ids:
         return
+    from shared.queueing import redis_client
+
+    at = time.time() + countdown if countdown else None
+    client = redis_client(str(celery_app.conf.broker_url))
     try:
-        _publish(celery_app, delivery_ids, countdown)
+        webhook_queue.enqueue(client, delivery_ids, at)
     except Exception:  # e.g. a pooled connection Redis dropped: redis-py reconnects on the next use
         try:
-            _publish(celery_app, delivery_ids, countdown)
+            webhook_queue.enqueue(client, delivery_ids, at)
         except Exception as exc:
             raise QueueUnavailableError(f"could not enqueue webhook deliveries: {exc}") from exc
-
-
-def _publish(app: Celery, delivery_ids: Sequence[str], countdown: float | None) -> None:
-    amqp = app.amqp
-    queue = amqp.queues[Queue.WEBHOOKS.value]
-    with app.producer_or_acquire() as producer, producer.batch(max_size=max(1, len(delivery_ids))):
-        producer.maybe_declare(queue)
-        for delivery_id in delivery_ids:
-            task_id = str(ULID())
-            message = amqp.create_task_message(
-                task_id,
-                WEBHOOK_TASK,
-                (delivery_id,),
-                {},
-                countdown=countdown,
-                ignore_result=True,
-                argsrepr=repr((delivery_id,)),
-                kwargsrepr="{}",
-            )
-            amqp.send_task_message(producer, WEBHOOK_TASK, message, queue=queue, declare=[], retry=False)
 
 
 # --- Reading ------------------------------------------------------------------------------------

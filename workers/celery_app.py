@@ -16,9 +16,8 @@ from shared.queueing import get_celery
 from workers import runtime
 from workers.broker import configure_worker_broker
 from workers.execution import execute
-from workers.webhooks import register_webhook_task
 
-__all__ = ["app", "register_tasks", "tasks", "webhook_task"]
+__all__ = ["app", "register_tasks", "tasks"]
 
 
 def register_tasks(celery: Celery) -> dict[TaskName, Any]:
@@ -38,4 +37,3 @@ app = get_celery()
 # Consumers ride out broker loss: kombu's Redis transport fixed, quick unbounded reconnects.
 configure_worker_broker(app)
 tasks = register_tasks(app)
-webhook_task = register_webhook_task(app)

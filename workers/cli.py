@@ -6,6 +6,7 @@ textfleet api                   serve the HTTP API
 textfleet worker --queues ...   run a worker (loads its model once)
 textfleet submit TASK --input JSON [--params JSON] [--wait]
 textfleet get ID [--wait N]
+textfleet webhooks resend ID [EVENT]   re-send a failed webhook delivery
 textfleet dev                   everything on one machine, in one terminal
 textfleet demo                  start the stack, run one job of every task, print the results
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -24,6 +24,7 @@ from rich.table import Table
 
 from shared.constants import Queue, TaskName
 from shared.settings import get_settings
+from workers.bench_cli import bench as bench_command
 from workers.chaos.cli import chaos as chaos_command
 
 __all__ = ["app", "main"]
@@ -34,6 +35,7 @@ db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 app.command("chaos")(chaos_command)
+app.command("bench")(bench_command)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -297,54 +299,28 @@ def demo(
         raise typer.Exit(1)
 
 
-@app.command()
-def bench(
-    quick: Annotated[
-        bool, typer.Option(help="Tiny counts: checks the harness (CI), says nothing about speed.")
-    ] = False,
-    out: Annotated[Path, typer.Option(help="Directory for bench.json, bench.md and throughput.png.")] = Path(
-        "bench-results"
-    ),
-    generate_jobs: Annotated[int | None, typer.Option(help="Generation jobs (default 256).")] = None,
-    tokens: Annotated[int | None, typer.Option(help="Output tokens per generation job (default 64).")] = None,
-    moderate_jobs: Annotated[int | None, typer.Option(help="Moderation jobs (default 2000).")] = None,
-    wait_flood: Annotated[
-        bool,
-        typer.Option(
-            help="Only the wait-flood scenario: N clients long-polling one API process (no models)."
-        ),
-    ] = False,
-    waiters: Annotated[
-        int | None, typer.Option(help="Concurrent ?wait clients of --wait-flood (2000).")
-    ] = None,
+# --- webhooks (issue 17) ---------------------------------------------------------------------------
+
+webhooks_app = typer.Typer(help="Webhook deliveries.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("resend")
+def webhooks_resend(
+    job_id: Annotated[str, typer.Argument(help="Job id.")],
+    event: Annotated[str, typer.Argument(help="started or completed.")] = "completed",
+    url: Annotated[str, typer.Option(envvar="TEXTFLEET_URL", help="API base URL.")] = DEFAULT_URL,
 ) -> None:
-    """Benchmark the bare engines against the fleet end to end (throughput, latency, intake)."""
-    from dataclasses import replace
+    """Re-send a failed webhook delivery (same webhook-id, fresh retry schedule)."""
+    from workers.client import ApiError, TextfleetClient
 
-    from shared.logging import configure_logging
-    from workers.bench import BenchConfig, run_bench
-
-    settings = get_settings()
-    configure_logging(settings, process="bench")
-    if wait_flood:
-        from workers.bench_waitflood import WaitFloodConfig, run_wait_flood
-
-        flood = WaitFloodConfig.quick(out) if quick else WaitFloodConfig(out_dir=out)
-        flood = replace(flood, waiters=waiters or flood.waiters)
-        run_wait_flood(settings.model_copy(update={"data_dir": out.resolve() / "stack"}), flood, err_console)
-        err_console.print(f"[green]results in {out}/waitflood.json[/]")
-        return
-    config = BenchConfig.quick(out) if quick else BenchConfig(out_dir=out)
-    config = replace(
-        config,
-        generate_jobs=generate_jobs or config.generate_jobs,
-        output_tokens=tokens or config.output_tokens,
-        moderate_jobs=moderate_jobs or config.moderate_jobs,
-    )
-    # The bench's stack keeps its embedded Redis and SQLite apart from `textfleet dev`'s.
-    settings = settings.model_copy(update={"data_dir": out.resolve() / "stack"})
-    run_bench(settings, config, err_console)
-    err_console.print(f"[green]results in {out}/ (bench.json, bench.md, throughput.png)[/]")
+    with TextfleetClient(url) as client:
+        try:
+            delivery = client.resend_webhook(job_id, event)
+        except ApiError as exc:
+            err_console.print_json(data=exc.body)
+            raise typer.Exit(1) from exc
+    console.print_json(data=delivery)
 
 
 def main() -> None:

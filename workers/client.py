@@ -65,6 +65,10 @@ class TextfleetClient:
         query = {"wait": wait} if wait else None
         return self._json(self.http.get(f"/v1/jobs/{job_id}", params=query))
 
+    def resend_webhook(self, job_id: str, event: str) -> dict[str, Any]:
+        """POST /v1/jobs/{id}/webhooks/{event}/resend; returns the delivery, pending again."""
+        return self._json(self.http.post(f"/v1/jobs/{job_id}/webhooks/{event}/resend"))
+
     def wait(self, job_id: str, timeout: float = 600.0) -> dict[str, Any]:
         """Block until the job is terminal (long-polling with ?wait=)."""
         deadline = time.monotonic() + timeout

@@ -8,7 +8,8 @@ Every worker runs a `Sweeper` thread; a Redis lock lets one of them sweep per in
 3. recovers `running` jobs whose worker vanished (no heartbeat) or that ran past their time limit
    plus `running_grace_s`: back to the queue while attempts remain, else `failed`
    (`worker_lost` / `timeout`);
-4. re-sends webhook deliveries whose retry is overdue (their message was lost);
+4. re-sends webhook deliveries that are overdue and in neither Redis set (their enqueue was lost; one
+   waiting behind a backlog is never re-sent);
 5. forgets idempotency keys older than `idempotency_ttl_s`;
 6. drops terminal jobs left in the outstanding sets (an announce that never reached Redis).
 """
@@ -28,7 +29,7 @@ from sqlalchemy import delete, func, select, update
 
 from shared.constants import CANCEL_CHANNEL, SWEEPER_LOCK, TASK_QUEUES, Queue, TaskName, outstanding_key
 from shared.db import repository, session_scope
-from shared.db.models import IdempotencyKey, Job, utcnow
+from shared.db.models import IdempotencyKey, Job, WebhookDelivery, utcnow
 from shared.events import announce_terminal
 from shared.queueing import send_jobs
 from shared.schemas import TERMINAL_STATUSES, JobStatus
@@ -156,11 +157,10 @@ def sweep(
                     done["recovered_running"] += 1
                     resend.append((row.id, TaskName(row.task), row.priority))
 
-        # 4. Overdue webhook retries.
+        # 4. Overdue webhook deliveries (candidates; only those Redis does not hold are re-sent).
         from shared.webhooks import due_deliveries
 
         overdue_deliveries = due_deliveries(session, now, settings.sweep_interval_s * 3)
-        done["webhooks_resent"] += len(overdue_deliveries)
 
         # 5. Old idempotency keys.
         expired_keys = session.execute(
@@ -177,10 +177,27 @@ def sweep(
         announce_terminal(client, job_id, task, status)
     for job_id in cancel:
         client.publish(CANCEL_CHANNEL, job_id)
-    if deliveries or overdue_deliveries:
+    if overdue_deliveries:
+        # A delivery waiting behind a backlog is still in the due (or leased) set: never re-sent. Only
+        # one in neither set lost its enqueue (a crash or a Redis error right after the commit).
+        from shared import webhook_queue
+
+        unqueued = webhook_queue.missing(client, overdue_deliveries)
+        if unqueued:  # read again: one delivered (and settled) since the first read is not lost
+            with session_scope(url) as session:
+                unqueued = list(
+                    session.scalars(
+                        select(WebhookDelivery.id).where(
+                            WebhookDelivery.id.in_(unqueued), WebhookDelivery.status == "pending"
+                        )
+                    )
+                )
+        done["webhooks_resent"] += len(unqueued)
+        deliveries += unqueued
+    if deliveries:
         from shared.webhooks import enqueue_deliveries
 
-        enqueue_deliveries(celery, deliveries + overdue_deliveries)
+        enqueue_deliveries(celery, deliveries)
     done["outstanding_dropped"] += _prune_outstanding(settings, client)
     return +done
 

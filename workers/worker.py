@@ -8,6 +8,7 @@ which batches their requests together.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 
@@ -22,25 +23,21 @@ from workers.control import CancelListener, drain
 from workers.heartbeat import Heartbeat, serve_side_port
 from workers.metrics import instrument_runtime
 from workers.sweeper import Sweeper
-from workers.webhooks import close_process_http_client
+from workers.webhooks import DeliveryThread
 
-__all__ = ["WEBHOOK_CONCURRENCY", "default_concurrency", "default_hostname", "run_worker"]
-
-#: Webhook deliveries wait on the network, not a model: many at once per worker.
-WEBHOOK_CONCURRENCY = 32
+__all__ = ["default_concurrency", "default_hostname", "run_worker"]
 
 log = structlog.get_logger(__name__)
 
 
 def default_concurrency(settings: Settings, queues: tuple[Queue, ...]) -> int:
-    """Jobs held at once: enough to fill the engine's batch (generation) or the classifier batch."""
+    """Jobs held at once: enough to fill the engine's batch (generation) or the classifier batch.
+    (Webhook deliveries are not Celery tasks: `webhook_concurrency` bounds them.)"""
     total = 0
     if Queue.GENERATE in queues:
         total += settings.effective_generate_concurrency
     if Queue.CLASSIFY in queues:
         total += settings.classify_concurrency
-    if Queue.WEBHOOKS in queues:
-        total += WEBHOOK_CONCURRENCY
     return max(total, 1)
 
 
@@ -50,9 +47,21 @@ def default_hostname(queues: tuple[Queue, ...]) -> str:
 
 
 def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int | None = None) -> None:
-    """Load models, then consume `queues` until stopped (SIGTERM/SIGINT: warm shutdown)."""
+    """Load models, then consume `queues` until stopped (SIGTERM/SIGINT: warm shutdown).
+
+    The `webhooks` queue is not a Celery queue: it is served by the async delivery loop
+    (`workers.webhooks.DeliveryThread`, bounded by `webhook_concurrency`, not by `concurrency`); a worker
+    with only that queue runs no Celery consumer."""
     configure_logging(settings, process="worker")
     hostname = settings.worker_hostname or default_hostname(queues)
+    webhooks_only = queues == (Queue.WEBHOOKS,)
+    if webhooks_only and concurrency:  # a webhook worker's concurrency is its deliveries in flight
+        settings = settings.model_copy(
+            update={
+                "webhook_concurrency": concurrency,
+                "webhook_endpoint_concurrency": min(settings.webhook_endpoint_concurrency, concurrency),
+            }
+        )
     concurrency = concurrency or default_concurrency(settings, queues)
     rt = runtime_module.load_runtime(settings, queues, hostname)
     runtime_module.install(rt)
@@ -69,8 +78,34 @@ def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int |
     sweeper = Sweeper(settings, rt.redis, rt.celery, owner=hostname)
     sweeper.start()
 
+    deliveries = DeliveryThread(settings) if Queue.WEBHOOKS in queues else None
+    if deliveries is not None:
+        deliveries.start()
+    celery_queues = [q.value for q in queues if q is not Queue.WEBHOOKS]
+    log.info("worker.ready", hostname=hostname, queues=[q.value for q in queues], concurrency=concurrency)
+    try:
+        exitcode = _consume(rt, celery_queues, concurrency) if celery_queues else _wait_for_signal(deliveries)
+    finally:
+        sweeper.stop()
+        cancels.stop()
+        heartbeat.stop()
+        if side is not None:
+            side.shutdown()
+        if deliveries is not None:
+            deliveries.stop()
+        rt.close()
+        runtime_module.uninstall()
+        log.info("worker.stopped", hostname=hostname)
+    if exitcode:
+        log.error("worker.exited_unexpectedly", hostname=hostname, exit_code=exitcode)
+        raise SystemExit(exitcode)
+
+
+def _consume(rt: runtime_module.WorkerRuntime, queues: list[str], concurrency: int) -> int:
+    """Run Celery's consumer on `queues` until it stops; its exit code (see `_exit_code`)."""
     from workers.celery_app import app  # registers the tasks
 
+    settings = rt.settings
     shutdown_requested = threading.Event()
 
     @worker_shutting_down.connect(weak=False)  # type: ignore[untyped-decorator]
@@ -81,11 +116,10 @@ def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int |
             target=drain, args=(rt, settings.worker_drain_s), name="textfleet-drain", daemon=True
         ).start()
 
-    log.info("worker.ready", hostname=hostname, queues=[q.value for q in queues], concurrency=concurrency)
     try:
         worker = app.Worker(
-            hostname=hostname,
-            queues=[q.value for q in queues],
+            hostname=rt.hostname,
+            queues=queues,
             pool="threads",
             concurrency=concurrency,
             prefetch_multiplier=1,
@@ -96,21 +130,9 @@ def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int |
             optimization="fair",
         )
         worker.start()
-        exitcode = _exit_code(worker.exitcode, requested=shutdown_requested.is_set())
+        return _exit_code(worker.exitcode, requested=shutdown_requested.is_set())
     finally:
         worker_shutting_down.disconnect(_drain_on_shutdown)
-        sweeper.stop()
-        cancels.stop()
-        heartbeat.stop()
-        if side is not None:
-            side.shutdown()
-        rt.close()
-        close_process_http_client()
-        runtime_module.uninstall()
-        log.info("worker.stopped", hostname=hostname)
-    if exitcode:
-        log.error("worker.exited_unexpectedly", hostname=hostname, exit_code=exitcode)
-        raise SystemExit(exitcode)
 
 
 #: Exit code of a worker that stopped without being asked to (EX_SOFTWARE): whatever runs it restarts it.
@@ -125,3 +147,23 @@ def _exit_code(celery_exitcode: int | str | None, *, requested: bool) -> int:
     if celery_exitcode not in (None, 0):
         return EXIT_UNEXPECTED  # Celery stores a signal's name for some cold shutdowns
     return 0 if requested else EXIT_UNEXPECTED
+
+
+def _wait_for_signal(deliveries: DeliveryThread | None) -> int:
+    """Block until SIGTERM or SIGINT: 0; or until the delivery loop ends on its own: non-zero."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("worker.stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(0.5):
+            if deliveries is not None and not deliveries.is_alive():
+                log.error("worker.delivery_loop_stopped", error=repr(deliveries.error))
+                return EXIT_UNEXPECTED
+        return 0
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

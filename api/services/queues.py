@@ -6,7 +6,10 @@ For a queue `q` (generate, classify, webhooks):
   `q:1` ... `q:9` (our priorities 8 ... 0; Celery's Redis transport appends `:<celery priority>`
   with `sep=":"`, and priority 0 is the bare name).
 - `outstanding` = max(`ZCARD textfleet:outstanding:q`, waiting): jobs accepted and not yet
-  terminal. The webhooks queue has no outstanding set, so there it equals `waiting`.
+  terminal.
+- The webhooks queue is no Celery list but the delivery queue's sorted sets (shared/webhook_queue.py):
+  `waiting` = deliveries due now (`ZCOUNT` of the due set up to now; later retries are not work yet),
+  `in_flight` = deliveries leased by a webhook worker, `outstanding` = their sum.
 - `in_flight` = outstanding - waiting: reserved by a worker or running (or delayed for a retry).
 - `workers`: the live workers of `q`, from their heartbeat keys `textfleet:worker:q:<hostname>`.
 """
@@ -14,12 +17,14 @@ For a queue `q` (generate, classify, webhooks):
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from redis.asyncio import Redis
 
 from shared.constants import PRIORITY_MAX, WORKER_HEARTBEAT_PREFIX, Queue, outstanding_key
 from shared.metrics import QUEUE_IN_FLIGHT, QUEUE_OUTSTANDING, QUEUE_WAITING
+from shared.webhook_queue import DUE_KEY, LEASED_KEY
 
 __all__ = ["priority_lists", "queue_depths", "refresh_queue_gauges"]
 
@@ -39,15 +44,25 @@ async def queue_depths(redis: Redis, *, with_workers: bool = False) -> dict[str,
 
     Depths come from one pipelined round trip; with `with_workers`, heartbeat keys cost one more
     (a SCAN per queue, then one MGET)."""
-    queues = list(Queue)
+    queues = [q for q in Queue if q is not Queue.WEBHOOKS]
     async with redis.pipeline(transaction=False) as pipe:
         for queue in queues:
             for key in priority_lists(queue):
                 pipe.llen(key)
             if queue in _TRACKED:
                 pipe.zcard(outstanding_key(queue))
+        pipe.zcount(DUE_KEY, "-inf", time.time())
+        pipe.zcard(LEASED_KEY)
         replies: list[int] = [int(r) for r in await pipe.execute()]
-    out: dict[str, dict[str, Any]] = {}
+    due, leased = replies[-2:]
+    out: dict[str, dict[str, Any]] = {
+        Queue.WEBHOOKS.value: {
+            "queue": Queue.WEBHOOKS.value,
+            "waiting": due,
+            "in_flight": leased,
+            "outstanding": due + leased,
+        }
+    }
     position = 0
     for queue in queues:
         lists = len(priority_lists(queue))
@@ -65,9 +80,9 @@ async def queue_depths(redis: Redis, *, with_workers: bool = False) -> dict[str,
             "outstanding": outstanding,
         }
     if with_workers:
-        workers = await _workers(redis, queues)
-        for queue in queues:
-            out[queue.value]["workers"] = workers[queue.value]
+        workers = await _workers(redis, list(Queue))
+        for every in Queue:
+            out[every.value]["workers"] = workers[every.value]
     return out
 
 

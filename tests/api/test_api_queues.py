@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import redis
@@ -10,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from shared.constants import Queue, TaskName, outstanding_key
 from shared.events import announce_terminal
+from shared.webhook_queue import enqueue, pull
 from tests.api.conftest import Broker
 from tests.utils.factories import job_payload
 
@@ -92,15 +94,17 @@ def test_counts_follow_enqueued_jobs_on_every_priority_list(
         client.close()
 
 
-def test_webhooks_queue_counts_its_lists(api: TestClient, redis_url: str) -> None:
+def test_webhooks_queue_counts_due_and_leased_deliveries(api: TestClient, redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     try:
-        client.rpush("webhooks", "a", "b")
-        client.rpush("webhooks:3", "c")
+        now = time.time()
+        enqueue(client, ["msg_a", "msg_b", "msg_c"], at=now - 1)  # due now
+        enqueue(client, ["msg_later"], at=now + 3600)  # a retry in an hour: not work yet
+        assert pull(client, limit=1, lease_s=60) != []  # one leased by a worker
         assert _depth(api, "webhooks") == {
             "queue": "webhooks",
-            "waiting": 3,
-            "in_flight": 0,
+            "waiting": 2,
+            "in_flight": 1,
             "outstanding": 3,
         }
     finally:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import json
+import random
 import threading
 import time
 from datetime import timedelta
@@ -12,12 +11,13 @@ import pytest
 import redis
 from sqlalchemy import func, select, text, update
 
-from shared.constants import WEBHOOK_TASK
 from shared.db import repository, session_scope
 from shared.db.models import Job, WebhookDelivery, utcnow
 from shared.queueing import VISIBILITY_TIMEOUT_S, make_celery
 from shared.settings import Settings
+from shared.webhook_queue import DUE_KEY
 from shared.webhooks import (
+    BACKOFF_JITTER,
     BACKOFF_SCHEDULE_S,
     UnsafeWebhookURLError,
     backoff_schedule,
@@ -28,6 +28,7 @@ from shared.webhooks import (
     is_public_address,
     record_event,
     resolve_public_addresses,
+    retry_delay,
 )
 from tests.utils.factories import job_row, webhook_job_row
 
@@ -202,28 +203,30 @@ def test_backoff_schedule() -> None:
     assert max(BACKOFF_SCHEDULE_S) < VISIBILITY_TIMEOUT_S
 
 
-def test_enqueue_deliveries_sends_one_message_each_to_the_webhooks_queue(clean_redis_url: str) -> None:
+def test_retry_delay_has_jitter_below_the_schedule() -> None:
+    rng = random.Random(7)
+    delays = [retry_delay(1, rng) for _ in range(200)]
+    assert all(5 * (1 - BACKOFF_JITTER) <= d <= 5 for d in delays)
+    assert len({round(d, 3) for d in delays}) > 100  # spread, not one value
+
+
+def test_enqueue_deliveries_adds_each_id_once_to_the_due_set(clean_redis_url: str) -> None:
     app = make_celery(Settings(redis_url=clean_redis_url))
+    before = time.time()
     enqueue_deliveries(app, ["msg_a", "msg_b", "msg_c"])
+    enqueue_deliveries(app, ["msg_a", "msg_b"])  # again: still one entry each
     enqueue_deliveries(app, ["msg_later"], countdown=30)
     enqueue_deliveries(app, [])
     client = redis.Redis.from_url(clean_redis_url)
     try:
-        raw = client.lrange("webhooks", 0, -1)
+        due = {k.decode(): v for k, v in client.zrange(DUE_KEY, 0, -1, withscores=True)}
+        celery_messages = client.llen("webhooks")
     finally:
         client.close()
-    messages = [json.loads(m) for m in raw]
-    assert len(messages) == 4
-    by_arg = {}
-    for message in messages:
-        assert message["headers"]["task"] == WEBHOOK_TASK
-        assert message["properties"]["delivery_info"]["routing_key"] == "webhooks"
-        args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-        assert kwargs == {}
-        by_arg[args[0]] = message
-    assert set(by_arg) == {"msg_a", "msg_b", "msg_c", "msg_later"}
-    assert by_arg["msg_a"]["headers"]["eta"] is None
-    assert by_arg["msg_later"]["headers"]["eta"] is not None
+    assert set(due) == {"msg_a", "msg_b", "msg_c", "msg_later"}
+    assert before <= due["msg_a"] <= time.time()
+    assert before + 29 <= due["msg_later"] <= time.time() + 30
+    assert celery_messages == 0  # no Celery message: the due set is the queue
     app.close()
 
 

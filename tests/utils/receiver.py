@@ -34,6 +34,7 @@ class Received:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # the listen backlog: many concurrent deliveries connect at once
     block_on_close = False  # a handler still sleeping must not hold up close()
     receiver: WebhookReceiver
 

@@ -1,5 +1,6 @@
-"""`textfleet bench --wait-flood --quick`: the harness holds its waiters, probes the health endpoints,
-releases every waiter with its finished job, and writes its figures. It asserts nothing about speed."""
+"""`textfleet bench --scenario wait-flood --quick`: the harness holds its waiters, probes the health
+endpoints, releases every waiter with its finished job, and writes its figures.
+It asserts nothing about speed."""
 
 from __future__ import annotations
 
@@ -20,7 +21,17 @@ def test_quick_wait_flood_writes_its_figures(tmp_path: Path) -> None:
     for name in ("TEXTFLEET_REDIS_URL", "TEXTFLEET_DATABASE_URL"):
         env.pop(name, None)  # the bench stack uses its own embedded Redis and SQLite
     done = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "bench", "--wait-flood", "--quick", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "workers.cli",
+            "bench",
+            "--scenario",
+            "wait-flood",
+            "--quick",
+            "--out",
+            str(out),
+        ],
         env=env,
         capture_output=True,
         text=True,

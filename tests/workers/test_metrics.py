@@ -9,22 +9,22 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 import redis
 from prometheus_client import REGISTRY
 
+from shared import webhook_queue
 from shared.constants import TaskName
 from shared.db.models import utcnow
 from shared.schemas import JobStatus
 from shared.settings import get_settings
 from tests.utils.factories import insert_job
 from tests.utils.fakes import FakeClassifiers, FakeEngine
+from tests.utils.webhooks import deliver_due
 from workers.batching import MicroBatcher
 from workers.execution import execute
 from workers.metrics import instrument_runtime
 from workers.runtime import WorkerRuntime
-from workers.webhooks import deliver
 
 
 def metric(name: str, **labels: str) -> float:
@@ -155,8 +155,15 @@ def test_webhook_deliveries_count_outcomes(settings_env: None, monkeypatch: pyte
         "TEXTFLEET_WEBHOOK_SECRET", "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     )
     get_settings.cache_clear()
-    before = metric("textfleet_webhook_deliveries_total", outcome="skipped")
-    with httpx.Client() as http:
-        outcome = deliver("01ARZ3NDEKTSV4RRFFQ69G5FAV", get_settings(), http=http)
-    assert outcome.status == "skipped"
-    assert metric("textfleet_webhook_deliveries_total", outcome="skipped") - before == 1
+    settings = get_settings()
+    client = redis.Redis.from_url(settings.redis_url)
+    client.flushdb()
+    client.set(webhook_queue.EPOCH_KEY, "1")
+    try:
+        before = metric("textfleet_webhook_deliveries_total", outcome="skipped")
+        webhook_queue.enqueue(client, ["msg_01ARZ3NDEKTSV4RRFFQ69G5FAV"])  # no such delivery
+        deliver_due(settings, client)
+        assert metric("textfleet_webhook_deliveries_total", outcome="skipped") - before == 1
+    finally:
+        client.flushdb()
+        client.close()

@@ -1,0 +1,35 @@
+"""`POST /v1/jobs/{job_id}/webhooks/{event}/resend`: re-send a failed webhook delivery."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.deps import CeleryDep, SessionDep
+from shared.schemas import ErrorResponse, WebhookDeliveryOut
+from shared.webhook_resend import reset_for_resend
+from shared.webhooks import enqueue_deliveries
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/jobs", tags=["webhooks"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {c: {"model": ErrorResponse} for c in (404, 409, 422, 503)}
+
+
+@router.post(
+    "/{job_id}/webhooks/{event}/resend",
+    status_code=202,
+    response_model=WebhookDeliveryOut,
+    responses=_ERRORS,
+    summary="Re-send a failed webhook delivery",
+)
+def resend_webhook(job_id: str, event: str, session: SessionDep, celery: CeleryDep) -> WebhookDeliveryOut:
+    """Make the failed delivery of the job's `event` (`started` or `completed`) pending again, due now,
+    under the same `webhook-id`, with a fresh retry schedule. 404: no such job or delivery; 409: the
+    delivery is not failed (still retried, or delivered)."""
+    delivery = reset_for_resend(session, job_id, event)
+    session.commit()
+    enqueue_deliveries(celery, [delivery.id])  # if Redis refuses (503), the sweeper re-sends it
+    return delivery

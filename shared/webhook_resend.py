@@ -1,0 +1,53 @@
+"""Re-sending a failed webhook delivery (operators: `POST /v1/jobs/{id}/webhooks/{event}/resend`,
+`textfleet webhooks resend`).
+
+The delivery keeps its id (the `webhook-id` receivers deduplicate on) and its payload; it becomes
+`pending` again with its attempts counted from zero, due now, and its max-age window starts at the
+re-send (`resent_at`). Only a `failed` delivery can be re-sent: a pending one is still being retried,
+a delivered one has arrived.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from shared.db.models import Job, WebhookDelivery, utcnow
+from shared.errors import ConflictError, InvalidInputError, JobNotFoundError
+from shared.schemas import WebhookDeliveryOut
+from shared.webhooks import WEBHOOK_EVENTS, delivery_out
+
+__all__ = ["reset_for_resend"]
+
+
+def reset_for_resend(session: Session, job_id: str, event: str) -> WebhookDeliveryOut:
+    """Make the failed delivery of `job_id`'s `event` pending and due now, in the caller's transaction;
+    the caller enqueues its id (`shared.webhooks.enqueue_deliveries`) after the commit.
+
+    Raises InvalidInputError (unknown event), JobNotFoundError (no such job, or no delivery of that
+    event) and ConflictError (the delivery is not `failed`)."""
+    if event not in WEBHOOK_EVENTS:
+        raise InvalidInputError(
+            f"unknown webhook event {event!r}; expected one of {', '.join(WEBHOOK_EVENTS)}", field="event"
+        )
+    if session.get(Job, job_id) is None:
+        raise JobNotFoundError(f"no job with id {job_id!r}")
+    row = session.scalar(
+        select(WebhookDelivery).where(WebhookDelivery.job_id == job_id, WebhookDelivery.event == event)
+    )
+    if row is None:
+        raise JobNotFoundError(f"job {job_id} has no {event!r} webhook delivery")
+    if row.status != "failed":
+        reason = "it is still being retried" if row.status == "pending" else "it was delivered"
+        raise ConflictError(f"only a failed delivery can be re-sent; {row.id} is {row.status} ({reason})")
+    now = utcnow()
+    won = session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == row.id, WebhookDelivery.status == "failed")
+        .values(status="pending", attempts=0, next_attempt_at=now, resent_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not won.rowcount:  # type: ignore[attr-defined]
+        raise ConflictError(f"{row.id} changed while it was being re-sent; try again")
+    session.refresh(row)
+    return delivery_out(row)

@@ -1,0 +1,144 @@
+"""The webhook worker's database path, batched: one read of the pulled deliveries, one read of the jobs
+of those about to be sent (for their bodies), one write of many outcomes.
+
+There is no claim write: the Redis lease already gives a delivery to one worker at a time, so an
+attempt costs one row update, its outcome. That update is conditional (the row still `pending` at the
+attempt count read before the attempt, and it counts the attempt), so if two workers ever sent one
+delivery at once (possible only after a Redis restart, when the due set is rebuilt from the database
+while attempts are in flight) only one outcome counts; receivers deduplicate on `webhook-id`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, cast
+
+from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy.orm import Session
+
+from shared.db import session_scope
+from shared.db.models import Job, WebhookDelivery
+from workers.webhooks.http import build_payload, clip
+
+__all__ = ["Claimed", "Outcome", "Pending", "prepare", "read", "write_outcomes"]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A delivery row as read before its attempt."""
+
+    id: str
+    job_id: str
+    event: str
+    url: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    created_at: datetime
+    last_error: str | None
+    resent_at: datetime | None = None
+
+    @property
+    def window_start(self) -> datetime:
+        """Where its max age counts from: the event, or the operator's last re-send."""
+        return self.resent_at or self.created_at
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """An attempt ready to send (`body` is None when the job no longer exists)."""
+
+    row: Pending
+    attempt: int
+    body: bytes | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to write for one delivery."""
+
+    id: str
+    attempt: int  # the attempt made (the row's `attempts` after it), or its `attempts` if none was
+    status: Literal["delivered", "pending", "failed"]
+    status_code: int | None = None
+    error: str | None = None
+    at: datetime | None = None  # delivered_at, or the next attempt
+    attempted: bool = True  # False: the row's last status code stays
+
+
+def read(database_url: str, ids: list[str]) -> dict[str, Pending]:
+    """The rows of `ids` that exist."""
+    with session_scope(database_url) as session:
+        rows = session.execute(
+            select(
+                WebhookDelivery.id,
+                WebhookDelivery.job_id,
+                WebhookDelivery.event,
+                WebhookDelivery.url,
+                WebhookDelivery.status,
+                WebhookDelivery.attempts,
+                WebhookDelivery.next_attempt_at,
+                WebhookDelivery.created_at,
+                WebhookDelivery.last_error,
+                WebhookDelivery.resent_at,
+            ).where(WebhookDelivery.id.in_(ids))
+        ).all()
+    return {r.id: Pending(**r._asdict()) for r in rows}
+
+
+def prepare(database_url: str, rows: list[Pending]) -> list[Claimed]:
+    """The attempts of `rows`, with their bodies (their jobs read in one query)."""
+    if not rows:
+        return []
+    with session_scope(database_url) as session:
+        jobs = _jobs(session, {r.job_id for r in rows})
+        claimed = []
+        for row in rows:
+            job = jobs.get(row.job_id)
+            body = build_payload(job, row.event, row.created_at).encode() if job is not None else None
+            claimed.append(Claimed(row, row.attempts + 1, body))
+    return claimed
+
+
+def _jobs(session: Session, ids: set[str]) -> dict[str, Job]:
+    if not ids:
+        return {}
+    return {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(list(ids))))}
+
+
+_TABLE = cast(Table, WebhookDelivery.__table__)
+_COLUMNS = _TABLE.c
+
+
+def write_outcomes(database_url: str, outcomes: list[Outcome]) -> None:
+    """Write many outcomes in one transaction (one executemany per kind)."""
+    groups: dict[tuple[str, bool], list[dict[str, Any]]] = {}
+    for o in outcomes:
+        params = {"b_id": o.id, "b_attempt": o.attempt, "b_code": o.status_code, "b_error": clip(o.error)}
+        params["b_at"] = o.at
+        params["b_before"] = o.attempt - 1 if o.attempted else o.attempt
+        groups.setdefault((o.status, o.attempted), []).append(params)
+    with session_scope(database_url) as session:
+        for (status, attempted), rows in groups.items():
+            values: dict[str, Any] = {"status": status, "last_error": bindparam("b_error")}
+            if attempted:
+                values["last_status_code"] = bindparam("b_code")
+                values["attempts"] = bindparam("b_attempt")
+            if status == "delivered":
+                values["delivered_at"] = bindparam("b_at")
+                values["next_attempt_at"] = None
+            elif status == "pending":
+                values["next_attempt_at"] = bindparam("b_at")
+            else:
+                values["next_attempt_at"] = None
+            statement = (
+                update(_TABLE)
+                .where(
+                    _COLUMNS.id == bindparam("b_id"),
+                    _COLUMNS.status == "pending",
+                    _COLUMNS.attempts == bindparam("b_before"),
+                )
+                .values(**values)
+            )
+            session.execute(statement, rows)
