@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from shared.constants import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN, TaskName
+from shared.response_format import JsonSchema, ResponseFormat
 from shared.settings import get_settings
 
 __all__ = [
@@ -30,6 +31,9 @@ __all__ = [
     "ClassifyParams",
     "ErrorBody",
     "ErrorResponse",
+    "ExtractJobCreate",
+    "ExtractParams",
+    "ExtractResult",
     "GenerateInput",
     "GenerateJobCreate",
     "GenerateParams",
@@ -169,6 +173,10 @@ class GenerateParams(_Deadlines):
     presence_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.0
     frequency_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.0
     repetition_penalty: Annotated[float, Field(gt=0.0, le=2.0)] = 1.0
+    response_format: Annotated[
+        ResponseFormat | None,
+        Field(description="Constrain the output: json_object, json_schema, regex or choice (issue 14)."),
+    ] = None
 
     @model_validator(mode="after")
     def _min_below_max(self) -> GenerateParams:
@@ -191,6 +199,23 @@ class SummarizeParams(_Deadlines):
 
 class ClassifyParams(_Deadlines):
     """Classifier tasks take only the deadlines."""
+
+
+class ExtractParams(_Deadlines):
+    """What to extract: a JSON Schema (default: entities and relations) and optional instructions."""
+
+    model_config = ConfigDict(
+        extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
+    schema_: JsonSchema | None = Field(
+        None, alias="schema", description="JSON Schema of `result.data`; default: entities and relations."
+    )
+    instructions: Annotated[str, Field(min_length=1), AfterValidator(_bounded_text)] | None = None
+    max_tokens: MaxTokens = None
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.0
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    seed: int | None = None
 
 
 # --- Job creation (a discriminated union on `task`) ----------------------------------------------
@@ -266,8 +291,19 @@ class SentimentJobCreate(_JobCreateBase):
     params: ClassifyParams = Field(default_factory=ClassifyParams)
 
 
+class ExtractJobCreate(_JobCreateBase):
+    task: Literal[TaskName.EXTRACT]
+    input: TextInput
+    params: ExtractParams = Field(default_factory=ExtractParams)
+
+
 JobCreate = Annotated[
-    GenerateJobCreate | SummarizeJobCreate | ModerateJobCreate | RiskJobCreate | SentimentJobCreate,
+    GenerateJobCreate
+    | SummarizeJobCreate
+    | ModerateJobCreate
+    | RiskJobCreate
+    | SentimentJobCreate
+    | ExtractJobCreate,
     Field(discriminator="task"),
 ]
 
@@ -277,6 +313,7 @@ _PAYLOADS: dict[TaskName, tuple[type[BaseModel], type[BaseModel]]] = {
     TaskName.MODERATE: (TextInput, ClassifyParams),
     TaskName.RISK: (TextInput, ClassifyParams),
     TaskName.SENTIMENT: (TextInput, ClassifyParams),
+    TaskName.EXTRACT: (TextInput, ExtractParams),
 }
 
 
@@ -324,6 +361,11 @@ class RiskResult(BaseModel):
 class SentimentResult(BaseModel):
     label: Literal["negative", "neutral", "positive"]
     scores: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]]
+
+
+class ExtractResult(BaseModel):
+    data: JsonValue = Field(description="The extracted JSON, valid against the job's schema.")
+    usage: Usage
 
 
 # --- Job as returned by the API ------------------------------------------------------------------

@@ -216,6 +216,18 @@ class Settings(BaseSettings):
         "(off in production: it stops jobs from probing your network).",
     )
 
+    # --- Structured output (issue 14) ----------------------------------------------------------
+    max_schema_chars: int = Field(
+        16_000,
+        gt=0,
+        description="Longest JSON Schema (as compact JSON), regex or pattern a job may constrain output to.",
+    )
+    extract_max_tokens: int = Field(
+        1024,
+        gt=0,
+        description="`max_tokens` of an `extract` job that gives none (generous: cut-off JSON fails a job).",
+    )
+
     # --- Secrets ---------------------------------------------------------------------------------
     webhook_secret: SecretStr | None = Field(
         None, description="Secret that signs webhook deliveries (`whsec_...`); required to accept webhooks."
@@ -238,6 +250,12 @@ class Settings(BaseSettings):
             raise ValueError("default_max_tokens must not exceed max_tokens_limit")
         if self.risk_medium_threshold > self.risk_high_threshold:
             raise ValueError("risk_medium_threshold must not exceed risk_high_threshold")
+        return self
+
+    @model_validator(mode="after")
+    def _extract_within_limit(self) -> Settings:
+        if self.extract_max_tokens > self.max_tokens_limit:
+            raise ValueError("extract_max_tokens must not exceed max_tokens_limit")
         return self
 
     # --- Derived ---------------------------------------------------------------------------------
