@@ -252,12 +252,6 @@ class Settings(BaseSettings):
             raise ValueError("risk_medium_threshold must not exceed risk_high_threshold")
         return self
 
-    @model_validator(mode="after")
-    def _extract_within_limit(self) -> Settings:
-        if self.extract_max_tokens > self.max_tokens_limit:
-            raise ValueError("extract_max_tokens must not exceed max_tokens_limit")
-        return self
-
     # --- Derived ---------------------------------------------------------------------------------
     @property
     def json_logs(self) -> bool:
