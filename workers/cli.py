@@ -321,6 +321,30 @@ def bench(
     err_console.print(f"[green]results in {out}/ (bench.json, bench.md, throughput.png)[/]")
 
 
+@app.command("bench-structured")
+def bench_structured(
+    quick: Annotated[
+        bool, typer.Option(help="Tiny counts: checks the harness (CI), says nothing about speed.")
+    ] = False,
+    out: Annotated[Path, typer.Option(help="Directory for structured.json and structured.md.")] = Path(
+        "bench-results"
+    ),
+    requests: Annotated[int | None, typer.Option(help="Requests at once per case (default 64).")] = None,
+) -> None:
+    """Benchmark constrained decoding (extract, json_schema, regex) against unconstrained, same lengths."""
+    from dataclasses import replace
+
+    from shared.logging import configure_logging
+    from workers.bench_structured import StructuredBenchConfig, run_structured_bench
+
+    settings = get_settings()
+    configure_logging(settings, process="bench")
+    config = StructuredBenchConfig.quick(out) if quick else StructuredBenchConfig(out_dir=out)
+    config = replace(config, requests=requests or config.requests)
+    run_structured_bench(settings, config, err_console)
+    err_console.print(f"[green]results in {out}/ (structured.json, structured.md)[/]")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -13,6 +13,7 @@ import pytest
 from shared.errors import EngineError, InvalidInputError, ModelNotPreparedError
 from shared.schemas import GenerateParams
 from shared.settings import Settings
+from shared.structured import OutputConstraint, output_problem, parse_json_output
 from workers.engines import GenerationEngine, GenerationOutput, GenerationRequest, VLLMEngine
 from workers.models.prepare import prepare_generation_model
 
@@ -50,6 +51,7 @@ def _request(
     messages: list[dict[str, str]] | None = None,
     max_tokens: int = 16,
     extra: dict[str, object] | None = None,
+    constraint: OutputConstraint | None = None,
     **params: object,
 ) -> GenerationRequest:
     return GenerationRequest(
@@ -59,6 +61,7 @@ def _request(
         messages=messages,
         max_tokens=max_tokens,
         extra=extra or {},
+        constraint=constraint,
     )
 
 
@@ -251,4 +254,61 @@ def test_bad_sampling_options_are_invalid_input(engine: VLLMEngine) -> None:
         engine.generate(_request(extra={"n": 3}), timeout_s=60)
     with pytest.raises(InvalidInputError):
         engine.generate(_request(extra={"min_p": 5.0}), timeout_s=60)
+    assert engine.generate(_request(max_tokens=4), timeout_s=60).completion_tokens > 0
+
+
+# --- Structured output (issue 14) -------------------------------------------------------------------
+
+PERSON_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 20},
+        "age": {"type": "integer", "minimum": 0, "maximum": 120},
+        "city": {"enum": ["Paris", "London", "Rome"]},
+    },
+    "required": ["name", "age", "city"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.models
+@pytest.mark.parametrize(
+    "constraint",
+    [
+        OutputConstraint.json_schema(PERSON_SCHEMA),
+        OutputConstraint("json_object"),
+        OutputConstraint("regex", "[A-Z]{3}-[0-9]{4}"),
+        OutputConstraint("choice", ("yes", "no", "maybe")),
+    ],
+    ids=["json_schema", "json_object", "regex", "choice"],
+)
+def test_constrained_output_satisfies_its_constraint(
+    engine: VLLMEngine, constraint: OutputConstraint
+) -> None:
+    prompt = "Describe a person as JSON:" if constraint.kind.startswith("json") else "Answer:"
+    outs = [
+        engine.generate(
+            _request(prompt=prompt, max_tokens=96, temperature=1.0, seed=seed, constraint=constraint),
+            timeout_s=120,
+        )
+        for seed in range(3)
+    ]
+    for out in outs:
+        assert output_problem(constraint, out.text, out.finish_reason) is None, out
+        assert out.finish_reason == "stop"
+    if constraint.kind == "json":
+        assert all(parse_json_output(out.text)["city"] in ("Paris", "London", "Rome") for out in outs)
+
+
+@pytest.mark.models
+def test_unconstrained_output_of_the_same_prompt_is_not_json(engine: VLLMEngine) -> None:
+    out = engine.generate(_request(prompt="Answer:", max_tokens=24, extra={"ignore_eos": True}), timeout_s=60)
+    assert output_problem(OutputConstraint("json_object"), out.text, out.finish_reason) is not None
+
+
+@pytest.mark.models
+def test_a_constraint_the_backend_rejects_is_invalid_input(engine: VLLMEngine) -> None:
+    # The API rejects these first; the engine must still fail only the request, never the worker.
+    with pytest.raises(InvalidInputError):
+        engine.generate(_request(constraint=OutputConstraint("regex", "(?=a)a")), timeout_s=60)
     assert engine.generate(_request(max_tokens=4), timeout_s=60).completion_tokens > 0
