@@ -312,3 +312,20 @@ def test_a_constraint_the_backend_rejects_is_invalid_input(engine: VLLMEngine) -
     with pytest.raises(InvalidInputError):
         engine.generate(_request(constraint=OutputConstraint("regex", "(?=a)a")), timeout_s=60)
     assert engine.generate(_request(max_tokens=4), timeout_s=60).completion_tokens > 0
+
+
+@pytest.mark.models
+def test_structured_bench_harness_measures_a_case_and_the_grammar_cache(engine: VLLMEngine) -> None:
+    # The harness of `textfleet bench-structured`, tiny: it asserts nothing about speed.
+    from workers.bench_structured import CASES, markdown_table, measure_case, measure_grammar_cache
+
+    regex_case = next(case for case in CASES if case.constraint.kind == "regex")
+    row = measure_case(engine, regex_case, 2)
+    assert row["requests"] == 2 and row["valid"] == 2
+    assert row["constrained_tokens_per_s"] > 0 and row["unconstrained_tokens_per_s"] > 0
+    assert row["ratio"] == pytest.approx(row["constrained_tokens_per_s"] / row["unconstrained_tokens_per_s"])
+    cache = measure_grammar_cache(engine)
+    assert set(cache) == {"unconstrained_s", "new_schema_s", "cached_schema_s"}
+    assert all(value > 0 for value in cache.values())
+    table = markdown_table({"cases": {regex_case.name: row}, "grammar_cache": cache})
+    assert f"| {regex_case.name} | 2/2 |" in table and "Grammar cache" in table
