@@ -286,3 +286,18 @@ def test_output_problem(constraint: OutputConstraint, text: str, finish: str, pr
         assert found is None
     else:
         assert found is not None and problem in found, found
+
+
+def test_verdicts_are_cached_per_schema_text() -> None:
+    from shared.structured import _schema_problem
+
+    schema = {"type": "object", "properties": {"cached": {"type": "string", "maxLength": 3}}}
+    bad = {"type": "object", "properties": {"cached": {"not": {}}}}
+    before = _schema_problem.cache_info()
+    for _ in range(5):
+        check_schema(dict(schema))
+        with pytest.raises(ValueError, match="unsupported keyword `not`"):
+            check_schema(dict(bad))
+    after = _schema_problem.cache_info()
+    assert after.misses - before.misses == 2
+    assert after.hits - before.hits == 8
