@@ -16,7 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from shared.structured import OutputConstraint, check_regex, check_schema
+from shared.constraints import OutputConstraint
+from shared.structured import check_regex, check_schema
 
 __all__ = ["JsonSchema", "JsonSchemaSpec", "ResponseFormat"]
 

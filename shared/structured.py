@@ -6,18 +6,17 @@ an output decoded under such a schema could still fail validation. So a schema i
 every keyword in it is one the backend enforces (see SUPPORTED_KEYWORDS and the README). The check is
 pure Python (jsonschema for the metaschema, no vllm/torch), so the API runs it before storing a job.
 
-Workers validate every constrained output again (`output_problem`), against the same schema.
+Workers validate every constrained output again (shared.constraints.output_problem), against the same schema.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -30,12 +29,12 @@ __all__ = [
     "REJECTED_KEYWORDS",
     "STRING_FORMATS",
     "SUPPORTED_KEYWORDS",
-    "OutputConstraint",
     "check_regex",
     "check_schema",
     "default_extract_schema",
-    "output_problem",
     "schema_json",
+    "schema_validator",
+    "where",
 ]
 
 #: Keywords that only annotate (no effect on what is valid).
@@ -136,7 +135,7 @@ def _pointer(path: Iterator[str | int] | list[str | int] | tuple[str | int, ...]
     return "/" + "/".join(parts)
 
 
-def _where(path: list[str | int] | tuple[str | int, ...]) -> str:
+def where(path: list[str | int] | tuple[str | int, ...]) -> str:
     """Where in a schema or document, for messages: `the root` or `` `/properties/a` ``."""
     return f"`{_pointer(path)}`" if path else "the root"
 
@@ -183,7 +182,7 @@ def _bounds(node: dict[str, Any], low: str, high: str, at: str) -> None:
 
 
 def _check_node(node: Any, path: tuple[str | int, ...], depth: int) -> None:
-    at = _where(path)
+    at = where(path)
     if isinstance(node, bool):
         parent = path[-1] if path else None
         if parent in ("additionalProperties", "items"):
@@ -236,7 +235,7 @@ def _check_refs(root: dict[str, Any]) -> None:
         if isinstance(node, dict):
             ref = node.get("$ref")
             if isinstance(ref, str):
-                target, _ = _resolve(root, ref, _where(path))
+                target, _ = _resolve(root, ref, where(path))
                 edges.setdefault(_pointer(path), []).append(target)
             for rel, child in _subschemas(node):
                 collect(child, (*path, *rel))
@@ -296,7 +295,7 @@ def _schema_problem(text: str) -> str | None:
     try:
         _validator_class(schema).check_schema(schema)
     except SchemaError as exc:
-        return f"not a valid JSON Schema: {exc.message} at {_where(list(exc.path))}"
+        return f"not a valid JSON Schema: {exc.message} at {where(list(exc.path))}"
     try:
         _check_node(schema, (), 0)
         _check_refs(schema)
@@ -315,7 +314,8 @@ def schema_json(schema: dict[str, Any]) -> str:
 
 
 @lru_cache(maxsize=512)
-def _validator(text: str) -> Validator:
+def schema_validator(text: str) -> Validator:
+    """A jsonschema validator of the schema whose JSON text is `text` (cached: built once per schema)."""
     schema = json.loads(text)
     return _validator_class(schema)(schema)
 
@@ -326,87 +326,3 @@ def default_extract_schema() -> dict[str, Any]:
     text = resources.files("shared").joinpath("extract_default_schema.json").read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
-
-
-# --- The constraint a generation runs under, and the check of its output -----------------------------
-
-
-class OutputConstraint:
-    """What a generation's output is constrained to: a JSON Schema, any JSON object, a regex or a choice."""
-
-    __slots__ = ("kind", "spec")
-
-    def __init__(self, kind: Literal["json", "json_object", "regex", "choice"], spec: Any = None) -> None:
-        self.kind = kind
-        self.spec = spec
-
-    def __repr__(self) -> str:
-        return f"OutputConstraint({self.kind!r}, {self.spec!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, OutputConstraint) and (self.kind, self.spec) == (other.kind, other.spec)
-
-    def __hash__(self) -> int:
-        return hash((self.kind, json.dumps(self.spec, sort_keys=True)))
-
-    @classmethod
-    def json_schema(cls, schema: dict[str, Any]) -> OutputConstraint:
-        return cls("json", schema)
-
-    def engine_options(self) -> dict[str, Any]:
-        """Keyword arguments of vLLM's `StructuredOutputsParams`."""
-        if self.kind == "json":
-            # The same text for the same schema: vLLM's grammar compiler caches by it.
-            return {"json": schema_json(self.spec)}
-        if self.kind == "json_object":
-            return {"json_object": True}
-        if self.kind == "regex":
-            return {"regex": self.spec}
-        return {"choice": list(self.spec)}
-
-
-def _finite(value: str) -> float:
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"number {value} is out of range")
-    return number
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def parse_json_output(text: str) -> Any:
-    """Parse generated JSON strictly (no NaN/Infinity, no numbers that overflow to infinity)."""
-    return json.loads(text, parse_float=_finite, parse_constant=_reject_constant)
-
-
-def output_problem(constraint: OutputConstraint, text: str, finish_reason: str) -> str | None:
-    """Why `text` does not satisfy `constraint` (None when it does)."""
-    truncated = finish_reason == "length"
-    if constraint.kind in ("json", "json_object"):
-        try:
-            data = parse_json_output(text)
-        except ValueError as exc:
-            if truncated:
-                return (
-                    "the output was cut off at max_tokens before the JSON was complete; raise "
-                    "params.max_tokens or bound the schema (maxItems, maxLength, enums)"
-                )
-            return f"the output is not valid JSON: {exc}"
-        if constraint.kind == "json_object":
-            return None if isinstance(data, dict) else "the output is not a JSON object"
-        errors = sorted(
-            _validator(schema_json(constraint.spec)).iter_errors(data), key=lambda e: list(e.path)
-        )
-        if errors:
-            first = errors[0]
-            return f"the output does not match the schema: {first.message} at {_where(list(first.path))}"
-        return None
-    if constraint.kind == "regex":
-        if re.fullmatch(constraint.spec, text) is not None:
-            return None
-        return "the output was cut off at max_tokens" if truncated else "the output does not match the regex"
-    if text in constraint.spec:
-        return None
-    return "the output was cut off at max_tokens" if truncated else "the output is not one of the choices"

@@ -27,9 +27,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from shared.constraints import OutputConstraint, output_problem
 from shared.schemas import GenerateParams
 from shared.settings import Settings
-from shared.structured import OutputConstraint, default_extract_schema, output_problem
+from shared.structured import default_extract_schema
 from workers.engines.base import GenerationEngine, GenerationOutput, GenerationRequest
 from workers.extract import DEFAULT_INSTRUCTIONS, extract_messages
 

@@ -11,15 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from shared.constraints import OutputConstraint, output_problem, parse_json_output
 from shared.errors import InvalidOutputError
 from shared.schemas import ExtractParams, ExtractResult, GenerateParams, TextInput
-from shared.structured import (
-    OutputConstraint,
-    default_extract_schema,
-    output_problem,
-    parse_json_output,
-    schema_json,
-)
+from shared.structured import default_extract_schema, schema_json
 from workers.engines.base import GenerationOutput, GenerationRequest
 from workers.runtime import WorkerRuntime
 

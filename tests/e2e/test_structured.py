@@ -18,8 +18,9 @@ import httpx
 import pytest
 from jsonschema import Draft202012Validator
 
+from shared.constraints import parse_json_output
 from shared.schemas import JobOut
-from shared.structured import default_extract_schema, parse_json_output
+from shared.structured import default_extract_schema
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

@@ -10,17 +10,11 @@ import pytest
 from jsonschema import Draft202012Validator
 from pydantic import TypeAdapter, ValidationError
 
+from shared.constraints import OutputConstraint, output_problem
 from shared.response_format import ResponseFormat
 from shared.schemas import ExtractParams, JobCreate, parse_job_payload
 from shared.settings import get_settings
-from shared.structured import (
-    OutputConstraint,
-    check_regex,
-    check_schema,
-    default_extract_schema,
-    output_problem,
-    schema_json,
-)
+from shared.structured import check_regex, check_schema, default_extract_schema, schema_json
 
 adapter: TypeAdapter[object] = TypeAdapter(JobCreate)
 

@@ -8,8 +8,9 @@ import json
 import pytest
 
 from shared.constants import TaskName
+from shared.constraints import OutputConstraint
 from shared.schemas import JobStatus
-from shared.structured import OutputConstraint, default_extract_schema, schema_json
+from shared.structured import default_extract_schema, schema_json
 from tests.utils.factories import insert_job, load_job
 from tests.utils.fakes import ScriptedEngine
 from workers.execution import execute

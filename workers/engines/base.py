@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from shared.constraints import OutputConstraint
 from shared.schemas import GenerateParams
-from shared.structured import OutputConstraint
 
 __all__ = ["GenerationEngine", "GenerationOutput", "GenerationRequest"]
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from shared.constraints import OutputConstraint, output_problem, parse_json_output
 from shared.errors import EngineError, InvalidInputError, ModelNotPreparedError
 from shared.schemas import GenerateParams
 from shared.settings import Settings
-from shared.structured import OutputConstraint, output_problem, parse_json_output
 from workers.engines import GenerationEngine, GenerationOutput, GenerationRequest, VLLMEngine
 from workers.models.prepare import prepare_generation_model
 
