@@ -130,22 +130,37 @@ def _wave(
 
 
 def measure_case(engine: GenerationEngine, case: _Case, n: int) -> dict[str, float]:
-    """Constrained and same-length unconstrained throughput of one case, N requests at once."""
+    """Constrained and same-length unconstrained throughput of one case, N requests at once.
+
+    Waves run constrained, unconstrained, unconstrained, constrained (the same N prompts; greedy, so
+    both constrained waves produce the same lengths), so a machine that slows down or speeds up
+    during the run biases neither side."""
     tag = uuid.uuid4().hex[:8]
-    constrained = [case.request(i, f"sc-{tag}-{i}", case.max_tokens, case.constraint, {}) for i in range(n)]
-    outs, seconds_c = _wave(engine, constrained)
+
+    def constrained(wave: int) -> list[GenerationRequest]:
+        return [
+            case.request(i, f"sc-{tag}-{wave}-{i}", case.max_tokens, case.constraint, {}) for i in range(n)
+        ]
+
+    def free(wave: int, lengths: list[int]) -> list[GenerationRequest]:
+        extra: dict[str, object] = {"ignore_eos": True}
+        return [case.request(i, f"su-{tag}-{wave}-{i}", lengths[i], None, extra) for i in range(n)]
+
+    first, took_c1 = _wave(engine, constrained(1))
+    lengths = [max(1, o.completion_tokens) for o in first]
+    free1, took_u1 = _wave(engine, free(1, lengths))
+    free2, took_u2 = _wave(engine, free(2, lengths))
+    second, took_c2 = _wave(engine, constrained(2))
+    outs = first + second
     valid = sum(output_problem(case.constraint, o.text, o.finish_reason) is None for o in outs)
-    lengths = [max(1, o.completion_tokens) for o in outs]
-    free = [case.request(i, f"su-{tag}-{i}", lengths[i], None, {"ignore_eos": True}) for i in range(n)]
-    free_outs, seconds_u = _wave(engine, free)
-    tokens = sum(o.completion_tokens for o in outs)
-    free_tokens = sum(o.completion_tokens for o in free_outs)
-    constrained_rate = tokens / seconds_c
-    free_rate = free_tokens / seconds_u
+    tokens_c = sum(o.completion_tokens for o in outs)
+    tokens_u = sum(o.completion_tokens for o in free1 + free2)
+    constrained_rate = tokens_c / (took_c1 + took_c2)
+    free_rate = tokens_u / (took_u1 + took_u2)
     return {
-        "requests": n,
+        "requests": len(outs),
         "valid": valid,
-        "mean_output_tokens": tokens / n,
+        "mean_output_tokens": tokens_c / len(outs),
         "constrained_tokens_per_s": constrained_rate,
         "unconstrained_tokens_per_s": free_rate,
         "ratio": constrained_rate / free_rate,

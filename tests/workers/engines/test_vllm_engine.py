@@ -321,11 +321,11 @@ def test_structured_bench_harness_measures_a_case_and_the_grammar_cache(engine: 
 
     regex_case = next(case for case in CASES if case.constraint.kind == "regex")
     row = measure_case(engine, regex_case, 2)
-    assert row["requests"] == 2 and row["valid"] == 2
+    assert row["requests"] == 4 and row["valid"] == 4
     assert row["constrained_tokens_per_s"] > 0 and row["unconstrained_tokens_per_s"] > 0
     assert row["ratio"] == pytest.approx(row["constrained_tokens_per_s"] / row["unconstrained_tokens_per_s"])
     cache = measure_grammar_cache(engine)
     assert set(cache) == {"unconstrained_s", "new_schema_s", "cached_schema_s"}
     assert all(value > 0 for value in cache.values())
     table = markdown_table({"cases": {regex_case.name: row}, "grammar_cache": cache})
-    assert f"| {regex_case.name} | 2/2 |" in table and "Grammar cache" in table
+    assert f"| {regex_case.name} | 4/4 |" in table and "Grammar cache" in table
