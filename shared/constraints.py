@@ -11,6 +11,8 @@ import math
 import re
 from typing import Any, Literal
 
+from jsonschema.exceptions import best_match
+
 from shared.structured import schema_json, schema_validator, where
 
 __all__ = ["OutputConstraint", "output_problem", "parse_json_output"]
@@ -81,12 +83,9 @@ def output_problem(constraint: OutputConstraint, text: str, finish_reason: str) 
             return f"the output is not valid JSON: {exc}"
         if constraint.kind == "json_object":
             return None if isinstance(data, dict) else "the output is not a JSON object"
-        errors = sorted(
-            schema_validator(schema_json(constraint.spec)).iter_errors(data), key=lambda e: list(e.path)
-        )
-        if errors:
-            first = errors[0]
-            return f"the output does not match the schema: {first.message} at {where(list(first.path))}"
+        error = best_match(schema_validator(schema_json(constraint.spec)).iter_errors(data))
+        if error is not None:
+            return f"the output does not match the schema: {error.message} at {where(list(error.path))}"
         return None
     if constraint.kind == "regex":
         if re.fullmatch(constraint.spec, text) is not None:
