@@ -184,6 +184,13 @@ class GenerateParams(_Deadlines):
             raise ValueError("min_tokens must not exceed max_tokens")
         return self
 
+    @model_validator(mode="after")
+    def _no_min_tokens_under_a_constraint(self) -> GenerateParams:
+        # A grammar may end before min_tokens; forbidding the end-of-text token then leaves nothing valid.
+        if self.min_tokens and self.response_format is not None and self.response_format.type != "text":
+            raise ValueError("min_tokens cannot be combined with a constraining response_format")
+        return self
+
 
 class TextInput(_Strict):
     """A single text to summarize or classify."""

@@ -94,6 +94,15 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("empty choice", _generate({"type": "choice", "choice": []}), "params.response_format.choice", ""),
     ("type without its field", _generate({"type": "regex"}), "params.response_format", "needs the `regex`"),
     ("unknown type", _generate({"type": "yaml"}), "params.response_format.type", ""),
+    (
+        "min_tokens with a constraint",
+        {
+            **_generate({"type": "choice", "choice": ["a", "b"]}),
+            "params": {"min_tokens": 5, "response_format": {"type": "choice", "choice": ["a", "b"]}},
+        },
+        "params",
+        "min_tokens cannot be combined",
+    ),
 ]
 
 
