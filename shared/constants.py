@@ -37,6 +37,7 @@ class TaskName(StrEnum):
     MODERATE = "moderate"  # OpenAI-style moderation over 13 categories (PyTorch classifier)
     RISK = "risk"  # fraud / financial-risk scoring (PyTorch classifier)
     SENTIMENT = "sentiment"  # negative / neutral / positive (PyTorch classifier)
+    EXTRACT = "extract"  # JSON valid against a JSON Schema (vLLM, constrained decoding)
 
 
 class Queue(StrEnum):
@@ -54,6 +55,7 @@ TASK_QUEUES: dict[TaskName, Queue] = {
     TaskName.MODERATE: Queue.CLASSIFY,
     TaskName.RISK: Queue.CLASSIFY,
     TaskName.SENTIMENT: Queue.CLASSIFY,
+    TaskName.EXTRACT: Queue.GENERATE,
 }
 
 #: Celery task names are `textfleet.<task>`; the message's only argument is the job id.

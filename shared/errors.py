@@ -12,6 +12,7 @@ __all__ = [
     "EngineError",
     "EngineOverloadedError",
     "InvalidInputError",
+    "InvalidOutputError",
     "JobNotFoundError",
     "ModelError",
     "ModelNotPreparedError",
@@ -118,6 +119,12 @@ class EngineError(ModelError):
     """Raised when the generation engine fails a request."""
 
     code = "engine_error"
+
+
+class InvalidOutputError(ModelError):
+    """Raised when constrained output does not parse or validate against its schema (or was cut off)."""
+
+    code = "invalid_output"
 
 
 class EngineOverloadedError(RetryableError):

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from shared.constants import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN, TaskName
+from shared.response_format import JsonSchema, ResponseFormat
 from shared.settings import get_settings
 from shared.validation import RequestModel, check_no_credentials
 
@@ -31,6 +32,9 @@ __all__ = [
     "ClassifyParams",
     "ErrorBody",
     "ErrorResponse",
+    "ExtractJobCreate",
+    "ExtractParams",
+    "ExtractResult",
     "GenerateInput",
     "GenerateJobCreate",
     "GenerateParams",
@@ -170,11 +174,22 @@ class GenerateParams(_Deadlines):
     presence_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.0
     frequency_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] = 0.0
     repetition_penalty: Annotated[float, Field(gt=0.0, le=2.0)] = 1.0
+    response_format: Annotated[
+        ResponseFormat | None,
+        Field(description="Constrain the output: json_object, json_schema, regex or choice (issue 14)."),
+    ] = None
 
     @model_validator(mode="after")
     def _min_below_max(self) -> GenerateParams:
         if self.max_tokens is not None and self.min_tokens > self.max_tokens:
             raise ValueError("min_tokens must not exceed max_tokens")
+        return self
+
+    @model_validator(mode="after")
+    def _no_min_tokens_under_a_constraint(self) -> GenerateParams:
+        # A grammar may end before min_tokens; forbidding the end-of-text token then leaves nothing valid.
+        if self.min_tokens and self.response_format is not None and self.response_format.type != "text":
+            raise ValueError("min_tokens cannot be combined with a constraining response_format")
         return self
 
 
@@ -192,6 +207,23 @@ class SummarizeParams(_Deadlines):
 
 class ClassifyParams(_Deadlines):
     """Classifier tasks take only the deadlines."""
+
+
+class ExtractParams(_Deadlines):
+    """What to extract: a JSON Schema (default: entities and relations) and optional instructions."""
+
+    model_config = ConfigDict(
+        extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
+    schema_: JsonSchema | None = Field(
+        None, alias="schema", description="JSON Schema of `result.data`; default: entities and relations."
+    )
+    instructions: Annotated[str, Field(min_length=1), AfterValidator(_bounded_text)] | None = None
+    max_tokens: MaxTokens = None
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.0
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    seed: int | None = None
 
 
 # --- Job creation (a discriminated union on `task`) ----------------------------------------------
@@ -268,8 +300,19 @@ class SentimentJobCreate(_JobCreateBase):
     params: ClassifyParams = Field(default_factory=ClassifyParams)
 
 
+class ExtractJobCreate(_JobCreateBase):
+    task: Literal[TaskName.EXTRACT]
+    input: TextInput
+    params: ExtractParams = Field(default_factory=ExtractParams)
+
+
 JobCreate = Annotated[
-    GenerateJobCreate | SummarizeJobCreate | ModerateJobCreate | RiskJobCreate | SentimentJobCreate,
+    GenerateJobCreate
+    | SummarizeJobCreate
+    | ModerateJobCreate
+    | RiskJobCreate
+    | SentimentJobCreate
+    | ExtractJobCreate,
     Field(discriminator="task"),
 ]
 
@@ -279,6 +322,7 @@ _PAYLOADS: dict[TaskName, tuple[type[BaseModel], type[BaseModel]]] = {
     TaskName.MODERATE: (TextInput, ClassifyParams),
     TaskName.RISK: (TextInput, ClassifyParams),
     TaskName.SENTIMENT: (TextInput, ClassifyParams),
+    TaskName.EXTRACT: (TextInput, ExtractParams),
 }
 
 
@@ -326,6 +370,11 @@ class RiskResult(BaseModel):
 class SentimentResult(BaseModel):
     label: Literal["negative", "neutral", "positive"]
     scores: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]]
+
+
+class ExtractResult(BaseModel):
+    data: JsonValue = Field(description="The extracted JSON, valid against the job's schema.")
+    usage: Usage
 
 
 # --- Job as returned by the API ------------------------------------------------------------------

@@ -280,6 +280,18 @@ class Settings(BaseSettings):
         300.0, gt=0, description="Longest cooldown; each failed probe doubles it up to this."
     )
 
+    # --- Structured output (issue 14) ----------------------------------------------------------
+    max_schema_chars: int = Field(
+        16_000,
+        gt=0,
+        description="Longest JSON Schema (as compact JSON), regex or pattern a job may constrain output to.",
+    )
+    extract_max_tokens: int = Field(
+        1024,
+        gt=0,
+        description="`max_tokens` of an `extract` job that gives none (generous: cut-off JSON fails a job).",
+    )
+
     # --- Secrets ---------------------------------------------------------------------------------
     webhook_secret: SecretStr | None = Field(
         None, description="Secret that signs webhook deliveries (`whsec_...`); required to accept webhooks."

@@ -18,6 +18,7 @@ SCENARIOS = {
     "engines": "the bare engines against the fleet end to end (throughput, latency, intake)",
     "webhooks": "one webhook worker against a local receiver (events/s, lag p50/p99, one endpoint hanging)",
     "wait-flood": "N clients long-polling one API process (waiters held, health-probe latency; no models)",
+    "structured": "constrained decoding (extract, json_schema, regex) vs unconstrained of the same length",
 }
 
 
@@ -37,6 +38,7 @@ def bench(
     ] = None,
     moderate_jobs: Annotated[int | None, typer.Option(help="engines: moderation jobs (2000).")] = None,
     waiters: Annotated[int | None, typer.Option(help="wait-flood: concurrent ?wait clients (2000).")] = None,
+    requests: Annotated[int | None, typer.Option(help="structured: requests at once per case (64).")] = None,
 ) -> None:
     """Measure one scenario on this machine; prints a table and writes the results under --out."""
     from shared.logging import configure_logging
@@ -54,6 +56,11 @@ def bench(
         run_webhook_bench(
             settings, WebhookBenchConfig.quick(out) if quick else WebhookBenchConfig(out_dir=out), console
         )
+    elif scenario == "structured":
+        from workers.bench_structured import StructuredBenchConfig, run_structured_bench
+
+        structured = StructuredBenchConfig.quick(out) if quick else StructuredBenchConfig(out_dir=out)
+        run_structured_bench(settings, replace(structured, requests=requests or structured.requests), console)
     elif scenario == "wait-flood":
         from workers.bench_waitflood import WaitFloodConfig, run_wait_flood
 

@@ -21,6 +21,7 @@ from shared.schemas import (
     TextInput,
 )
 from workers.engines.base import GenerationRequest
+from workers.extract import check_output, extract
 from workers.runtime import WorkerRuntime
 
 __all__ = ["HANDLERS", "SUMMARY_SYSTEM_PROMPT", "HandlerResult", "summary_messages"]
@@ -61,8 +62,11 @@ def _generate(
         prompt=input_.prompt,
         messages=[m.model_dump() for m in input_.messages] if input_.messages is not None else None,
         max_tokens=params.max_tokens or rt.settings.default_max_tokens,
+        constraint=params.response_format.constraint() if params.response_format is not None else None,
     )
     out = rt.require_generation().generate(request, timeout_s=timeout_s)
+    if request.constraint is not None:
+        check_output(request.constraint, out, request.max_tokens)
     usage = {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens}
     result = GenerateResult.model_validate(
         {"text": out.text, "finish_reason": out.finish_reason, "usage": usage}
@@ -98,10 +102,18 @@ def _classifier(result_model: type[BaseModel], task: TaskName) -> Handler:
     return handle
 
 
+def _extract(
+    rt: WorkerRuntime, job_id: str, input_: BaseModel, params: BaseModel, timeout_s: float | None
+) -> HandlerResult:
+    result, usage = extract(rt, job_id, input_, params, timeout_s)
+    return HandlerResult(result, usage)
+
+
 HANDLERS: dict[TaskName, Handler] = {
     TaskName.GENERATE: _generate,
     TaskName.SUMMARIZE: _summarize,
     TaskName.MODERATE: _classifier(ModerationResult, TaskName.MODERATE),
     TaskName.RISK: _classifier(RiskResult, TaskName.RISK),
     TaskName.SENTIMENT: _classifier(SentimentResult, TaskName.SENTIMENT),
+    TaskName.EXTRACT: _extract,
 }

@@ -16,6 +16,7 @@ def job_payload(task: str = "sentiment", **overrides: Any) -> dict[str, Any]:
         "moderate": {"text": "I love sunny days."},
         "risk": {"text": "Please send your bank password to claim the prize."},
         "sentiment": {"text": "This is wonderful!"},
+        "extract": {"text": "Ada Lovelace met Charles Babbage in London in 1833."},
     }
     body: dict[str, Any] = {"task": task, "input": inputs[task]}
     body.update(overrides)

@@ -89,3 +89,21 @@ class FakeClassifiers:
 
     def close(self) -> None:
         return None
+
+
+class ScriptedEngine(FakeEngine):
+    """Returns the queued outputs in order (text, finish_reason), recording each request; for tests of
+    constrained generation, where the real engine's output is decided by the grammar."""
+
+    def __init__(self, *outputs: tuple[str, str]) -> None:
+        super().__init__()
+        self.outputs = list(outputs)
+
+    def generate(self, request: GenerationRequest, timeout_s: float | None = None) -> GenerationOutput:
+        with self.lock:
+            self.requests.append(request)
+            self.timeouts.append(timeout_s)
+            text, finish_reason = self.outputs.pop(0)
+        return GenerationOutput(
+            text=text, finish_reason=finish_reason, prompt_tokens=7, completion_tokens=len(text.split())
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from shared.constraints import OutputConstraint
 from shared.schemas import GenerateParams
 
 __all__ = ["GenerationEngine", "GenerationOutput", "GenerationRequest"]
@@ -22,6 +23,8 @@ class GenerationRequest:
     max_tokens: int = 256
     #: extra vLLM sampling knobs not exposed to clients (e.g. ignore_eos for benchmarks)
     extra: dict[str, object] = field(default_factory=dict)
+    #: decode only outputs that satisfy this (JSON Schema, JSON object, regex, choice); None: free text
+    constraint: OutputConstraint | None = None
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,7 @@ class VLLMEngine:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cpu_kvcache_gib))
 
         from transformers import AutoTokenizer
+        from vllm.config import StructuredOutputsConfig
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -175,6 +176,12 @@ class VLLMEngine:
             # process's registry (served on the worker's side port) and feed our KV-cache gauge.
             disable_log_stats=False,
             enable_log_requests=False,
+            # Structured output (issue 14): xgrammar only, no silent fallback to another backend (the
+            # API admits only schemas xgrammar enforces), and no free whitespace between JSON tokens:
+            # small models otherwise loop on blanks until max_tokens and the JSON never closes.
+            structured_outputs_config=StructuredOutputsConfig(
+                backend="xgrammar", disable_any_whitespace=True
+            ),
         )
         tokenizer: _Tokenizer = AutoTokenizer.from_pretrained(model)
 
@@ -362,7 +369,7 @@ class VLLMEngine:
     def _sampling_params(self, request: GenerationRequest, prompt_tokens: int) -> Any:
         from vllm import SamplingParams
         from vllm.exceptions import VLLMClientError
-        from vllm.sampling_params import RequestOutputKind
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
         p = request.params
         extra: dict[str, Any] = dict(request.extra)
@@ -373,6 +380,8 @@ class VLLMEngine:
         max_tokens = max(1, min(request.max_tokens, self.max_model_len - prompt_tokens))
         stop = [p.stop] if isinstance(p.stop, str) else list(p.stop) if p.stop else None
         try:
+            if request.constraint is not None:
+                extra["structured_outputs"] = StructuredOutputsParams(**request.constraint.engine_options())
             return SamplingParams(
                 n=1,
                 max_tokens=max_tokens,

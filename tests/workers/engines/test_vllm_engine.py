@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.constraints import OutputConstraint, output_problem, parse_json_output
 from shared.errors import EngineError, InvalidInputError, ModelNotPreparedError
 from shared.schemas import GenerateParams
 from shared.settings import Settings
@@ -50,6 +51,7 @@ def _request(
     messages: list[dict[str, str]] | None = None,
     max_tokens: int = 16,
     extra: dict[str, object] | None = None,
+    constraint: OutputConstraint | None = None,
     **params: object,
 ) -> GenerationRequest:
     return GenerationRequest(
@@ -59,6 +61,7 @@ def _request(
         messages=messages,
         max_tokens=max_tokens,
         extra=extra or {},
+        constraint=constraint,
     )
 
 
@@ -252,3 +255,77 @@ def test_bad_sampling_options_are_invalid_input(engine: VLLMEngine) -> None:
     with pytest.raises(InvalidInputError):
         engine.generate(_request(extra={"min_p": 5.0}), timeout_s=60)
     assert engine.generate(_request(max_tokens=4), timeout_s=60).completion_tokens > 0
+
+
+# --- Structured output (issue 14) -------------------------------------------------------------------
+
+PERSON_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 20},
+        "age": {"type": "integer", "minimum": 0, "maximum": 120},
+        "city": {"enum": ["Paris", "London", "Rome"]},
+    },
+    "required": ["name", "age", "city"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.models
+@pytest.mark.parametrize(
+    "constraint",
+    [
+        OutputConstraint.json_schema(PERSON_SCHEMA),
+        OutputConstraint("json_object"),
+        OutputConstraint("regex", "[A-Z]{3}-[0-9]{4}"),
+        OutputConstraint("choice", ("yes", "no", "maybe")),
+    ],
+    ids=["json_schema", "json_object", "regex", "choice"],
+)
+def test_constrained_output_satisfies_its_constraint(
+    engine: VLLMEngine, constraint: OutputConstraint
+) -> None:
+    prompt = "Describe a person as JSON:" if constraint.kind.startswith("json") else "Answer:"
+    outs = [
+        engine.generate(
+            _request(prompt=prompt, max_tokens=96, temperature=1.0, seed=seed, constraint=constraint),
+            timeout_s=120,
+        )
+        for seed in range(3)
+    ]
+    for out in outs:
+        assert output_problem(constraint, out.text, out.finish_reason) is None, out
+        assert out.finish_reason == "stop"
+    if constraint.kind == "json":
+        assert all(parse_json_output(out.text)["city"] in ("Paris", "London", "Rome") for out in outs)
+
+
+@pytest.mark.models
+def test_unconstrained_output_of_the_same_prompt_is_not_json(engine: VLLMEngine) -> None:
+    out = engine.generate(_request(prompt="Answer:", max_tokens=24, extra={"ignore_eos": True}), timeout_s=60)
+    assert output_problem(OutputConstraint("json_object"), out.text, out.finish_reason) is not None
+
+
+@pytest.mark.models
+def test_a_constraint_the_backend_rejects_is_invalid_input(engine: VLLMEngine) -> None:
+    # The API rejects these first; the engine must still fail only the request, never the worker.
+    with pytest.raises(InvalidInputError):
+        engine.generate(_request(constraint=OutputConstraint("regex", "(?=a)a")), timeout_s=60)
+    assert engine.generate(_request(max_tokens=4), timeout_s=60).completion_tokens > 0
+
+
+@pytest.mark.models
+def test_structured_bench_harness_measures_a_case_and_the_grammar_cache(engine: VLLMEngine) -> None:
+    # The harness of `textfleet bench --scenario structured`, tiny: it asserts nothing about speed.
+    from workers.bench_structured import CASES, markdown_table, measure_case, measure_grammar_cache
+
+    regex_case = next(case for case in CASES if case.constraint.kind == "regex")
+    row = measure_case(engine, regex_case, 2)
+    assert row["requests"] == 4 and row["valid"] == 4
+    assert row["constrained_tokens_per_s"] > 0 and row["unconstrained_tokens_per_s"] > 0
+    assert row["ratio"] == pytest.approx(row["constrained_tokens_per_s"] / row["unconstrained_tokens_per_s"])
+    cache = measure_grammar_cache(engine)
+    assert set(cache) == {"unconstrained_s", "new_schema_s", "cached_schema_s"}
+    assert all(value > 0 for value in cache.values())
+    table = markdown_table({"cases": {regex_case.name: row}, "grammar_cache": cache})
+    assert f"| {regex_case.name} | 4/4 |" in table and "Grammar cache" in table
