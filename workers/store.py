@@ -11,13 +11,16 @@ happened; their deliveries are enqueued after the commit by `on_deliveries`.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from shared.db import repository, session_scope
@@ -25,7 +28,7 @@ from shared.db.models import Job, utcnow
 from shared.schemas import JobStatus
 from workers.batching import MicroBatcher
 
-__all__ = ["Claim", "Completion", "JobStore"]
+__all__ = ["Claim", "Completion", "JobStore", "is_conflict", "retry_conflicts"]
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +61,7 @@ class Completion:
     task: str | None = None  # given: the terminal state is announced (see JobStore.on_finished)
 
 
+_T = TypeVar("_T")
 _ClaimItem = tuple[str, str]  # (job id, worker)
 DeliveryHook = Callable[[list[str]], None]
 #: called after each completion batch commits with the (job id, task, status) that were written
@@ -135,6 +139,15 @@ class JobStore:
 
     # --- batch bodies (run on the batchers' threads) ------------------------------------------------
     def _claim_batch(self, items: list[_ClaimItem]) -> list[Claim | None]:
+        order = sorted(range(len(items)), key=lambda i: items[i][0])  # one lock order for every batch
+        claims, deliveries = retry_conflicts(lambda: self._claim_rows([items[i] for i in order]))
+        self._deliver(deliveries)
+        out: list[Claim | None] = [None] * len(items)
+        for position, claim in zip(order, claims, strict=True):
+            out[position] = claim
+        return out
+
+    def _claim_rows(self, items: list[_ClaimItem]) -> tuple[list[Claim | None], list[str]]:
         now = utcnow()
         out: list[Claim | None] = []
         deliveries: list[str] = []
@@ -183,10 +196,28 @@ class JobStore:
                         webhook=bool(row.webhook),
                     )
                 )
-        self._deliver(deliveries)
-        return out
+        return out, deliveries
 
     def _finish_batch(self, items: list[Completion]) -> list[bool]:
+        order = sorted(range(len(items)), key=lambda i: items[i].job_id)  # one lock order for every batch
+        sorted_won, deliveries = retry_conflicts(lambda: self._finish_rows([items[i] for i in order]))
+        won = [False] * len(items)
+        for position, first in zip(order, sorted_won, strict=True):
+            won[position] = first
+        self._deliver(deliveries)
+        finished = [
+            (c.job_id, c.task, c.status.value)
+            for c, first in zip(items, won, strict=True)
+            if first and c.task
+        ]
+        if finished and self.on_finished is not None:
+            try:
+                self.on_finished(finished)  # one Redis round trip for the whole batch
+            except Exception as exc:  # waiters time out and re-read; the sweeper prunes the sets
+                log.warning("job.announce_failed", count=len(finished), error=str(exc))
+        return won
+
+    def _finish_rows(self, items: list[Completion]) -> tuple[list[bool], list[str]]:
         deliveries: list[str] = []
         with session_scope(self.database_url) as session:
             won = [
@@ -204,15 +235,35 @@ class JobStore:
             for completion, first in zip(items, won, strict=True):
                 if first and completion.webhook:
                     deliveries += record_webhook(session, completion.job_id, "completed")
-        self._deliver(deliveries)
-        finished = [
-            (c.job_id, c.task, c.status.value)
-            for c, first in zip(items, won, strict=True)
-            if first and c.task
-        ]
-        if finished and self.on_finished is not None:
-            try:
-                self.on_finished(finished)  # one Redis round trip for the whole batch
-            except Exception as exc:  # waiters time out and re-read; the sweeper prunes the sets
-                log.warning("job.announce_failed", count=len(finished), error=str(exc))
-        return won
+        return won, deliveries
+
+
+#: Tries of a batch transaction that lost a lock conflict before its error reaches the task threads.
+CONFLICT_TRIES = 6
+#: PostgreSQL's SQLSTATEs for a deadlock and a serialization failure: the transaction rolled back
+#: whole and may simply run again (every statement in it is a conditional update).
+_CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_conflict(exc: OperationalError) -> bool:
+    """A rolled-back transaction worth running again: a PostgreSQL deadlock or serialization failure,
+    or SQLite's busy database."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return sqlstate in _CONFLICT_SQLSTATES or "database is locked" in str(exc.orig)
+
+
+def retry_conflicts(body: Callable[[], _T]) -> _T:
+    """Run a transaction body, again (after a short jittered pause) when it lost a lock conflict.
+
+    Batches lock their rows in job-id order, but the sweeper's multi-row statements lock in scan
+    order, so a deadlock between the two is possible; PostgreSQL then aborts one of them. Without
+    the retry its jobs would stay `running` under a live worker until their time limit."""
+    for attempt in range(1, CONFLICT_TRIES + 1):
+        try:
+            return body()
+        except OperationalError as exc:
+            if attempt == CONFLICT_TRIES or not is_conflict(exc):
+                raise
+            log.warning("store.conflict_retry", attempt=attempt, error=type(exc.orig).__name__)
+            time.sleep(random.uniform(0.005, 0.02) * 2**attempt)
+    raise AssertionError("unreachable")

@@ -26,6 +26,9 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024
     receiver: ChaosReceiver
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet: a killed webhook worker resets its keep-alive connections, which is expected here."""
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server

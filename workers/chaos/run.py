@@ -95,7 +95,8 @@ class ChaosReport:
     @property
     def ok(self) -> bool:
         return (
-            self.lost == self.finished_twice == self.events_missing == self.events_duplicated == 0
+            self.statuses == {"succeeded": self.jobs}  # every input is valid: any other end is a fault's
+            and self.lost == self.finished_twice == self.events_missing == self.events_duplicated == 0
             and self.bad_signatures == 0
             and not self.workers_died
         )
