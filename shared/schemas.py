@@ -28,6 +28,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "ChatMessage",
     "ClassifyParams",
+    "ModerateParams",
     "ErrorBody",
     "ErrorResponse",
     "GenerateInput",
@@ -193,6 +194,43 @@ class ClassifyParams(_Deadlines):
     """Classifier tasks take only the deadlines."""
 
 
+#: What a custom model name looks like (its directory under `models_dir/custom`).
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ModerateParams(ClassifyParams):
+    """Moderation as a policy: which categories to score, per-category thresholds, which model."""
+
+    categories: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=64)]] | None,
+        Field(min_length=1, max_length=64, description="Score only these categories (default: all)."),
+    ] = None
+    thresholds: Annotated[
+        dict[Annotated[str, Field(min_length=1, max_length=64)], Probability] | None,
+        Field(max_length=64, description="Per-category thresholds replacing the model's own."),
+    ] = None
+    model: Annotated[
+        str | None,
+        Field(
+            pattern=MODEL_NAME_PATTERN,
+            description="A custom model trained with `textfleet train` (see `textfleet models list`).",
+        ),
+    ] = None
+
+    @model_validator(mode="after")
+    def _known_categories(self) -> ModerateParams:
+        if self.model is not None:
+            return self  # a custom model's labels are checked by the worker that loads it
+        from shared.settings import MODERATION_CATEGORIES
+
+        named = [*(self.categories or []), *(self.thresholds or {})]
+        unknown = sorted(set(named) - set(MODERATION_CATEGORIES))
+        if unknown:
+            raise ValueError(f"unknown moderation categories {unknown}; known: {list(MODERATION_CATEGORIES)}")
+        return self
+
+
 # --- Job creation (a discriminated union on `task`) ----------------------------------------------
 
 Metadata = Annotated[
@@ -251,7 +289,7 @@ class SummarizeJobCreate(_JobCreateBase):
 class ModerateJobCreate(_JobCreateBase):
     task: Literal[TaskName.MODERATE]
     input: TextInput
-    params: ClassifyParams = Field(default_factory=ClassifyParams)
+    params: ModerateParams = Field(default_factory=ModerateParams)
 
 
 class RiskJobCreate(_JobCreateBase):
@@ -274,7 +312,7 @@ JobCreate = Annotated[
 _PAYLOADS: dict[TaskName, tuple[type[BaseModel], type[BaseModel]]] = {
     TaskName.GENERATE: (GenerateInput, GenerateParams),
     TaskName.SUMMARIZE: (TextInput, SummarizeParams),
-    TaskName.MODERATE: (TextInput, ClassifyParams),
+    TaskName.MODERATE: (TextInput, ModerateParams),
     TaskName.RISK: (TextInput, ClassifyParams),
     TaskName.SENTIMENT: (TextInput, ClassifyParams),
 }
@@ -313,6 +351,10 @@ class ModerationResult(BaseModel):
     flagged: bool
     categories: dict[str, bool]
     category_scores: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]]
+    thresholds: Annotated[
+        dict[str, float] | None, Field(description="The threshold applied to each scored category.")
+    ] = None
+    model: Annotated[str | None, Field(description="The custom model that scored the text, if any.")] = None
 
 
 class RiskResult(BaseModel):
