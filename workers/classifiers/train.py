@@ -3,7 +3,7 @@
 `train_head` takes features and (masked) targets of a fixed train/val split and returns a `Head`:
 
 * class weighting: `pos_weight` per label (multi-label) or inverse-frequency class weights;
-* AdamW on minibatches, early stopping on the validation loss (the best epoch is kept);
+* AdamW on minibatches, early stopping on the unweighted validation loss (best epoch kept);
 * calibration on the validation split: Platt scaling per label (multi-label), or one temperature
   plus per-class biases (multi-class), so scores behave as probabilities;
 * thresholds per label chosen on the validation split: the lowest score whose precision reaches
@@ -46,13 +46,16 @@ class TrainConfig:
     target_precision: float = 0.8
 
 
-def _loss_fn(spec: HeadSpec, y: np.ndarray, mask: np.ndarray, config: TrainConfig) -> Any:
-    """The weighted, masked loss of `spec` given all training targets (weights come from them)."""
+def _loss_fn(
+    spec: HeadSpec, y: np.ndarray, mask: np.ndarray, config: TrainConfig, *, weighted: bool = True
+) -> Any:
+    """The masked loss of `spec`; class weights (when `weighted`) come from the training targets."""
     import torch
 
     if spec.kind == "multiclass":
         counts = y.sum(axis=0).clip(min=1.0)
-        weights = torch.tensor(np.clip(counts.sum() / (len(counts) * counts), 0.2, 5.0), dtype=torch.float32)
+        raw = np.clip(counts.sum() / (len(counts) * counts), 0.2, 5.0) if weighted else np.ones_like(counts)
+        weights = torch.tensor(raw, dtype=torch.float32)
 
         def multiclass(logits: torch.Tensor, target: torch.Tensor, _mask: torch.Tensor) -> torch.Tensor:
             return torch.nn.functional.cross_entropy(logits, target.argmax(dim=1), weight=weights)
@@ -61,7 +64,8 @@ def _loss_fn(spec: HeadSpec, y: np.ndarray, mask: np.ndarray, config: TrainConfi
     positives = (y * mask).sum(axis=0)
     negatives = ((1 - y) * mask).sum(axis=0)
     pos_weight = torch.tensor(
-        np.clip(negatives / np.clip(positives, 1.0, None), 1.0, config.max_pos_weight), dtype=torch.float32
+        np.clip(negatives / np.clip(positives, 1.0, None), 1.0, config.max_pos_weight if weighted else 1.0),
+        dtype=torch.float32,
     )
 
     def multilabel(logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -107,6 +111,9 @@ def train_head(
     module.center.copy_(xt.mean(dim=0))  # type: ignore[operator]
     module.scale.copy_(xt.std(dim=0).clamp(min=1e-3))  # type: ignore[operator]
     loss_fn = _loss_fn(spec, np.nan_to_num(y_train), m_train.astype(np.float32), config)
+    # Early stopping watches the plain (unweighted) validation loss: the class weights that help
+    # rare labels learn would otherwise make a few synthetic positives dominate the stopping rule.
+    val_loss_fn = _loss_fn(spec, np.nan_to_num(y_train), m_train.astype(np.float32), config, weighted=False)
     optimizer = torch.optim.AdamW(
         module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -122,7 +129,7 @@ def train_head(
             optimizer.step()
         module.eval()
         with torch.inference_mode():
-            val_loss = float(loss_fn(module(xv), yv, mv))
+            val_loss = float(val_loss_fn(module(xv), yv, mv))
         if progress is not None:
             progress(epoch, config.epochs, f"val loss {val_loss:.4f}")
         if val_loss < best_loss - 1e-4:
