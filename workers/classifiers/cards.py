@@ -89,9 +89,11 @@ def write_card(directory: Path, head: Head, metrics: dict[str, Any]) -> Path:
         target = meta.get("config", {}).get("target_precision")
         lines += [
             "",
-            f"Thresholds: the lowest score reaching precision >= {target} on val (best-F1 score where "
-            "none does). Labels backed only by synthetic examples have a handful of test positives: "
-            "their figures say little, and their scores should be treated with caution.",
+            f"Thresholds: the lowest score reaching precision >= {target} on val (the best-F1 score "
+            f"where none does with recall >= {meta.get('config', {}).get('min_recall')}; at least 0.5 "
+            f"for labels with fewer than {meta.get('config', {}).get('min_positives')} val positives). "
+            "Labels backed only by synthetic examples have a handful of test positives: their figures "
+            "say little, and their scores should be treated with caution.",
             "",
             *_label_rows(head, test),
         ]
@@ -103,11 +105,14 @@ def write_card(directory: Path, head: Head, metrics: dict[str, Any]) -> Path:
                 lines.append(
                     f"- {source}: macro-F1 {_fmt(m['macro_f1'])}, accuracy {_fmt(m['accuracy'])} (n={m['n']})"
                 )
-            else:
+            elif m["any"]["auprc"] is not None:
                 a = m["any"]
                 lines.append(
                     f"- {source}: any-label AUPRC {_fmt(a['auprc'])}, AUROC {_fmt(a['auroc'])} (n={a['n']})"
                 )
+            else:
+                known = [f"{k} AUPRC {_fmt(v['auprc'])}" for k, v in m["labels"].items() if v.get("auprc")]
+                lines.append(f"- {source}: {', '.join(known) or 'no positives'}")
     lines += [
         "",
         "## Limits",

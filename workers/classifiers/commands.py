@@ -75,6 +75,9 @@ def train(
     label_column: Annotated[str, typer.Option(help="Column/key of a multi-class label.")] = "label",
     target_precision: Annotated[float, typer.Option(help="Per-label precision the thresholds aim at.")] = 0.8,
     epochs: Annotated[int, typer.Option(help="Most epochs (early stopping usually ends sooner).")] = 40,
+    tasks: Annotated[
+        str, typer.Option(help="--defaults: which default heads to train.")
+    ] = "moderate,risk,sentiment",
     data: DataOpt = DEFAULT_DATA,
     cache_dir: CacheOpt = DEFAULT_CACHE,
 ) -> None:
@@ -91,6 +94,7 @@ def train(
                 results = train_defaults(
                     data,
                     source,
+                    tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
                     out_dir=out or DEFAULTS_DIR,
                     config=config,
                     say=say,

@@ -7,7 +7,7 @@
 * calibration on the validation split: Platt scaling per label (multi-label), or one temperature
   plus per-class biases (multi-class), so scores behave as probabilities;
 * thresholds per label chosen on the validation split: the lowest score whose precision reaches
-  `target_precision` (the best-F1 threshold where no threshold reaches it).
+  `target_precision` (the best-F1 threshold where none does with recall >= `min_recall`).
 
 Unknown labels (NaN targets: a tweet labelled only for hate says nothing about harassment) are
 masked out of the loss, the calibration and the thresholds.
@@ -44,6 +44,12 @@ class TrainConfig:
     weight_decay: float = 1e-2
     max_pos_weight: float = 20.0
     target_precision: float = 0.8
+    #: Where the target precision leaves less recall than this on val, the best-F1 threshold is used
+    #: (noisy labels, e.g. user-level self-harm ratings given to every post, cap precision).
+    min_recall: float = 0.3
+    #: A label with fewer validation positives than this keeps a threshold of at least 0.5 (its
+    #: calibrated score must favour the label): too little evidence to trust a lower cut.
+    min_positives: int = 30
 
 
 def _loss_fn(
@@ -145,7 +151,12 @@ def train_head(
     _calibrate(spec, module, xv, yv, mv)
     head = Head(spec=spec, dim=int(xt.shape[1]), module=module)
     if spec.kind == "multilabel":
-        head.thresholds = choose_thresholds(predict(head, x_val), y_val, spec.labels, config.target_precision)
+        head.thresholds = choose_thresholds(
+            predict(head, x_val), y_val, spec.labels, config.target_precision, config.min_recall
+        )
+        for j, label in enumerate(spec.labels):
+            if np.nansum(y_val[:, j]) < config.min_positives:
+                head.thresholds[label] = max(head.thresholds[label], 0.5)
     head.meta = {
         "best_epoch": best_epoch,
         "epochs_run": epoch,
@@ -200,11 +211,16 @@ def predict(head: Head, x: np.ndarray, batch: int = 4096) -> np.ndarray:
 
 
 def choose_thresholds(
-    probs: np.ndarray, y: np.ndarray, labels: tuple[str, ...], target_precision: float
+    probs: np.ndarray,
+    y: np.ndarray,
+    labels: tuple[str, ...],
+    target_precision: float,
+    min_recall: float = 0.0,
 ) -> dict[str, float]:
     """Per label, the lowest score reaching `target_precision` on (probs, y); NaN targets ignored.
 
-    Where no threshold reaches it, the best-F1 threshold; 0.5 for a label without positives."""
+    Where no threshold reaches it with at least `min_recall`, the best-F1 threshold; 0.5 for a
+    label without positives."""
     from sklearn.metrics import precision_recall_curve
 
     out: dict[str, float] = {}
@@ -216,7 +232,7 @@ def choose_thresholds(
             continue
         precision, recall, cuts = precision_recall_curve(truth, score)
         precision, recall = precision[:-1], recall[:-1]
-        reaching = np.flatnonzero(precision >= target_precision)
+        reaching = np.flatnonzero((precision >= target_precision) & (recall >= min_recall))
         if reaching.size:
             out[label] = round(float(cuts[reaching[0]]), 4)
         else:

@@ -39,7 +39,8 @@ def data_dir(tmp_path: Path) -> Path:
             f"text,label,label_name\n{name} rude,1,offensive\n{name} calm,0,not-offensive\n"
         )
     (d / "tweeteval" / "sentiment_train_semeval2013-2016.csv").write_text(
-        "text,label,label_name,semeval_file\nlove it,2,positive,x\nhate it,0,negative,x\nit is tuesday,1,neutral,x\n"
+        "text,label,label_name,semeval_file\n"
+        "love it,2,positive,x\nhate it,0,negative,x\nit is tuesday,1,neutral,x\n"
     )
     (d / "tweeteval" / "sentiment_val.csv").write_text("text,label,label_name\nso good,2,positive\n")
     for name in ("emotion_train", "emotion_val"):
