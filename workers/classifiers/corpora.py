@@ -199,20 +199,26 @@ def _sentiment(data: Path, sample: int) -> Iterator[Example]:
     rows = list(_csv(data / "tweeteval" / "sentiment_train_semeval2013-2016.csv"))
     random.Random(SPLIT_SALT).shuffle(rows)
     for row in [*rows[:sample], *_csv(data / "tweeteval" / "sentiment_val.csv")]:
-        yield _ex(row["text"], "tweeteval_sentiment", {row["label_name"]: 1.0})
+        yield _ex(row["text"], "tweeteval_sentiment", _one_hot(row["label_name"]))
     emotion = {"joy": "positive", "optimism": "positive", "anger": "negative", "sadness": "negative"}
     for name in ("train", "val"):
         for row in _csv(data / "tweeteval" / f"emotion_{name}.csv"):
-            yield _ex(row["text"], "tweeteval_emotion", {emotion[row["label_name"]]: 1.0})
+            yield _ex(row["text"], "tweeteval_emotion", _one_hot(emotion[row["label_name"]]))
     for task, label, text in _synthetic():
         if task == "sentiment":
-            yield _ex(text, "synthetic", {label: 1.0})
+            yield _ex(text, "synthetic", _one_hot(label))
+
+
+def _one_hot(label: str) -> dict[str, float]:
+    from workers.classifiers.heads import SENTIMENT_LABELS
+
+    return {name: float(name == label) for name in SENTIMENT_LABELS}
 
 
 def financial_phrasebank(data: Path) -> list[Example]:
     """Financial PhraseBank sentences (evaluation only: non-commercial license)."""
     return [
-        _ex(row["text"], "financial_phrasebank", {row["label"]: 1.0})
+        _ex(row["text"], "financial_phrasebank", _one_hot(row["label"]))
         for row in _csv(data / "financial_phrasebank" / "train.csv")
     ]
 
@@ -248,7 +254,7 @@ def corpus(task: str, data: Path, *, sentiment_sample: int = SENTIMENT_SAMPLE) -
         labels = dict(seen.labels)
         for label, value in example.labels.items():
             labels[label] = max(value, labels.get(label, 0.0))
-        if task == "sentiment" and len([v for v in labels.values() if v]) > 1:
+        if task == "sentiment" and sum(labels.values()) > 1:
             labels = seen.labels  # contradictory sentiment labels: keep the first
         merged[example.text] = Example(seen.text, seen.source, seen.group, labels)
     return list(merged.values())

@@ -93,7 +93,7 @@ def multiclass_metrics(y: np.ndarray, probs: np.ndarray, labels: tuple[str, ...]
     """Accuracy, macro-F1, per-class F1 and one-vs-rest AUPRC/AUROC of softmax scores."""
     from sklearn.metrics import accuracy_score, f1_score
 
-    truth = y.argmax(axis=1)
+    truth = np.nan_to_num(y, nan=0.0).argmax(axis=1)  # unknown classes are simply not this one
     predicted = probs.argmax(axis=1)
     per_class = f1_score(truth, predicted, average=None, labels=list(range(len(labels))), zero_division=0)
     out: dict[str, Any] = {

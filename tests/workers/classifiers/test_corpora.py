@@ -96,9 +96,9 @@ def test_risk_and_sentiment_mappings(data_dir: Path) -> None:
     assert risk["WIN a prize now, call"]["fraud_scam"] == 1.0
     assert risk["see you at 5"] == dict.fromkeys(RISK_LABELS, 0.0)
     sentiment = _by_text("sentiment", data_dir)
-    assert sentiment["love it"] == {"positive": 1.0}
-    assert sentiment["emotion_train sad"] == {"negative": 1.0}
-    labels = Counter(label for example in sentiment.values() for label in example)
+    assert sentiment["love it"] == {"negative": 0.0, "neutral": 0.0, "positive": 1.0}
+    assert sentiment["emotion_train sad"] == {"negative": 1.0, "neutral": 0.0, "positive": 0.0}
+    labels = Counter(label for example in sentiment.values() for label, value in example.items() if value)
     assert {"negative", "neutral", "positive"} <= set(labels)
 
 
