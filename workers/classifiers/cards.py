@@ -111,7 +111,12 @@ def write_card(directory: Path, head: Head, metrics: dict[str, Any]) -> Path:
                     f"- {source}: any-label AUPRC {_fmt(a['auprc'])}, AUROC {_fmt(a['auroc'])} (n={a['n']})"
                 )
             else:
-                known = [f"{k} AUPRC {_fmt(v['auprc'])}" for k, v in m["labels"].items() if v.get("auprc")]
+                known = [
+                    f"{k} AUPRC {_fmt(v['auprc'])} (base rate {v['positives'] / v['n']:.2f}), "
+                    f"AUROC {_fmt(v['auroc'])}"
+                    for k, v in m["labels"].items()
+                    if v.get("auprc")
+                ]
                 lines.append(f"- {source}: {', '.join(known) or 'no positives'}")
     lines += [
         "",

@@ -148,7 +148,7 @@ def train_head(
     assert best_state is not None
     module.load_state_dict(best_state)
     module.eval()
-    _calibrate(spec, module, xv, yv, mv)
+    _calibrate(spec, module, xv, yv, mv, config.min_positives)
     head = Head(spec=spec, dim=int(xt.shape[1]), module=module)
     if spec.kind == "multilabel":
         head.thresholds = choose_thresholds(
@@ -168,8 +168,14 @@ def train_head(
     return head
 
 
-def _calibrate(spec: HeadSpec, module: Any, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> None:
-    """Fit the calibration buffers on the validation split (LBFGS on the unweighted NLL)."""
+def _calibrate(
+    spec: HeadSpec, module: Any, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, min_positives: int
+) -> None:
+    """Fit the calibration buffers on the validation split (LBFGS on the unweighted NLL).
+
+    A multi-label label with fewer than `min_positives` validation positives stays uncalibrated
+    (scale 1, bias 0): a handful of positives cannot support a fit, which would squash its scores
+    towards the validation mix's base rate."""
     import torch
 
     with torch.inference_mode():
@@ -195,8 +201,12 @@ def _calibrate(spec: HeadSpec, module: Any, x: torch.Tensor, y: torch.Tensor, ma
 
     optimizer.step(closure)  # type: ignore[no-untyped-call]
     with torch.no_grad():
-        module.cal_scale.copy_(log_scale.exp().expand(labels))
-        module.cal_bias.copy_(bias)
+        scale, shift = log_scale.exp().expand(labels).clone(), bias.clone()
+        if spec.kind == "multilabel":
+            scarce = (y * mask).sum(dim=0) < min_positives
+            scale[scarce], shift[scarce] = 1.0, 0.0
+        module.cal_scale.copy_(scale)
+        module.cal_bias.copy_(shift)
 
 
 def predict(head: Head, x: np.ndarray, batch: int = 4096) -> np.ndarray:

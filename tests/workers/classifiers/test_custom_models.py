@@ -107,7 +107,7 @@ def test_train_refuses_a_bad_file(trained: tuple[Path, Path], tmp_path: Path) ->
     bad.write_text("text\nhello\n")
     result = CliRunner().invoke(app, ["train", str(bad), "--name", "bad"])
     assert result.exit_code == 2
-    assert "no 'label' or 'labels'" in result.output
+    assert "no 'label' or 'labels'" in " ".join(result.output.split())
 
 
 def test_suite_serves_the_custom_model(trained: tuple[Path, Path], classifier_settings: Settings) -> None:
