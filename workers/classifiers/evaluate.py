@@ -88,7 +88,7 @@ def evaluate_defaults(
             entry["financial_phrasebank_test"] = _figures(head, fpb.y, scores(head, source, fpb.examples))
             curves["sentiment"] = (data.y, probs)
         else:
-            curves[task] = (data.y, probs)
+            curves[task] = (data.y, probs, head.spec.labels)
         report["tasks"][task] = entry
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "eval.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")

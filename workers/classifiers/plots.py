@@ -52,13 +52,13 @@ def plot_eval(curves: dict[str, Any], path: Path) -> Path:
                 )
         pr.set_title("Moderation: precision-recall (test split)")
     if "risk" in curves:
-        y, probs = curves["risk"]
+        y, probs, names = curves["risk"]
         for j in range(y.shape[1]):
             known = ~np.isnan(y[:, j])
             truth = y[known, j]
             if 0 < truth.sum() < len(truth):
                 p, r, _ = precision_recall_curve(truth, probs[known, j])
-                risk_ax.plot(r, p, lw=1.5, label=f"label {j} (n+={int(truth.sum())})")
+                risk_ax.plot(r, p, lw=1.5, label=f"{names[j]} (n+={int(truth.sum())})")
         risk_ax.set_title("Risk: precision-recall per label")
     for task, entry in curves.items():
         y, probs = entry[0], entry[1]
