@@ -58,7 +58,7 @@ def _rows() -> list[dict[str, object]]:
 
 @pytest.fixture(scope="module")
 def trained(
-    encoder_path: str, models_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    encoder_path: str, models_dir: Path, heads_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Path, Path]]:
     work = tmp_path_factory.mktemp("custom")
     data = work / "labels.jsonl"
@@ -66,7 +66,7 @@ def trained(
     patch = pytest.MonkeyPatch()
     patch.setenv("TEXTFLEET_ENCODER_MODEL", encoder_path)
     patch.setenv("TEXTFLEET_MODELS_DIR", str(models_dir))
-    patch.setenv("TEXTFLEET_HEADS_DIR", str(models_dir / "heads"))
+    patch.setenv("TEXTFLEET_HEADS_DIR", str(heads_dir))
     patch.setenv("TEXTFLEET_CLASSIFY_DEVICE", "cpu")
     get_settings.cache_clear()
     result = CliRunner().invoke(
