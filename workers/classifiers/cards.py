@@ -74,10 +74,18 @@ def write_card(directory: Path, head: Head, metrics: dict[str, Any]) -> Path:
         lines.append(
             f"Accuracy {_fmt(test['accuracy'])}, macro-F1 **{_fmt(test['macro_f1'])}** (n={test['n']})."
         )
-        lines += ["", "| label | F1 | AUPRC (one-vs-rest) | ECE |", "| --- | --- | --- | --- |"]
+        basis: dict[str, str] = json.loads(BASIS_FILE.read_text()).get(head.spec.name, {})
+        lines += [
+            "",
+            "| label | F1 | AUPRC (one-vs-rest) | ECE | rests on |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for label in head.spec.labels:
             m = test["labels"][label]
-            lines.append(f"| {label} | {_fmt(m['f1'])} | {_fmt(m['auprc'])} | {_fmt(m.get('ece'))} |")
+            lines.append(
+                f"| {label} | {_fmt(m['f1'])} | {_fmt(m['auprc'])} | {_fmt(m.get('ece'))} | "
+                f"{basis.get(label, 'the training file')} |"
+            )
         lines += ["", "The predicted label is the most probable one; no thresholds."]
     else:
         a = test["any"]
