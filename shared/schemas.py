@@ -7,8 +7,6 @@ by the workers (to parse what they run), so both sides agree on one definition.
 
 from __future__ import annotations
 
-from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -23,6 +21,23 @@ from pydantic import (
 
 from shared.constants import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN, TaskName
 from shared.response_format import JsonSchema, ResponseFormat
+from shared.results import (
+    TERMINAL_STATUSES,
+    ErrorBody,
+    ErrorResponse,
+    ExtractResult,
+    GenerateResult,
+    JobError,
+    JobList,
+    JobOut,
+    JobStatus,
+    ModerationResult,
+    RiskResult,
+    SentimentResult,
+    SummarizeResult,
+    Usage,
+    WebhookDeliveryOut,
+)
 from shared.settings import get_settings
 from shared.validation import RequestModel, check_no_credentials
 
@@ -45,6 +60,7 @@ __all__ = [
     "JobOut",
     "JobStatus",
     "ModerateJobCreate",
+    "ModerateParams",
     "ModerationResult",
     "RiskJobCreate",
     "RiskResult",
@@ -58,25 +74,6 @@ __all__ = [
     "WebhookDeliveryOut",
     "parse_job_payload",
 ]
-
-
-class JobStatus(StrEnum):
-    """Where a job is in its life. Exactly one of the last four is final."""
-
-    QUEUED = "queued"  # stored and enqueued; no worker has claimed it yet
-    RUNNING = "running"  # claimed by a worker (conditional update queued -> running)
-    SUCCEEDED = "succeeded"  # finished; `result` holds the output
-    FAILED = "failed"  # finished without a result; `error` holds {code, message}
-    CANCELED = "canceled"  # a client canceled it before it finished
-    EXPIRED = "expired"  # it waited in the queue past its time to live and never ran
-
-    @property
-    def is_terminal(self) -> bool:
-        """Whether no further transition can happen."""
-        return self in TERMINAL_STATUSES
-
-
-TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.EXPIRED})
 
 
 # --- Field validators that read settings (limits are configuration, not constants) -------------
@@ -226,6 +223,43 @@ class ExtractParams(_Deadlines):
     seed: int | None = None
 
 
+#: What a custom model name looks like (its directory under `models_dir/custom`).
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ModerateParams(ClassifyParams):
+    """Moderation as a policy: which categories to score, per-category thresholds, which model."""
+
+    categories: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=64)]] | None,
+        Field(min_length=1, max_length=64, description="Score only these categories (default: all)."),
+    ] = None
+    thresholds: Annotated[
+        dict[Annotated[str, Field(min_length=1, max_length=64)], Probability] | None,
+        Field(max_length=64, description="Per-category thresholds replacing the model's own."),
+    ] = None
+    model: Annotated[
+        str | None,
+        Field(
+            pattern=MODEL_NAME_PATTERN,
+            description="A custom model trained with `textfleet train` (see `textfleet models list`).",
+        ),
+    ] = None
+
+    @model_validator(mode="after")
+    def _known_categories(self) -> ModerateParams:
+        if self.model is not None:
+            return self  # a custom model's labels are checked by the worker that loads it
+        from shared.settings import MODERATION_CATEGORIES
+
+        named = [*(self.categories or []), *(self.thresholds or {})]
+        unknown = sorted(set(named) - set(MODERATION_CATEGORIES))
+        if unknown:
+            raise ValueError(f"unknown moderation categories {unknown}; known: {list(MODERATION_CATEGORIES)}")
+        return self
+
+
 # --- Job creation (a discriminated union on `task`) ----------------------------------------------
 
 Metadata = Annotated[
@@ -285,7 +319,7 @@ class SummarizeJobCreate(_JobCreateBase):
 class ModerateJobCreate(_JobCreateBase):
     task: Literal[TaskName.MODERATE]
     input: TextInput
-    params: ClassifyParams = Field(default_factory=ClassifyParams)
+    params: ModerateParams = Field(default_factory=ModerateParams)
 
 
 class RiskJobCreate(_JobCreateBase):
@@ -319,7 +353,7 @@ JobCreate = Annotated[
 _PAYLOADS: dict[TaskName, tuple[type[BaseModel], type[BaseModel]]] = {
     TaskName.GENERATE: (GenerateInput, GenerateParams),
     TaskName.SUMMARIZE: (TextInput, SummarizeParams),
-    TaskName.MODERATE: (TextInput, ClassifyParams),
+    TaskName.MODERATE: (TextInput, ModerateParams),
     TaskName.RISK: (TextInput, ClassifyParams),
     TaskName.SENTIMENT: (TextInput, ClassifyParams),
     TaskName.EXTRACT: (TextInput, ExtractParams),
@@ -332,116 +366,3 @@ def parse_job_payload(
     """Parse a stored job's input and params with its task's models (used by workers)."""
     input_model, params_model = _PAYLOADS[TaskName(task)]
     return input_model.model_validate(input_), params_model.model_validate(params)
-
-
-# --- Results -------------------------------------------------------------------------------------
-
-
-class Usage(BaseModel):
-    """Tokens a generation job consumed."""
-
-    prompt_tokens: int
-    completion_tokens: int
-
-
-class GenerateResult(BaseModel):
-    text: str
-    finish_reason: Literal["stop", "length", "abort"] | str
-    usage: Usage
-
-
-class SummarizeResult(BaseModel):
-    summary: str
-    usage: Usage
-
-
-class ModerationResult(BaseModel):
-    flagged: bool
-    categories: dict[str, bool]
-    category_scores: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]]
-
-
-class RiskResult(BaseModel):
-    score: Annotated[float, Field(ge=0.0, le=1.0)]
-    level: Literal["low", "medium", "high"]
-    labels: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]]
-
-
-class SentimentResult(BaseModel):
-    label: Literal["negative", "neutral", "positive"]
-    scores: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]]
-
-
-class ExtractResult(BaseModel):
-    data: JsonValue = Field(description="The extracted JSON, valid against the job's schema.")
-    usage: Usage
-
-
-# --- Job as returned by the API ------------------------------------------------------------------
-
-
-class JobError(BaseModel):
-    """Why a job failed."""
-
-    code: str
-    message: str
-
-
-class WebhookDeliveryOut(BaseModel):
-    """Delivery state of one webhook event of a job."""
-
-    id: str = Field(description="The `webhook-id` header: stable across retries of this event.")
-    event: str
-    status: Literal["pending", "delivered", "failed"]
-    attempts: int
-    last_status_code: int | None = None
-    last_error: str | None = None
-    next_attempt_at: datetime | None = None
-    delivered_at: datetime | None = None
-
-
-class JobOut(BaseModel):
-    """A job as clients see it."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str = Field(description="Sortable id (ULID): later jobs have larger ids.")
-    object: Literal["job"] = "job"
-    task: TaskName
-    status: JobStatus
-    input: dict[str, Any]
-    params: dict[str, Any]
-    metadata: dict[str, Any]
-    priority: int
-    result: dict[str, Any] | None = None
-    error: JobError | None = None
-    usage: Usage | None = None
-    attempts: int = 0
-    worker: str | None = None
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    webhook: str | None = None
-    webhook_events: list[str] = Field(default_factory=list)
-    webhook_deliveries: list[WebhookDeliveryOut] = Field(default_factory=list)
-
-
-class JobList(BaseModel):
-    """A page of jobs, newest first. Pass `next_cursor` as `cursor` for the next page."""
-
-    object: Literal["list"] = "list"
-    items: list[JobOut]
-    next_cursor: str | None = None
-
-
-class ErrorBody(BaseModel):
-    code: str = Field(description="Stable machine-readable code, e.g. `validation_error`.")
-    message: str = Field(description="What went wrong, for people.")
-    field: str | None = Field(None, description="Dotted path of the offending field, when there is one.")
-    errors: list[dict[str, Any]] | None = Field(None, description="Every validation problem found.")
-
-
-class ErrorResponse(BaseModel):
-    """Body of every 4xx/5xx response."""
-
-    error: ErrorBody

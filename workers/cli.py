@@ -107,7 +107,7 @@ def _parse_queues(value: str) -> tuple[Queue, ...]:
 @models_app.command("prepare")
 def models_prepare() -> None:
     """Build the default models into TEXTFLEET_MODELS_DIR (a second run is instant)."""
-    from workers.classifiers.training import prepare_heads
+    from workers.classifiers.install import prepare_heads
     from workers.models.prepare import prepare_encoder, prepare_generation_model
 
     settings = get_settings()
@@ -117,7 +117,7 @@ def models_prepare() -> None:
         steps = [
             ("generation model (SmolLM2-135M-Instruct, GGUF -> safetensors)", "gen"),
             ("classifier encoder (all-MiniLM-L6-v2)", "enc"),
-            ("classifier heads (moderation, risk, sentiment)", "heads"),
+            ("classifier heads (moderation, risk, sentiment; shipped, trained on real data)", "heads"),
         ]
         bar = progress.add_task("models", total=len(steps))
         for description, step in steps:
@@ -131,7 +131,7 @@ def models_prepare() -> None:
             elif step == "enc":
                 path = prepare_encoder(settings.models_dir, progress=note)
             else:
-                path = prepare_heads(settings.encoder_model_path, settings.heads_path, progress=note)
+                path = prepare_heads(settings.heads_path, progress=note)
             progress.advance(bar)
             progress.console.print(f"[green]ok[/] {description}: {path}")
 
@@ -326,6 +326,14 @@ def webhooks_resend(
             err_console.print_json(data=exc.body)
             raise typer.Exit(1) from exc
     console.print_json(data=delivery)
+
+
+# --- Classifier training and evaluation (issue 11) ---------------------------------------------
+# textfleet train FILE --name NAME | --defaults; textfleet eval FILE --model M | --defaults;
+# textfleet models list
+from workers.classifiers.commands import register_commands  # noqa: E402
+
+register_commands(app, models_app)
 
 
 def main() -> None:

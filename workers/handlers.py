@@ -13,6 +13,7 @@ from shared.schemas import (
     GenerateInput,
     GenerateParams,
     GenerateResult,
+    ModerateParams,
     ModerationResult,
     RiskResult,
     SentimentResult,
@@ -109,10 +110,27 @@ def _extract(
     return HandlerResult(result, usage)
 
 
+def _moderate(
+    rt: WorkerRuntime, job_id: str, input_: BaseModel, params: BaseModel, timeout_s: float | None
+) -> HandlerResult:
+    """Moderation with the request's policy: categories, thresholds and a custom model."""
+    from workers.classifiers.policy import apply_policy
+
+    assert isinstance(input_, TextInput)
+    assert isinstance(params, ModerateParams)
+    suite = rt.require_classifiers()
+    if params.model is None:
+        raw = suite.classify(TaskName.MODERATE, input_.text, timeout_s=timeout_s)
+    else:
+        raw = suite.classify(TaskName.MODERATE, input_.text, timeout_s=timeout_s, model=params.model)
+    result = {**apply_policy(raw, params), "model": params.model}
+    return HandlerResult(ModerationResult.model_validate(result).model_dump())
+
+
 HANDLERS: dict[TaskName, Handler] = {
     TaskName.GENERATE: _generate,
     TaskName.SUMMARIZE: _summarize,
-    TaskName.MODERATE: _classifier(ModerationResult, TaskName.MODERATE),
+    TaskName.MODERATE: _moderate,
     TaskName.RISK: _classifier(RiskResult, TaskName.RISK),
     TaskName.SENTIMENT: _classifier(SentimentResult, TaskName.SENTIMENT),
     TaskName.EXTRACT: _extract,

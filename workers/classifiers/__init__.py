@@ -1,8 +1,11 @@
 """PyTorch classifiers of classify workers: moderation, risk and sentiment over one sentence encoder.
 
-* `encoder.SentenceEncoder`: all-MiniLM-L6-v2-style sentence embeddings (mean pooling, L2 norm).
-* `heads`: the per-task heads and their safetensors storage; `seeds` + `training`: how they are
-  trained at `textfleet models prepare` time (`training.prepare_heads`).
+* `encoder.SentenceEncoder`: all-MiniLM-L6-v2 with mean pooling (any layers' hidden states).
+* `heads`: calibrated MLP heads (model directories); `defaults/` holds the shipped ones, trained
+  from `../shared/data` (`corpora`, `pipeline`, `train`, `defaults`: `make models-train`) and
+  installed by `textfleet models prepare` (`install`).
+* `evaluate`, `metrics`, `plots`: `textfleet eval`; `commands`: the train/eval/models list CLI.
+* `registry`: custom models under `models_dir/custom`; `policy`: per-request moderation policy.
 * `workers.batching.MicroBatcher` (shared with the DB path) gathers single requests into batches.
 * `suite.EncoderClassifierSuite`: the `base.ClassifierSuite` that workers use.
 

@@ -13,10 +13,14 @@ __all__ = ["ClassifierSuite"]
 class ClassifierSuite(Protocol):
     """Moderation, risk and sentiment over one shared encoder; thread-safe, batched internally."""
 
-    def classify(self, task: TaskName, text: str, timeout_s: float | None = None) -> dict[str, Any]:
+    def classify(
+        self, task: TaskName, text: str, timeout_s: float | None = None, *, model: str | None = None
+    ) -> dict[str, Any]:
         """The result object of `task` (moderate, risk or sentiment) for `text`, as a JSON-able dict
-        matching shared.schemas.ModerationResult / RiskResult / SentimentResult. Concurrent calls from
-        many threads are gathered into one forward pass. Raises shared.errors.ModelError on failure."""
+        matching shared.schemas.ModerationResult / RiskResult / SentimentResult (moderation results
+        also carry the `thresholds` applied). Concurrent calls from many threads are gathered into
+        one forward pass. `model` names a custom moderation model (`textfleet train`; unknown ->
+        InvalidInputError with code unknown_model). Raises shared.errors.ModelError on failure."""
         ...
 
     def classify_batch(self, task: TaskName, texts: list[str]) -> list[dict[str, Any]]:

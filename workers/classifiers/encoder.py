@@ -90,6 +90,35 @@ class SentenceEncoder:
         )
         return cls(model, tokenizer, device=resolved, source=path, max_length=max_length)
 
+    @property
+    def layer_count(self) -> int:
+        """Hidden states the encoder yields: token embeddings plus one per layer."""
+        return int(self.model.config.num_hidden_layers) + 1
+
+    def encode_layers(self, texts: list[str], layers: tuple[int, ...] | None = None) -> torch.Tensor:
+        """Mean-pooled hidden states, shape (len(texts), n_layers, dim), float32, not normalised.
+
+        `layers` picks hidden states (0 = token embeddings, -1 = last layer); None means all."""
+        import torch
+
+        picked = list(range(self.layer_count)) if layers is None else list(layers)
+        if not texts:
+            return torch.empty((0, len(picked), self.dim), dtype=torch.float32, device=self.device)
+        try:
+            batch = self.tokenizer(
+                texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            )
+            batch = {key: value.to(self.device) for key, value in batch.items()}
+            with self._lock, torch.inference_mode():
+                self.forward_passes += 1
+                hidden = self.model(**batch, output_hidden_states=True).hidden_states
+                mask = batch["attention_mask"].unsqueeze(-1).float()
+                counts = mask.sum(dim=1).clamp(min=1e-9)
+                pooled = [(hidden[i].float() * mask).sum(dim=1) / counts for i in picked]
+                return torch.stack(pooled, dim=1)
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise ModelError(f"the encoder failed on a batch of {len(texts)} texts: {exc}") from exc
+
     def encode(self, texts: list[str]) -> torch.Tensor:
         """Embeddings of `texts`, shape (len(texts), dim), float32 on the encoder's device, unit norm."""
         import torch

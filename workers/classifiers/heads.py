@@ -1,14 +1,16 @@
-"""Classifier heads: small PyTorch modules over the encoder's sentence embedding.
+"""Classifier heads: small calibrated PyTorch MLPs over the encoder's pooled hidden states.
 
-* moderation: 13 independent sigmoid outputs, one per OpenAI moderation category
-  (`shared.settings.MODERATION_CATEGORIES`).
-* risk: independent sigmoid outputs over `RISK_LABELS` (fraud and financial risk signals).
-* sentiment: a 3-way softmax over `SENTIMENT_LABELS`.
+A head is a model directory written by `textfleet train` (`workers.classifiers.train`):
 
-Each head standardises the embedding (a mean/scale fitted on the training embeddings, stored as
-buffers) and applies one hidden layer and a linear output. The three heads are saved together as
-one safetensors file (`heads.safetensors`) plus a JSON description (`heads.json`: label names,
-encoder, version) in `settings.heads_path`. torch is imported lazily.
+* `head.safetensors`: the weights (feature mean/scale, one hidden layer, output, calibration);
+* `head.json`: task, kind (multilabel: one sigmoid per label; multiclass: softmax), label names,
+  which encoder layers it reads (`features.FeatureSpec`), thresholds chosen on the validation split,
+  and what it was trained on;
+* `metrics.json` and `MODEL_CARD.md`: measured figures and the card.
+
+Scores are calibrated: each label's logit is scaled and shifted (Platt scaling; one shared scale
+for softmax heads) by parameters fitted on the validation split. `HeadSet` is the heads of the
+default tasks (moderate, risk, sentiment), one subdirectory each. torch is imported lazily.
 """
 
 from __future__ import annotations
@@ -20,17 +22,19 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from shared.errors import ModelNotPreparedError
 from shared.settings import MODERATION_CATEGORIES
+from workers.classifiers.features import FeatureSpec
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "HEADS_FILE",
-    "HEADS_FORMAT_VERSION",
-    "HEADS_META_FILE",
+    "HEAD_FILE",
+    "HEAD_FORMAT_VERSION",
+    "HEAD_META_FILE",
     "RISK_LABELS",
     "RISK_LABEL_DESCRIPTIONS",
     "SENTIMENT_LABELS",
+    "Head",
     "HeadKind",
     "HeadSet",
     "HeadSpec",
@@ -56,26 +60,28 @@ RISK_LABELS: tuple[str, ...] = tuple(RISK_LABEL_DESCRIPTIONS)
 #: Sentiment labels in output order.
 SENTIMENT_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 
-HEADS_FILE = "heads.safetensors"
-HEADS_META_FILE = "heads.json"
-#: Bump when the stored layout of the heads changes.
-HEADS_FORMAT_VERSION = 1
+HEAD_FILE = "head.safetensors"
+HEAD_META_FILE = "head.json"
+#: Bump when the stored layout of a head changes.
+HEAD_FORMAT_VERSION = 2
 
 HeadKind = Literal["multilabel", "multiclass"]
 
 
 @dataclass(frozen=True)
 class HeadSpec:
-    """One head: its name (the task), its kind and its label names in output order."""
+    """A head's shape: task, kind, label names in output order, hidden width and input features."""
 
     name: str
     kind: HeadKind
     labels: tuple[str, ...]
-    hidden: int = 128
+    hidden: int = 256
+    features: FeatureSpec = field(default_factory=FeatureSpec)
+    dropout: float = 0.2
 
 
 def head_specs() -> dict[str, HeadSpec]:
-    """The three heads textfleet trains, keyed by task name."""
+    """The default heads, keyed by task name (their label sets are part of the API contract)."""
     return {
         "moderate": HeadSpec("moderate", "multilabel", MODERATION_CATEGORIES),
         "risk": HeadSpec("risk", "multilabel", RISK_LABELS),
@@ -84,108 +90,151 @@ def head_specs() -> dict[str, HeadSpec]:
 
 
 def build_head(dim: int, spec: HeadSpec) -> torch.nn.Module:
-    """A fresh (untrained) head module for `spec` over `dim`-dimensional embeddings."""
+    """A fresh (untrained) head module for `spec` over `dim`-dimensional features."""
     import torch
     from torch import nn
 
     class _Head(nn.Module):
-        """Standardise, one hidden layer, linear output (logits)."""
+        """Standardise, one hidden layer, linear output; `calibrated` applies the fitted Platt scaling."""
 
         center: torch.Tensor
         scale: torch.Tensor
+        cal_scale: torch.Tensor
+        cal_bias: torch.Tensor
 
         def __init__(self) -> None:
             super().__init__()
             self.register_buffer("center", torch.zeros(dim))
             self.register_buffer("scale", torch.ones(dim))
+            self.register_buffer("cal_scale", torch.ones(len(spec.labels)))
+            self.register_buffer("cal_bias", torch.zeros(len(spec.labels)))
             self.hidden = nn.Linear(dim, spec.hidden)
-            self.dropout = nn.Dropout(0.1)
+            self.dropout = nn.Dropout(spec.dropout)
             self.out = nn.Linear(spec.hidden, len(spec.labels))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             z = (x - self.center) / self.scale
             return self.out(self.dropout(nn.functional.gelu(self.hidden(z))))  # type: ignore[no-any-return]
 
+        def calibrated(self, x: torch.Tensor) -> torch.Tensor:
+            return self.forward(x) * self.cal_scale + self.cal_bias
+
     return _Head()
 
 
 @dataclass
-class HeadSet:
-    """The trained heads of all tasks, with what they were trained on."""
+class Head:
+    """One trained head with its thresholds and description (`head.json`)."""
 
+    spec: HeadSpec
     dim: int
-    specs: dict[str, HeadSpec]
-    modules: dict[str, torch.nn.Module]
+    module: torch.nn.Module
+    thresholds: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def probabilities(self, task: str, embeddings: torch.Tensor) -> torch.Tensor:
-        """Per-label probabilities (sigmoid for multi-label heads, softmax for multi-class ones)."""
+    def probabilities(self, features: torch.Tensor) -> torch.Tensor:
+        """Calibrated per-label probabilities (sigmoid for multi-label heads, softmax otherwise)."""
         import torch
 
-        spec = self.specs[task]
-        module = self.modules[task]
         with torch.inference_mode():
-            logits = module(embeddings)
-            if spec.kind == "multiclass":
+            logits = self.module.calibrated(features)  # type: ignore[operator]
+            if self.spec.kind == "multiclass":
                 return torch.softmax(logits, dim=-1)
             return torch.sigmoid(logits)
 
-    def to(self, device: str) -> HeadSet:
-        """Move every head to `device` (in place) and return self."""
-        for module in self.modules.values():
-            module.to(device)
-        return self
-
-    # --- Storage --------------------------------------------------------------------------------
-
     def save(self, directory: Path) -> None:
-        """Write `heads.safetensors` and `heads.json` into `directory` (which must exist)."""
+        """Write `head.safetensors` and `head.json` into `directory` (created if needed)."""
         from safetensors.torch import save_file
 
-        tensors: dict[str, torch.Tensor] = {}
-        for task, module in self.modules.items():
-            for key, value in module.state_dict().items():
-                tensors[f"{task}.{key}"] = value.detach().to("cpu").contiguous()
-        save_file(tensors, str(directory / HEADS_FILE), metadata={"format": "textfleet-heads"})
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.module.state_dict().items()}
+        save_file(tensors, str(directory / HEAD_FILE), metadata={"format": "textfleet-head"})
         meta = {
             **self.meta,
-            "format_version": HEADS_FORMAT_VERSION,
+            "format_version": HEAD_FORMAT_VERSION,
+            "task": self.spec.name,
+            "kind": self.spec.kind,
+            "labels": list(self.spec.labels),
+            "hidden": self.spec.hidden,
+            "dropout": self.spec.dropout,
+            "layers": list(self.spec.features.layers),
             "dim": self.dim,
-            "heads": {
-                task: {"kind": spec.kind, "labels": list(spec.labels), "hidden": spec.hidden}
-                for task, spec in self.specs.items()
-            },
+            "thresholds": self.thresholds,
         }
-        (directory / HEADS_META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        (directory / HEAD_META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path, *, device: str = "cpu") -> Head:
+        """Read a head written by `save`. Raises ModelNotPreparedError when missing or stale."""
+        from safetensors.torch import load_file
+
+        meta_path, weights_path = directory / HEAD_META_FILE, directory / HEAD_FILE
+        if not meta_path.is_file() or not weights_path.is_file():
+            raise ModelNotPreparedError(
+                f"no classifier head in {directory}; run `textfleet models prepare` (defaults) "
+                "or `textfleet train` (custom models)"
+            )
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format_version") != HEAD_FORMAT_VERSION:
+            raise ModelNotPreparedError(
+                f"the classifier head in {directory} has format {meta.get('format_version')!r}, "
+                f"this version reads {HEAD_FORMAT_VERSION}; run `textfleet models prepare` again"
+            )
+        spec = HeadSpec(
+            str(meta["task"]),
+            meta["kind"],
+            tuple(meta["labels"]),
+            int(meta["hidden"]),
+            FeatureSpec(tuple(int(i) for i in meta["layers"])),
+            float(meta.get("dropout", 0.0)),
+        )
+        module = build_head(int(meta["dim"]), spec)
+        module.load_state_dict(load_file(str(weights_path)))
+        module.eval()
+        module.to(device)
+        thresholds = {str(k): float(v) for k, v in meta.get("thresholds", {}).items()}
+        return cls(spec=spec, dim=int(meta["dim"]), module=module, thresholds=thresholds, meta=meta)
+
+    def to(self, device: str) -> Head:
+        """Move the head to `device` (in place) and return self."""
+        self.module.to(device)
+        return self
+
+
+@dataclass
+class HeadSet:
+    """The heads of several tasks over one encoder, keyed by task name."""
+
+    heads: dict[str, Head]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def specs(self) -> dict[str, HeadSpec]:
+        """Each head's spec, keyed by task."""
+        return {task: head.spec for task, head in self.heads.items()}
+
+    def layers(self) -> tuple[int, ...]:
+        """Every encoder layer any head reads, sorted (what one forward pass must pool)."""
+        return tuple(sorted({i for head in self.heads.values() for i in head.spec.features.layers}))
+
+    def to(self, device: str) -> HeadSet:
+        """Move every head to `device` (in place) and return self."""
+        for head in self.heads.values():
+            head.to(device)
+        return self
 
     @classmethod
     def load(cls, directory: Path, *, device: str = "cpu") -> HeadSet:
-        """Read heads written by `save`. Raises ModelNotPreparedError when they are missing or stale."""
-        from safetensors.torch import load_file
-
-        meta_path = directory / HEADS_META_FILE
-        weights_path = directory / HEADS_FILE
-        if not meta_path.is_file() or not weights_path.is_file():
+        """The heads in the subdirectories of `directory` (one per task)."""
+        directory = Path(directory)
+        subdirs = (
+            sorted(p for p in directory.iterdir() if (p / HEAD_META_FILE).is_file())
+            if directory.is_dir()
+            else []
+        )
+        if not subdirs:
             raise ModelNotPreparedError(
                 f"the classifier heads are not in {directory}; run `textfleet models prepare`"
             )
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format_version") != HEADS_FORMAT_VERSION:
-            raise ModelNotPreparedError(
-                f"the classifier heads in {directory} have format {meta.get('format_version')!r}, "
-                f"this version reads {HEADS_FORMAT_VERSION}; run `textfleet models prepare` again"
-            )
-        dim = int(meta["dim"])
-        tensors = load_file(str(weights_path))
-        specs: dict[str, HeadSpec] = {}
-        modules: dict[str, torch.nn.Module] = {}
-        for task, info in meta["heads"].items():
-            spec = HeadSpec(task, info["kind"], tuple(info["labels"]), int(info["hidden"]))
-            module = build_head(dim, spec)
-            prefix = f"{task}."
-            module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
-            module.eval()
-            module.to(device)
-            specs[task] = spec
-            modules[task] = module
-        return cls(dim=dim, specs=specs, modules=modules, meta=meta)
+        heads = {p.name: Head.load(p, device=device) for p in subdirs}
+        return cls(heads={head.spec.name: head for head in heads.values()})

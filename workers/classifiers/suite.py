@@ -1,8 +1,11 @@
 """`EncoderClassifierSuite`: moderation, risk and sentiment over one shared sentence encoder.
 
-Every request becomes a `(task, text)` item on one `MicroBatcher`; the batcher's thread embeds a
-whole batch in one encoder forward pass (whatever the tasks) and runs each task's head on its rows.
-Results are JSON-able dicts matching shared.schemas.ModerationResult / RiskResult / SentimentResult.
+Every request becomes a `(task, text, head)` item on one `MicroBatcher`; the batcher's thread
+embeds a whole batch in one encoder forward pass (pooling every layer any head of the batch reads,
+whatever the tasks) and runs each head on its rows. Results are JSON-able dicts matching
+shared.schemas.ModerationResult / RiskResult / SentimentResult. A moderation request may name a
+custom model (`textfleet train`, registered under `models_dir/custom/<name>`): it is loaded on first
+use and stays warm (`registry.ModelRegistry`).
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ from shared.constants import TaskName
 from shared.errors import ModelError, ModelNotPreparedError
 from shared.settings import Settings
 from workers.batching import BatcherClosedError, MicroBatcher
+from workers.classifiers.registry import ModelRegistry
 
 if TYPE_CHECKING:
+    import torch
+
     from workers.classifiers.encoder import SentenceEncoder
-    from workers.classifiers.heads import HeadSet
+    from workers.classifiers.heads import Head, HeadSet
 
 __all__ = ["CLASSIFIER_TASKS", "EncoderClassifierSuite"]
 
@@ -31,7 +37,7 @@ log = structlog.get_logger(__name__)
 #: The tasks a classifier suite serves (head names in the heads file are these values).
 CLASSIFIER_TASKS: tuple[TaskName, ...] = (TaskName.MODERATE, TaskName.RISK, TaskName.SENTIMENT)
 
-Item = tuple[TaskName, str]
+Item = tuple[TaskName, str, "Head"]
 Outcome = dict[str, Any] | ModelError
 
 _WARMUP_TEXT = "textfleet warm-up: is this message fine?"
@@ -53,17 +59,23 @@ class EncoderClassifierSuite:
             raise ModelNotPreparedError(
                 f"the classifier heads lack {', '.join(missing)}; run `textfleet models prepare`"
             )
-        if heads.dim != encoder.dim:
-            raise ModelNotPreparedError(
-                f"the classifier heads expect {heads.dim}-d embeddings but the encoder gives "
-                f"{encoder.dim}-d ones; run `textfleet models prepare` for this encoder"
-            )
+        for head in heads.heads.values():
+            expected = head.spec.features.dim(encoder.dim)
+            if head.dim != expected:
+                raise ModelNotPreparedError(
+                    f"the {head.spec.name} head expects {head.dim}-d features but the encoder gives "
+                    f"{expected}-d ones; run `textfleet models prepare` for this encoder"
+                )
         self.encoder = encoder
         self.heads = heads
         self.settings = settings
+        self.registry = ModelRegistry(Path(settings.models_dir).expanduser(), encoder)
+        moderation = heads.heads[TaskName.MODERATE.value]
         self._thresholds = {
-            label: settings.moderation_threshold(label)
-            for label in heads.specs[TaskName.MODERATE.value].labels
+            label: settings.moderation_thresholds.get(
+                label, moderation.thresholds.get(label, settings.moderation_default_threshold)
+            )
+            for label in moderation.spec.labels
         }
         if warmup:
             self._warm_up()
@@ -87,9 +99,10 @@ class EncoderClassifierSuite:
         encoder_path = settings.encoder_model_path
         heads_path = Path(settings.heads_path).expanduser()
         heads = HeadSet.load(heads_path)  # cheap; fail on missing heads before loading the encoder
-        trained_on = heads.meta.get("encoder")
-        if trained_on is not None and trained_on != encoder_path:
-            log.warning("classifiers.encoder_mismatch", heads_encoder=trained_on, encoder=encoder_path)
+        for head in heads.heads.values():
+            trained_on = head.meta.get("encoder")
+            if trained_on is not None and trained_on != Path(encoder_path).name:
+                log.warning("classifiers.encoder_mismatch", heads_encoder=trained_on, encoder=encoder_path)
         encoder = SentenceEncoder.load(encoder_path, device=settings.classify_device)
         heads.to(encoder.device)
         suite = cls(encoder, heads, settings)
@@ -106,11 +119,16 @@ class EncoderClassifierSuite:
 
     # --- ClassifierSuite ------------------------------------------------------------------------
 
-    def classify(self, task: TaskName, text: str, timeout_s: float | None = None) -> dict[str, Any]:
-        """The result of `task` for `text`; concurrent calls share forward passes. Raises ModelError."""
+    def classify(
+        self, task: TaskName, text: str, timeout_s: float | None = None, *, model: str | None = None
+    ) -> dict[str, Any]:
+        """The result of `task` for `text`; concurrent calls share forward passes. Raises ModelError.
+
+        `model` names a custom moderation model (raises UnknownModelError when there is none)."""
         task = _check_task(task)
+        head = self._head(task, model)
         try:
-            future = self.batcher.submit((task, text))
+            future = self.batcher.submit((task, text, head))
         except BatcherClosedError as exc:
             raise ModelError("the classifier suite is closed") from exc
         return _outcome(future, timeout_s)
@@ -120,8 +138,9 @@ class EncoderClassifierSuite:
         task = _check_task(task)
         # Submit in length order so each batch pads to similar lengths; answer in input order.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        head = self._head(task, None)
         try:
-            futures = {i: self.batcher.submit((task, texts[i])) for i in order}
+            futures = {i: self.batcher.submit((task, texts[i], head)) for i in order}
         except BatcherClosedError as exc:
             raise ModelError("the classifier suite is closed") from exc
         return [_outcome(futures[i]) for i in range(len(texts))]
@@ -130,6 +149,15 @@ class EncoderClassifierSuite:
         """Finish what was submitted and stop the batching thread."""
         self.batcher.close()
         log.info("classifiers.closed", batches=self.batcher.stats.batches, items=self.batcher.stats.items)
+
+    def _head(self, task: TaskName, model: str | None) -> Head:
+        if model is None:
+            return self.heads.heads[task.value]
+        if task is not TaskName.MODERATE:
+            raise ModelError(
+                f"custom models serve the moderate task, not {task.value}", code="invalid_params"
+            )
+        return self.registry.get(model)
 
     # --- The batch function (runs on the batcher's thread) --------------------------------------
 
@@ -146,15 +174,18 @@ class EncoderClassifierSuite:
 
     def _classify_items(self, items: list[Item]) -> list[Outcome]:
         started = time.perf_counter()
-        embeddings = self.encoder.encode([text for _, text in items])
+        heads = {id(head): head for _, _, head in items}
+        total = self.encoder.layer_count
+        layers = tuple(sorted({i % total for head in heads.values() for i in head.spec.features.layers}))
+        states = self.encoder.encode_layers([text for _, text, _ in items], layers)
         out: list[Outcome | None] = [None] * len(items)
-        for task in CLASSIFIER_TASKS:
-            rows = [i for i, (item_task, _) in enumerate(items) if item_task == task]
-            if not rows:
-                continue
-            probs = self.heads.probabilities(task.value, embeddings[rows]).to("cpu").tolist()
+        for key, head in heads.items():
+            rows = [i for i, (_, _, item_head) in enumerate(items) if id(item_head) == key]
+            wanted = [layers.index(i % total) for i in head.spec.features.layers]
+            features = _features(states[rows], wanted)
+            probs = head.probabilities(features).to("cpu").tolist()
             for row, values in zip(rows, probs, strict=True):
-                out[row] = self._result(task, values)
+                out[row] = self._result(items[row][0], head, values)
         log.debug(
             "classifiers.batch",
             size=len(items),
@@ -162,12 +193,21 @@ class EncoderClassifierSuite:
         )
         return [outcome if outcome is not None else ModelError("no result") for outcome in out]
 
-    def _result(self, task: TaskName, values: list[float]) -> dict[str, Any]:
-        labels = self.heads.specs[task.value].labels
+    def _result(self, task: TaskName, head: Head, values: list[float]) -> dict[str, Any]:
+        labels = head.spec.labels
         scores = {label: _unit(value) for label, value in zip(labels, values, strict=True)}
         if task is TaskName.MODERATE:
-            categories = {label: scores[label] >= self._thresholds[label] for label in labels}
-            return {"flagged": any(categories.values()), "categories": categories, "category_scores": scores}
+            if head is self.heads.heads[task.value]:
+                thresholds = self._thresholds
+            else:
+                thresholds = {label: head.thresholds.get(label, 0.5) for label in labels}
+            categories = {label: scores[label] >= thresholds[label] for label in labels}
+            return {
+                "flagged": any(categories.values()),
+                "categories": categories,
+                "category_scores": scores,
+                "thresholds": dict(thresholds),
+            }
         if task is TaskName.RISK:
             score = max(scores.values(), default=0.0)
             if score >= self.settings.risk_high_threshold:
@@ -183,7 +223,9 @@ class EncoderClassifierSuite:
 
     def _warm_up(self) -> None:
         started = time.perf_counter()
-        self._classify_items([(task, _WARMUP_TEXT) for task in CLASSIFIER_TASKS])
+        self._classify_items(
+            [(task, _WARMUP_TEXT, self.heads.heads[task.value]) for task in CLASSIFIER_TASKS]
+        )
         log.info("classifiers.warmed_up", ms=round((time.perf_counter() - started) * 1000, 2))
 
 
@@ -196,6 +238,15 @@ def _check_task(task: TaskName | str) -> TaskName:
         raise ModelError(f"{task!r} is not a classifier task (moderate, risk or sentiment)")
     assert value is not None
     return value
+
+
+def _features(states: torch.Tensor, wanted: list[int]) -> torch.Tensor:
+    """A head's input from pooled states (n, layers, dim): the `wanted` ones, normalised, concatenated
+    (as `features.combine` does in training)."""
+    import torch
+
+    chosen = torch.nn.functional.normalize(states[:, wanted, :], p=2.0, dim=2)
+    return chosen.reshape(chosen.shape[0], -1)
 
 
 def _unit(value: float) -> float:

@@ -1,4 +1,4 @@
-"""Fixtures of the classifier tests: the shipped encoder and heads trained once per session."""
+"""Fixtures of the classifier tests: the shipped encoder and the shipped default heads."""
 
 from __future__ import annotations
 
@@ -42,12 +42,19 @@ def encoder_path() -> str:
 
 
 @pytest.fixture(scope="session")
-def heads_dir(encoder_path: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from workers.classifiers.training import prepare_heads
-
-    return prepare_heads(encoder_path, tmp_path_factory.mktemp("models") / "heads", device="cpu")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
 
 
 @pytest.fixture(scope="session")
-def classifier_settings(encoder_path: str, heads_dir: Path) -> Settings:
-    return Settings(encoder_model=encoder_path, heads_dir=heads_dir, classify_device="cpu")
+def heads_dir(models_dir: Path) -> Path:
+    from workers.classifiers.install import prepare_heads
+
+    return prepare_heads(models_dir / "heads")
+
+
+@pytest.fixture(scope="session")
+def classifier_settings(encoder_path: str, heads_dir: Path, models_dir: Path) -> Settings:
+    return Settings(
+        encoder_model=encoder_path, heads_dir=heads_dir, models_dir=models_dir, classify_device="cpu"
+    )

@@ -1,62 +1,32 @@
-"""Held-out quality of the seed-trained heads on labeled public data (../shared/data).
+"""The shipped default heads: they load, score known examples sensibly, and keep their held-out
+quality on fixed samples of the test split of ../shared/data (never used for training or tuning).
 
-Neither data set is used for training (the heads learn only from workers/classifiers/seeds.py), so
-these are honest held-out numbers. Each check uses a fixed sample: `random.Random(0).sample(rows, 500)`
-over the file's rows in order. Skipped when the data is absent locally; fails under CI=true.
-
-Measured when written (all-MiniLM-L6-v2, CPU): Davidson max(harassment, hate) ROC-AUC 0.80
-(hate or offensive vs neither), SMS spam risk-score ROC-AUC 0.95.
+Floors sit a little below the values measured when the heads were trained (see each model card's
+test figures and workers/classifiers/defaults/EVAL.md); a retrained head that falls below them
+is a regression. Sample: `random.Random(0).sample(test_rows, SAMPLE_SIZE)`. The data checks are
+skipped when ../shared/data is absent locally and fail under CI=true.
 """
 
 from __future__ import annotations
 
-import csv
 import random
 from collections.abc import Iterator
-from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
+from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from shared.constants import TaskName
 from shared.settings import Settings
 from tests.workers.classifiers.conftest import DATA_DIR, missing
+from workers.classifiers.corpora import Example, corpus, split_of
+from workers.classifiers.defaults import shippable
 from workers.classifiers.suite import EncoderClassifierSuite
 
 pytestmark = pytest.mark.models
 
-SAMPLE_SIZE = 500
-SAMPLE_SEED = 0
-
-
-def roc_auc(scores: list[float], labels: list[int]) -> float:
-    """Area under the ROC curve (Mann-Whitney U, ties get their average rank)."""
-    s = torch.tensor(scores, dtype=torch.float64)
-    y = torch.tensor(labels, dtype=torch.bool)
-    n_pos = int(y.sum())
-    n_neg = len(labels) - n_pos
-    assert n_pos > 0
-    assert n_neg > 0
-    _, inverse, counts = torch.unique(s, return_inverse=True, return_counts=True)
-    ends = torch.cumsum(counts, 0).to(torch.float64)
-    average_rank = ends - (counts.to(torch.float64) - 1) / 2  # 1-based average rank of each value
-    ranks = average_rank[inverse]
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def test_roc_auc_helper() -> None:
-    assert roc_auc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
-    assert roc_auc([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1]) == 0.0
-    assert roc_auc([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 1]) == 0.5
-    assert roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
-
-
-def _rows(name: str, delimiter: str = ",") -> list[dict[str, str]]:
-    path = DATA_DIR / name
-    if not path.is_file():
-        missing(f"labeled data {path.resolve()} is absent (the shared/ folder beside the checkout)")
-    with Path(path).open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle, delimiter=delimiter))
+SAMPLE_SIZE = 600
+DEMO_POSITIVE = "The support team was fantastic and fixed my problem in minutes."
 
 
 @pytest.fixture(scope="module")
@@ -66,26 +36,80 @@ def suite(classifier_settings: Settings) -> Iterator[EncoderClassifierSuite]:
     suite.close()
 
 
-def test_davidson_hate_and_offensive_vs_neither(suite: EncoderClassifierSuite) -> None:
-    rows = random.Random(SAMPLE_SEED).sample(_rows("davidson_labeled_data.csv"), SAMPLE_SIZE)
-    labels = [0 if row["class"] == "2" else 1 for row in rows]  # 0 hate, 1 offensive, 2 neither
-    results = suite.classify_batch(TaskName.MODERATE, [row["tweet"] for row in rows])
-    scores = [max(r["category_scores"]["harassment"], r["category_scores"]["hate"]) for r in results]
-    auc = roc_auc(scores, labels)
-    flagged_auc = roc_auc([float(r["flagged"]) for r in results], labels)
-    print(f"davidson: max(harassment, hate) ROC-AUC {auc:.3f}, flagged ROC-AUC {flagged_auc:.3f}")
-    assert auc > 0.72
-    assert flagged_auc > 0.6
+def _test_sample(task: str, source: str) -> list[Example]:
+    if not DATA_DIR.is_dir():
+        missing(f"labeled data {DATA_DIR.resolve()} is absent (the shared/ folder beside the checkout)")
+    rows = [
+        e for e in shippable(corpus(task, DATA_DIR)) if e.source == source and split_of(e.group) == "test"
+    ]
+    return random.Random(0).sample(rows, min(SAMPLE_SIZE, len(rows)))
 
 
-def test_sms_spam_risk(suite: EncoderClassifierSuite) -> None:
-    rows = random.Random(SAMPLE_SEED).sample(_rows("sms_spam_collection.tsv", delimiter="\t"), SAMPLE_SIZE)
-    labels = [1 if row["Label"] == "spam" else 0 for row in rows]
-    results = suite.classify_batch(TaskName.RISK, [row["SMS"] for row in rows])
-    auc = roc_auc([r["score"] for r in results], labels)
-    ham_low = sum(r["level"] == "low" for r, y in zip(results, labels, strict=True) if y == 0) / labels.count(
-        0
-    )
-    print(f"sms spam: risk score ROC-AUC {auc:.3f}, ham rated low {ham_low:.2%}")
-    assert auc > 0.88
-    assert ham_low > 0.8
+def test_demo_sentence_is_clearly_positive(suite: EncoderClassifierSuite) -> None:
+    result = suite.classify(TaskName.SENTIMENT, DEMO_POSITIVE)
+    assert result["label"] == "positive"
+    assert result["scores"]["positive"] >= 0.8
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("I will find you and hurt you, you worthless idiot.", "harassment"),
+        ("I'm going to kill myself tonight, I have the pills ready.", "self-harm/intent"),
+        ("all of those immigrants are vermin and should be thrown out", "hate"),
+    ],
+)
+def test_harmful_text_is_flagged_in_its_category(
+    suite: EncoderClassifierSuite, text: str, category: str
+) -> None:
+    result = suite.classify(TaskName.MODERATE, text)
+    assert result["flagged"] is True
+    assert result["categories"][category] is True, result["category_scores"]
+
+
+def test_ordinary_text_is_not_flagged(suite: EncoderClassifierSuite) -> None:
+    for text in (
+        "Can you pick up some bread on your way home? Dinner is at seven.",
+        "The quarterly report is attached; let me know if the numbers look right.",
+        DEMO_POSITIVE,
+    ):
+        result = suite.classify(TaskName.MODERATE, text)
+        assert result["flagged"] is False, (text, result["category_scores"])
+
+
+def test_moderation_test_split_davidson(suite: EncoderClassifierSuite) -> None:
+    sample = _test_sample("moderate", "davidson")
+    results = suite.classify_batch(TaskName.MODERATE, [e.text for e in sample])
+    truth = [int(any(e.labels.values())) for e in sample]
+    score = [max(r["category_scores"]["harassment"], r["category_scores"]["hate"]) for r in results]
+    assert average_precision_score(truth, score) >= 0.95
+    assert roc_auc_score(truth, score) >= 0.90
+
+
+def test_self_harm_test_split_reddit(suite: EncoderClassifierSuite) -> None:
+    """At-risk Reddit posts against ordinary messages. (Within the Reddit set, posts of users rated
+    Supportive against those of at-risk users, the head does not discriminate: AUROC ~0.5, see
+    the model card. The labels are per user, not per post.)"""
+    at_risk = [e for e in _test_sample("moderate", "reddit_cssrs") if e.labels["self-harm"]][:200]
+    ordinary = _test_sample("moderate", "sms_spam")[:200]
+    results = suite.classify_batch(TaskName.MODERATE, [e.text for e in [*at_risk, *ordinary]])
+    truth = [1] * len(at_risk) + [0] * len(ordinary)
+    score = [r["category_scores"]["self-harm"] for r in results]
+    assert roc_auc_score(truth, score) >= 0.95
+
+
+def test_risk_test_split_sms(suite: EncoderClassifierSuite) -> None:
+    sample = _test_sample("risk", "sms_spam")
+    results = suite.classify_batch(TaskName.RISK, [e.text for e in sample])
+    truth = [int(e.labels.get("fraud_scam", 0.0)) for e in sample]
+    score = [r["labels"]["fraud_scam"] for r in results]
+    assert average_precision_score(truth, score) >= 0.85
+
+
+def test_sentiment_test_split_tweets(suite: EncoderClassifierSuite) -> None:
+    sample = _test_sample("sentiment", "tweeteval_sentiment")
+    results = suite.classify_batch(TaskName.SENTIMENT, [e.text for e in sample])
+    truth = [max(e.labels, key=lambda k: e.labels[k]) for e in sample]
+    predicted = [r["label"] for r in results]
+    assert f1_score(truth, predicted, average="macro") >= 0.60
+    assert np.mean([t == p for t, p in zip(truth, predicted, strict=True)]) >= 0.60
