@@ -127,6 +127,20 @@ class InvalidOutputError(ModelError):
     code = "invalid_output"
 
 
+class ContentFlaggedError(TextfleetError):
+    """Raised by a generation guardrail: the prompt (`params.moderate_input`), or the output with
+    `params.moderate_output: "block"`, was flagged by moderation. The job fails; nothing is retried."""
+
+    code = "content_flagged"
+
+
+class GuardrailUnavailableError(RetryableError):
+    """Raised when a guardrail's moderation did not come back in time (no classify worker, say): the
+    job is retried later rather than generated unchecked."""
+
+    code = "guardrail_unavailable"
+
+
 class EngineOverloadedError(RetryableError):
     """Raised when the engine cannot take more work right now (the job is retried later)."""
 

@@ -60,6 +60,9 @@ class GenerateResult(BaseModel):
     text: str
     finish_reason: Literal["stop", "length", "abort"] | str
     usage: Usage
+    moderation: ModerationResult | None = Field(
+        None, description="The moderation of `text`, with `params.moderate_output` (a guardrail)."
+    )
 
 
 class SummarizeResult(BaseModel):
@@ -161,3 +164,6 @@ class ErrorResponse(BaseModel):
     """Body of every 4xx/5xx response."""
 
     error: ErrorBody
+
+
+GenerateResult.model_rebuild()

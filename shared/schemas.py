@@ -175,6 +175,16 @@ class GenerateParams(_Deadlines):
         ResponseFormat | None,
         Field(description="Constrain the output: json_object, json_schema, regex or choice (issue 14)."),
     ] = None
+    moderate_input: bool = Field(
+        False,
+        description="Guardrail: moderate the prompt first (on the fleet's classify path); a flagged prompt "
+        "fails the job with `content_flagged`, naming the categories, before any generation.",
+    )
+    moderate_output: bool | Literal["block"] = Field(
+        False,
+        description="Guardrail: moderate the generated text and attach it as `result.moderation`; with "
+        '`"block"`, a flagged output fails the job with `content_flagged` instead of being returned.',
+    )
 
     @model_validator(mode="after")
     def _min_below_max(self) -> GenerateParams:

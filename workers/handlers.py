@@ -23,6 +23,7 @@ from shared.schemas import (
 )
 from workers.engines.base import GenerationRequest
 from workers.extract import check_output, extract
+from workers.guardrails import fleet_moderator, guard_input, guard_output
 from workers.runtime import WorkerRuntime
 
 __all__ = ["HANDLERS", "SUMMARY_SYSTEM_PROMPT", "HandlerResult", "summary_messages"]
@@ -57,6 +58,8 @@ def _generate(
 ) -> HandlerResult:
     assert isinstance(input_, GenerateInput)
     assert isinstance(params, GenerateParams)
+    moderate = fleet_moderator(rt, job_id, timeout_s)
+    guard_input(input_, params, moderate)
     request = GenerationRequest(
         request_id=job_id,
         params=params,
@@ -69,10 +72,11 @@ def _generate(
     if request.constraint is not None:
         check_output(request.constraint, out, request.max_tokens)
     usage = {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens}
+    moderation = guard_output(out.text, params, moderate)
     result = GenerateResult.model_validate(
-        {"text": out.text, "finish_reason": out.finish_reason, "usage": usage}
+        {"text": out.text, "finish_reason": out.finish_reason, "usage": usage, "moderation": moderation}
     )
-    return HandlerResult(result.model_dump(), usage)
+    return HandlerResult(result.model_dump(exclude_none=moderation is None), usage)
 
 
 def _summarize(
