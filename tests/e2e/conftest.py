@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.utils.services import postgres_database, redis_database
@@ -87,3 +88,10 @@ def stack(e2e_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
                 proc.wait()
                 pytest.fail("textfleet dev did not stop within 90s of Ctrl-C")
             assert proc.returncode == 0, f"textfleet dev exited with {proc.returncode} after Ctrl-C"
+
+
+@pytest.fixture
+def client(stack: str) -> Iterator[httpx.Client]:
+    """An HTTP client on the stack's API."""
+    with httpx.Client(base_url=stack, timeout=120) as http:
+        yield http

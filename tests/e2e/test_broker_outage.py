@@ -8,17 +8,14 @@ submissions are accepted again without any restart.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from shared.db.migrate import upgrade
-from tests.utils.services import postgres_database
+from tests.utils.fleets import running_fleet
 from workers.chaos import Fleet
-from workers.dev import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -27,29 +24,8 @@ BODY = {"task": "sentiment", "input": {"text": "the broker is away"}}
 
 @pytest.fixture(params=["postgresql", "sqlite"])
 def api_fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fleet]:
-    def run(database_url: str) -> Iterator[Fleet]:
-        upgrade(database_url)
-        redis_port, api_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "TEXTFLEET_DATABASE_URL": database_url,
-            "TEXTFLEET_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "TEXTFLEET_LOG_FORMAT": "json",
-        }
-        fleet = Fleet(env=env, log_dir=tmp_path, redis_port=redis_port, api_port=api_port)
-        try:
-            fleet.start_redis()
-            fleet.spawn("api", "api", "--port", str(api_port))
-            fleet.wait_ready({}, timeout=120)
-            yield fleet
-        finally:
-            fleet.stop()
-
-    if request.param == "postgresql":
-        with postgres_database() as url:
-            yield from run(url)
-    else:
-        yield from run(f"sqlite:///{tmp_path / 'textfleet.db'}")
+    with running_fleet(request.param, tmp_path, env={"TEXTFLEET_LOG_FORMAT": "json"}) as fleet:
+        yield fleet
 
 
 def test_api_during_and_after_a_redis_outage(api_fleet: Fleet) -> None:

@@ -4,35 +4,17 @@ moderation; both run as child `moderate` jobs on the classify queue of the same 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from shared.schemas import GenerateResult, JobOut
+from shared.schemas import GenerateResult
+from tests.utils.jobs import run_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 INSULT = "You are a worthless idiot and a pathetic moron, everyone hates you, you stupid loser."
-
-
-@pytest.fixture
-def client(stack: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack, timeout=90) as http:
-        yield http
-
-
-def _run(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
-    created = client.post("/v1/jobs", json=body)
-    assert created.status_code == 202, created.text
-    job_id = created.json()["id"]
-    for _ in range(5):
-        job = client.get(f"/v1/jobs/{job_id}", params={"wait": 60}).json()
-        if job["status"] not in ("queued", "running"):
-            JobOut.model_validate(job)
-            return job
-    pytest.fail(f"job {job_id} not finished")
 
 
 def _children(client: httpx.Client, parent: str) -> list[dict[str, Any]]:
@@ -41,7 +23,9 @@ def _children(client: httpx.Client, parent: str) -> list[dict[str, Any]]:
 
 
 def test_a_flagged_prompt_fails_with_content_flagged(client: httpx.Client) -> None:
-    job = _run(client, {"task": "generate", "input": {"prompt": INSULT}, "params": {"moderate_input": True}})
+    job = run_job(
+        client, {"task": "generate", "input": {"prompt": INSULT}, "params": {"moderate_input": True}}
+    )
     assert job["status"] == "failed", job
     assert job["error"]["code"] == "content_flagged"
     assert "harassment" in job["error"]["message"]
@@ -56,7 +40,7 @@ def test_output_moderation_is_attached_to_the_result(client: httpx.Client) -> No
         "input": {"prompt": "Say something kind about gardens."},
         "params": {"max_tokens": 16, "temperature": 0, "moderate_input": True, "moderate_output": True},
     }
-    job = _run(client, body)
+    job = run_job(client, body)
     assert job["status"] == "succeeded", job
     result = GenerateResult.model_validate(job["result"])
     assert result.moderation is not None

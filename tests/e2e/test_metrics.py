@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -12,12 +11,6 @@ import pytest
 from tests.utils.metrics import Samples, parse_metrics, value
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
-
-
-@pytest.fixture
-def client(stack: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack, timeout=90) as http:
-        yield http
 
 
 def scrape(url: str) -> Samples:

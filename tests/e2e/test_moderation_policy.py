@@ -3,35 +3,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from shared.schemas import JobOut, ModerationResult
+from shared.schemas import ModerationResult
+from tests.utils.jobs import run_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 THREAT = "I am going to find you and kill you, you worthless idiot."
 
 
-@pytest.fixture
-def client(stack: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack, timeout=90) as http:
-        yield http
-
-
 def _run(client: httpx.Client, params: dict[str, Any], text: str = THREAT) -> dict[str, Any]:
-    created = client.post("/v1/jobs", json={"task": "moderate", "input": {"text": text}, "params": params})
-    assert created.status_code == 202, created.text
-    job_id = created.json()["id"]
-    for _ in range(5):
-        job = client.get(f"/v1/jobs/{job_id}", params={"wait": 60}).json()
-        if job["status"] not in ("queued", "running"):
-            JobOut.model_validate(job)
-            return job
-    pytest.fail(f"job {job_id} not finished")
+    return run_job(client, {"task": "moderate", "input": {"text": text}, "params": params})
 
 
 def test_results_carry_scores_and_applied_thresholds(client: httpx.Client) -> None:

@@ -9,7 +9,6 @@ fleet wrote is searched for it.
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -18,11 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.db.migrate import upgrade
+from tests.utils.fleets import running_fleet
 from tests.utils.poison import poisons
-from tests.utils.services import postgres_database
 from workers.chaos import Fleet
-from workers.dev import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.models, pytest.mark.timeout(900)]
 
@@ -32,33 +29,13 @@ JSON_HEADERS = {"content-type": "application/json"}
 
 @pytest.fixture(params=["postgresql", "sqlite"])
 def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fleet]:
-    def run(database_url: str) -> Iterator[Fleet]:
-        upgrade(database_url)
-        redis_port, api_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "TEXTFLEET_DATABASE_URL": database_url,
-            "TEXTFLEET_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "TEXTFLEET_LOG_FORMAT": "console",
-            "TEXTFLEET_LOG_LEVEL": "DEBUG",
-            "TEXTFLEET_WEBHOOK_SECRET": "whsec_" + "A" * 32,
-            "PYTHONUNBUFFERED": "1",
-        }
-        fleet = Fleet(env=env, log_dir=tmp_path, redis_port=redis_port, api_port=api_port)
-        try:
-            fleet.start_redis()
-            fleet.spawn("api", "api", "--port", str(api_port))
-            fleet.spawn("worker-classify", "worker", "--queues", "classify")
-            fleet.wait_ready({"classify": 1})
-            yield fleet
-        finally:
-            fleet.stop()
-
-    if request.param == "postgresql":
-        with postgres_database() as url:
-            yield from run(url)
-    else:
-        yield from run(f"sqlite:///{tmp_path / 'textfleet.db'}")
+    env = {
+        "TEXTFLEET_LOG_FORMAT": "console",
+        "TEXTFLEET_LOG_LEVEL": "DEBUG",
+        "TEXTFLEET_WEBHOOK_SECRET": "whsec_" + "A" * 32,
+    }
+    with running_fleet(request.param, tmp_path, env=env, workers=("classify",)) as fleet:
+        yield fleet
 
 
 def _terminal(http: httpx.Client, job_ids: list[str], timeout_s: float = 300) -> dict[str, str]:

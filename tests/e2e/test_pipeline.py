@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -24,12 +23,6 @@ from shared.schemas import (
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
-
-
-@pytest.fixture
-def client(stack: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack, timeout=90) as http:
-        yield http
 
 
 def run_job(client: httpx.Client, body: dict[str, Any], wait: int = 60) -> dict[str, Any]:

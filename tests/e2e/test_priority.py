@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 
 import httpx
@@ -11,12 +10,6 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 BACKLOG = 1000
-
-
-@pytest.fixture
-def client(stack: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack, timeout=120) as http:
-        yield http
 
 
 def test_high_priority_job_starts_within_a_few_jobs(client: httpx.Client) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -120,12 +119,6 @@ def _case(i: int, rng: random.Random) -> tuple[dict[str, Any], str, Any]:
     )
     params = {"response_format": {"type": "choice", "choice": choices}, "max_tokens": 16, **sampling}
     return {"task": "generate", "input": {"prompt": f"{text}\nAnswer:"}, "params": params}, kind, choices
-
-
-@pytest.fixture
-def client(stack: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack, timeout=120) as http:
-        yield http
 
 
 def _valid(kind: str, expected: Any, result: dict[str, Any]) -> str | None:
