@@ -35,7 +35,15 @@ from shared.settings import Settings
 from workers.heartbeat import heartbeat_key
 from workers.supervisor import die_with_parent
 
-__all__ = ["DevStack", "free_port", "redis_server_argv", "stop_on_signals", "wait_for_redis"]
+__all__ = [
+    "DevStack",
+    "free_port",
+    "kill_group",
+    "redis_server_argv",
+    "stop_groups",
+    "stop_on_signals",
+    "wait_for_redis",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -181,18 +189,8 @@ class DevStack:
         if timeout is None:
             timeout = self.settings.worker_drain_s + 15
         redis_proc = self.processes.pop("redis", None)
-        for proc in self.processes.values():
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for name, proc in self.processes.items():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("dev.kill", part=name)
-            _kill_group(proc)  # the child's own children (vLLM's engine process), and a straggler
-            proc.wait()
+        for name in stop_groups(self.processes, timeout):
+            log.warning("dev.kill", part=name)
         if redis_proc is not None:
             redis_proc.terminate()
             try:
@@ -221,7 +219,7 @@ class DevStack:
                     self._failures[name] = failures
                     delay = min(self.settings.dev_restart_backoff_s * 2 ** (failures - 1), MAX_BACKOFF_S)
                     self._restart_at[name] = now + delay
-                    _kill_group(proc)  # whatever it left behind (vLLM's engine process) goes with it
+                    kill_group(proc)  # whatever it left behind (vLLM's engine process) goes with it
                     self.console.print(f"[red]{name} exited with code {code}[/]; restarting in {delay:.0f}s")
                     log.warning("dev.child_exited", part=name, exit_code=code, restart_in_s=delay)
                 elif now >= self._restart_at[name]:
@@ -295,6 +293,26 @@ STABLE_AFTER_S = 60.0
 MAX_BACKOFF_S = 60.0
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def kill_group(proc: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGKILL) -> None:
+    """Signal a child started with `start_new_session` and everything in its process group."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, sig)
+
+
+def stop_groups(processes: dict[str, subprocess.Popen[bytes]], timeout: float) -> list[str]:
+    """SIGTERM every child's process group, wait up to `timeout` for all of them together, then SIGKILL
+    each group (its own children, e.g. vLLM's engine process, and any straggler). The names of the
+    children that had not exited by themselves in time."""
+    for proc in processes.values():
+        if proc.poll() is None:
+            kill_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    stragglers: list[str] = []
+    for name, proc in processes.items():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            stragglers.append(name)
+        kill_group(proc)
+        proc.wait()
+    return stragglers

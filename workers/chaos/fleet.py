@@ -8,10 +8,7 @@ killed it is recorded in `died`: a fleet that rides out faults has none.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,11 +19,21 @@ from pathlib import Path
 import httpx
 import redis
 
-from workers.dev import redis_server_argv, wait_for_redis
+from workers.dev import kill_group, redis_server_argv, stop_groups, wait_for_redis
 from workers.heartbeat import heartbeat_key
 from workers.supervisor import die_with_parent
 
-__all__ = ["Fleet"]
+__all__ = ["Fleet", "incarnation", "role"]
+
+
+def role(name: str) -> str:
+    """The role of a process name: `worker-generate-r2` -> `worker-generate`."""
+    return name.partition("-r")[0]
+
+
+def incarnation(name: str) -> int:
+    """How many times a role was replaced: `worker-generate-r2` -> 2, `worker-generate` -> 0."""
+    return int(name.partition("-r")[2] or 0)
 
 
 @dataclass
@@ -89,11 +96,9 @@ class Fleet:
         """SIGKILL a process and its group (a worker and its vLLM engine process), then start a new
         one in its place under a new name (`<name>-r<n>`), as an orchestrator would."""
         proc = self.procs.pop(name)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc)
         proc.wait(timeout=30)
-        base, _, n = name.partition("-r")
-        self.spawn(f"{base}-r{int(n or 0) + 1}", *self._args[name])
+        self._replace(name)
 
     def check(self) -> None:
         """Record (and replace) every process that exited by itself since the last check."""
@@ -102,22 +107,15 @@ class Fleet:
             if code is not None:
                 self.died.append((name, code))
                 self.procs.pop(name)
-                base, _, n = name.partition("-r")
-                self.spawn(f"{base}-r{int(n or 0) + 1}", *self._args[name])
+                self._replace(name)
+
+    def _replace(self, name: str) -> None:
+        """Start the next incarnation of a role: `worker-generate` -> `worker-generate-r1` -> `-r2`."""
+        self.spawn(f"{role(name)}-r{incarnation(name) + 1}", *self._args[name])
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM every process group, wait, SIGKILL what is left; Redis last."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for proc in self.procs.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_groups(self.procs, timeout)
         self.kill_redis()
 
     def wait_ready(self, workers: dict[str, int], timeout: float = 420.0) -> None:

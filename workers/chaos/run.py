@@ -19,7 +19,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from sqlalchemy import select
 from shared.db import session_scope
 from shared.db.migrate import upgrade
 from shared.db.models import Job, WebhookDelivery
-from workers.chaos.fleet import Fleet
+from workers.chaos.fleet import Fleet, incarnation, role
 from workers.chaos.receiver import ChaosReceiver
 from workers.dev import free_port
 
@@ -295,8 +294,7 @@ def _fault_sequence(kills: int, restarts: int) -> list[str]:
 
 def _current(fleet: Fleet, base: str) -> str:
     """The running process of a role (`worker-generate`, or its replacement `worker-generate-r2`)."""
-    names = [name for name in fleet.procs if name == base or name.startswith(base + "-r")]
-    return max(names, key=lambda name: int(name.partition("-r")[2] or 0))
+    return max((name for name in fleet.procs if role(name) == base), key=incarnation)
 
 
 def _wait_deliveries(fleet: Fleet, database_url: str, ids: list[str], timeout: float, say: Progress) -> None:
@@ -324,7 +322,7 @@ def _report(
     finished = fleet.finished_events()
     expected = {(job_id, kind) for job_id in ids for kind in ("job.started", "job.completed")}
     lags = [
-        receiver.first_seen[(job.id, kind)] - _epoch(moment)
+        receiver.first_seen[(job.id, kind)] - moment.timestamp()
         for job in jobs.values()
         for kind, moment in (("job.started", job.started_at), ("job.completed", job.finished_at))
         if moment is not None and (job.id, kind) in receiver.first_seen
@@ -349,7 +347,3 @@ def _report(
         log_dir=str(fleet.log_dir),
         recoveries_s=list(fleet.recoveries),
     )
-
-
-def _epoch(moment: datetime) -> float:
-    return moment.timestamp()
