@@ -44,7 +44,8 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-_GENERATION_TASKS = frozenset({TaskName.GENERATE, TaskName.SUMMARIZE})
+#: Tasks whose tokens count in the generated/prompt token totals.
+_GENERATION_TASKS = frozenset({"generate", "summarize"})
 
 
 def observe_started(task: TaskName, created_at: datetime, started_at: datetime) -> None:

@@ -21,6 +21,7 @@ import structlog
 from shared.constants import TaskName
 from shared.errors import ModelError, ModelNotPreparedError
 from shared.settings import Settings
+from shared.tasks import TASKS, Engine
 from workers.batching import BatcherClosedError, MicroBatcher
 from workers.classifiers.registry import ModelRegistry
 
@@ -34,8 +35,11 @@ __all__ = ["CLASSIFIER_TASKS", "EncoderClassifierSuite"]
 
 log = structlog.get_logger(__name__)
 
-#: The tasks a classifier suite serves (head names in the heads file are these values).
-CLASSIFIER_TASKS: tuple[TaskName, ...] = (TaskName.MODERATE, TaskName.RISK, TaskName.SENTIMENT)
+#: The tasks a classifier suite serves: the registry's classifier tasks (head names in the heads file
+#: are these values).
+CLASSIFIER_TASKS: tuple[TaskName, ...] = tuple(TaskName(name) for name in TASKS.by_engine(Engine.CLASSIFIER))
+_MODERATE = TaskName("moderate")
+_RISK = TaskName("risk")
 
 Item = tuple[TaskName, str, "Head"]
 Outcome = dict[str, Any] | ModelError
@@ -70,7 +74,7 @@ class EncoderClassifierSuite:
         self.heads = heads
         self.settings = settings
         self.registry = ModelRegistry(Path(settings.models_dir).expanduser(), encoder)
-        moderation = heads.heads[TaskName.MODERATE.value]
+        moderation = heads.heads[_MODERATE.value]
         self._thresholds = {
             label: settings.moderation_thresholds.get(
                 label, moderation.thresholds.get(label, settings.moderation_default_threshold)
@@ -153,7 +157,7 @@ class EncoderClassifierSuite:
     def _head(self, task: TaskName, model: str | None) -> Head:
         if model is None:
             return self.heads.heads[task.value]
-        if task is not TaskName.MODERATE:
+        if task is not _MODERATE:
             raise ModelError(
                 f"custom models serve the moderate task, not {task.value}", code="invalid_params"
             )
@@ -196,7 +200,7 @@ class EncoderClassifierSuite:
     def _result(self, task: TaskName, head: Head, values: list[float]) -> dict[str, Any]:
         labels = head.spec.labels
         scores = {label: _unit(value) for label, value in zip(labels, values, strict=True)}
-        if task is TaskName.MODERATE:
+        if task is _MODERATE:
             if head is self.heads.heads[task.value]:
                 thresholds = self._thresholds
             else:
@@ -208,7 +212,7 @@ class EncoderClassifierSuite:
                 "category_scores": scores,
                 "thresholds": dict(thresholds),
             }
-        if task is TaskName.RISK:
+        if task is _RISK:
             score = max(scores.values(), default=0.0)
             if score >= self.settings.risk_high_threshold:
                 level = "high"
@@ -235,7 +239,8 @@ def _check_task(task: TaskName | str) -> TaskName:
     except ValueError:
         value = None
     if value not in CLASSIFIER_TASKS:
-        raise ModelError(f"{task!r} is not a classifier task (moderate, risk or sentiment)")
+        known = ", ".join(CLASSIFIER_TASKS)
+        raise ModelError(f"{task!r} is not a classifier task ({known})")
     assert value is not None
     return value
 
