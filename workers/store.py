@@ -11,24 +11,21 @@ happened; their deliveries are enqueued after the commit by `on_deliveries`.
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
-from sqlalchemy import update
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from shared.db import repository, session_scope
+from shared.db.conflicts import retry_conflicts
 from shared.db.models import Job, utcnow
 from shared.schemas import JobStatus
 from workers.batching import MicroBatcher
 
-__all__ = ["Claim", "Completion", "JobStore", "is_conflict", "retry_conflicts"]
+__all__ = ["Claim", "Completion", "JobStore"]
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +58,6 @@ class Completion:
     task: str | None = None  # given: the terminal state is announced (see JobStore.on_finished)
 
 
-_T = TypeVar("_T")
 _ClaimItem = tuple[str, str]  # (job id, worker)
 DeliveryHook = Callable[[list[str]], None]
 #: called after each completion batch commits with the (job id, task, status) that were written
@@ -113,18 +109,7 @@ class JobStore:
     def requeue(self, job_id: str, *, delay_s: float = 0.0) -> bool:
         """Give a running job back to the queue (`running` -> `queued`); the caller re-sends its message."""
         with session_scope(self.database_url) as session:
-            outcome = session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
-                .values(
-                    status=JobStatus.QUEUED.value,
-                    worker=None,
-                    started_at=None,
-                    enqueued_at=utcnow() + timedelta(seconds=delay_s),
-                )
-                .execution_options(synchronize_session=False)
-            )
-            return bool(outcome.rowcount)  # type: ignore[attr-defined]
+            return repository.requeue(session, job_id, enqueue_at=utcnow() + timedelta(seconds=delay_s))
 
     def close(self) -> None:
         self._claims.close()
@@ -153,34 +138,15 @@ class JobStore:
         deliveries: list[str] = []
         with session_scope(self.database_url) as session:
             for job_id, worker in items:
-                row = session.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
-                    .values(
-                        status=JobStatus.RUNNING.value,
-                        started_at=now,
-                        attempts=Job.attempts + 1,
-                        worker=worker,
-                    )
-                    .returning(Job.input, Job.params, Job.attempts, Job.created_at, Job.priority, Job.webhook)
-                    .execution_options(synchronize_session=False)
-                ).first()
+                row = repository.claim(session, job_id, worker, now=now)
                 if row is None:
                     out.append(None)
                     continue
-                ttl = row.params.get("ttl_s")
-                expired = ttl is not None and row.created_at + timedelta(seconds=float(ttl)) < now
-                if expired:
-                    session.execute(
-                        update(Job)
-                        .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
-                        .values(
-                            status=JobStatus.EXPIRED.value,
-                            started_at=None,
-                            finished_at=now,
-                            error={"code": "expired", "message": f"not started within ttl_s={ttl}"},
-                        )
-                        .execution_options(synchronize_session=False)
+                ttl = repository.ttl_passed(row.params, row.created_at, now)
+                expired = ttl is not None
+                if ttl is not None:
+                    repository.finish(
+                        session, job_id, JobStatus.EXPIRED, error=repository.expired_error(ttl), worker=worker
                     )
                 if row.webhook:
                     deliveries += record_webhook(session, job_id, "completed" if expired else "started")
@@ -230,40 +196,10 @@ class JobStore:
                     usage=c.usage,
                     worker=c.worker,
                 )
+                is not None
                 for c in items
             ]
             for completion, first in zip(items, won, strict=True):
                 if first and completion.webhook:
                     deliveries += record_webhook(session, completion.job_id, "completed")
         return won, deliveries
-
-
-#: Tries of a batch transaction that lost a lock conflict before its error reaches the task threads.
-CONFLICT_TRIES = 6
-#: PostgreSQL's SQLSTATEs for a deadlock and a serialization failure: the transaction rolled back
-#: whole and may simply run again (every statement in it is a conditional update).
-_CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
-
-
-def is_conflict(exc: OperationalError) -> bool:
-    """A rolled-back transaction worth running again: a PostgreSQL deadlock or serialization failure,
-    or SQLite's busy database."""
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    return sqlstate in _CONFLICT_SQLSTATES or "database is locked" in str(exc.orig)
-
-
-def retry_conflicts(body: Callable[[], _T]) -> _T:
-    """Run a transaction body, again (after a short jittered pause) when it lost a lock conflict.
-
-    Batches lock their rows in job-id order, but the sweeper's multi-row statements lock in scan
-    order, so a deadlock between the two is possible; PostgreSQL then aborts one of them. Without
-    the retry its jobs would stay `running` under a live worker until their time limit."""
-    for attempt in range(1, CONFLICT_TRIES + 1):
-        try:
-            return body()
-        except OperationalError as exc:
-            if attempt == CONFLICT_TRIES or not is_conflict(exc):
-                raise
-            log.warning("store.conflict_retry", attempt=attempt, error=type(exc.orig).__name__)
-            time.sleep(random.uniform(0.005, 0.02) * 2**attempt)
-    raise AssertionError("unreachable")

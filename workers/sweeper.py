@@ -19,13 +19,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
 import structlog
 from celery import Celery
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from shared.constants import CANCEL_CHANNEL, SWEEPER_LOCK, TASK_QUEUES, Queue, TaskName, outstanding_key
 from shared.db import repository, session_scope
@@ -44,6 +46,20 @@ log = structlog.get_logger(__name__)
 BATCH = 1000
 
 
+@dataclass
+class _Sweep:
+    """One sweep's clock, what it did, and what it tells Redis once its transaction committed."""
+
+    settings: Settings
+    client: redis.Redis
+    now: datetime = field(default_factory=utcnow)
+    done: Counter[str] = field(default_factory=Counter)
+    terminal: list[tuple[str, str, str]] = field(default_factory=list)  # (job id, task, status)
+    deliveries: list[str] = field(default_factory=list)
+    resend: list[tuple[str, TaskName, int]] = field(default_factory=list)
+    abort: list[str] = field(default_factory=list)
+
+
 def sweep(
     settings: Settings,
     client: redis.Redis,
@@ -55,151 +71,124 @@ def sweep(
     With `missing_since` (kept by a `Sweeper` between sweeps), a worker counts as vanished only once its
     heartbeat has been missing for two heartbeat periods: a Redis restart drops every heartbeat key for
     a moment, and running jobs must not be taken from live workers then. Without it (tests), at once."""
-    now = utcnow()
-    done: Counter[str] = Counter()
-    url = settings.database_url
-    terminal: list[tuple[str, str, str]] = []  # (job id, task, status) to announce
-    deliveries: list[str] = []
-    resend: list[tuple[str, TaskName, int]] = []
-    cancel: list[str] = []
-
-    with session_scope(url) as session:
-        # 1. TTL expiry of queued jobs.
-        rows = session.execute(
-            select(Job.id, Job.task, Job.created_at, Job.params, Job.webhook)
-            .where(Job.status == JobStatus.QUEUED.value, Job.params["ttl_s"].as_float().is_not(None))
-            .limit(BATCH)
-        ).all()
-        for row in rows:
-            ttl = float(row.params["ttl_s"])
-            if row.created_at + timedelta(seconds=ttl) >= now:
-                continue
-            error = {"code": "expired", "message": f"not started within ttl_s={ttl}"}
-            if repository.finish(session, row.id, JobStatus.EXPIRED, error=error, expected=JobStatus.QUEUED):
-                done["expired"] += 1
-                terminal.append((row.id, row.task, JobStatus.EXPIRED.value))
-                if row.webhook:
-                    deliveries += record_webhook(session, row.id, "completed")
-
-        # 2. Re-send queued jobs whose message may be gone.
-        cutoff = now - timedelta(seconds=settings.requeue_after_s)
-        rows = session.execute(
-            select(Job.id, Job.task, Job.priority)
-            .where(
-                Job.status == JobStatus.QUEUED.value, func.coalesce(Job.enqueued_at, Job.created_at) < cutoff
-            )
-            .order_by(Job.id)
-            .limit(BATCH)
-        ).all()
-        if rows:
-            session.execute(
-                update(Job)
-                .where(Job.id.in_([r.id for r in rows]), Job.status == JobStatus.QUEUED.value)
-                .values(enqueued_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            resend += [(r.id, TaskName(r.task), r.priority) for r in rows]
-            done["requeued_stale"] += len(rows)
-
-        # 3. Running jobs of vanished workers, or past their time limit.
-        rows = session.execute(
-            select(
-                Job.id,
-                Job.task,
-                Job.worker,
-                Job.started_at,
-                Job.params,
-                Job.attempts,
-                Job.priority,
-                Job.webhook,
-            )
-            .where(Job.status == JobStatus.RUNNING.value)
-            .limit(BATCH)
-        ).all()
-        pairs = {(TASK_QUEUES[TaskName(r.task)].value, r.worker or "") for r in rows}
-        alive = _alive_workers(client, pairs)
-        if missing_since is not None:
-            alive |= _not_yet_lost(missing_since, pairs - alive, settings.worker_heartbeat_s * 2)
-        for row in rows:
-            limit = float(row.params.get("timeout_s") or settings.default_timeout_s)
-            overdue = (
-                row.started_at is not None
-                and row.started_at + timedelta(seconds=limit + settings.running_grace_s) < now
-            )
-            lost = (TASK_QUEUES[TaskName(row.task)].value, row.worker or "") not in alive
-            if not (overdue or lost):
-                continue
-            if overdue or row.attempts >= settings.max_attempts:
-                code, message = (
-                    ("timeout", f"ran past timeout_s={limit}")
-                    if overdue
-                    else (
-                        "worker_lost",
-                        f"its worker vanished on attempt {row.attempts} of {settings.max_attempts}",
-                    )
-                )
-                if repository.finish(
-                    session, row.id, JobStatus.FAILED, error={"code": code, "message": message}
-                ):
-                    done[f"failed_{code}"] += 1
-                    terminal.append((row.id, row.task, JobStatus.FAILED.value))
-                    cancel.append(row.id)
-                    if row.webhook:
-                        deliveries += record_webhook(session, row.id, "completed")
-            else:
-                back = session.execute(
-                    update(Job)
-                    .where(Job.id == row.id, Job.status == JobStatus.RUNNING.value)
-                    .values(status=JobStatus.QUEUED.value, worker=None, started_at=None, enqueued_at=now)
-                    .execution_options(synchronize_session=False)
-                )
-                if back.rowcount:  # type: ignore[attr-defined]
-                    done["recovered_running"] += 1
-                    resend.append((row.id, TaskName(row.task), row.priority))
-
-        # 4. Overdue webhook deliveries (candidates; only those Redis does not hold are re-sent).
-        from shared.webhooks import due_deliveries
-
-        overdue_deliveries = due_deliveries(session, now, settings.sweep_interval_s * 3)
-
-        # 5. Old idempotency keys.
-        expired_keys = session.execute(
-            delete(IdempotencyKey).where(
-                IdempotencyKey.created_at < now - timedelta(seconds=settings.idempotency_ttl_s)
-            )
-        )
-        done["idempotency_keys_deleted"] += expired_keys.rowcount  # type: ignore[attr-defined]
-
+    state = _Sweep(settings, client)
+    with session_scope(settings.database_url) as session:
+        _expire_queued(session, state)
+        _resend_stale(session, state)
+        _recover_running(session, state, missing_since)
+        overdue_deliveries = _overdue_deliveries(session, state)
+        _forget_idempotency_keys(session, state)
     # After the commit: talk to Redis.
-    if resend:
-        send_jobs(celery, resend)
-    for job_id, task, status in terminal:
+    if state.resend:
+        send_jobs(celery, state.resend)
+    for job_id, task, status in state.terminal:
         announce_terminal(client, job_id, task, status)
-    for job_id in cancel:
+    for job_id in state.abort:
         client.publish(CANCEL_CHANNEL, job_id)
-    if overdue_deliveries:
-        # A delivery waiting behind a backlog is still in the due (or leased) set: never re-sent. Only
-        # one in neither set lost its enqueue (a crash or a Redis error right after the commit).
-        from shared import webhook_queue
-
-        unqueued = webhook_queue.missing(client, overdue_deliveries)
-        if unqueued:  # read again: one delivered (and settled) since the first read is not lost
-            with session_scope(url) as session:
-                unqueued = list(
-                    session.scalars(
-                        select(WebhookDelivery.id).where(
-                            WebhookDelivery.id.in_(unqueued), WebhookDelivery.status == "pending"
-                        )
-                    )
-                )
-        done["webhooks_resent"] += len(unqueued)
-        deliveries += unqueued
-    if deliveries:
+    state.deliveries += _unqueued_deliveries(state, overdue_deliveries)
+    if state.deliveries:
         from shared.webhooks import enqueue_deliveries
 
-        enqueue_deliveries(celery, deliveries)
-    done["outstanding_dropped"] += _prune_outstanding(settings, client)
-    return +done
+        enqueue_deliveries(celery, state.deliveries)
+    state.done["outstanding_dropped"] += _prune_outstanding(settings, client)
+    return +state.done
+
+
+def _expire_queued(session: Session, state: _Sweep) -> None:
+    """1. `queued` jobs whose `params.ttl_s` passed end `expired` (they never run)."""
+    for row in repository.queued_with_ttl(session, limit=BATCH):
+        ttl = repository.ttl_passed(row.params, row.created_at, state.now)
+        if ttl is None:
+            continue
+        error = repository.expired_error(ttl)
+        ended = repository.finish(session, row.id, JobStatus.EXPIRED, error=error, expected=JobStatus.QUEUED)
+        if ended is not None:
+            state.done["expired"] += 1
+            state.terminal.append((row.id, row.task, JobStatus.EXPIRED.value))
+            state.deliveries += record_webhook(session, row.id, "completed")
+
+
+def _resend_stale(session: Session, state: _Sweep) -> None:
+    """2. `queued` jobs whose message is older than `requeue_after_s` are sent again."""
+    cutoff = state.now - timedelta(seconds=state.settings.requeue_after_s)
+    stale = repository.take_stale_queued(session, before=cutoff, now=state.now, limit=BATCH)
+    state.resend += stale
+    state.done["requeued_stale"] += len(stale)
+
+
+def _recover_running(
+    session: Session, state: _Sweep, missing_since: dict[tuple[str, str], float] | None
+) -> None:
+    """3. `running` jobs whose worker vanished go back to the queue while attempts remain, else fail
+    (`worker_lost`); those past their time limit plus `running_grace_s` fail (`timeout`)."""
+    settings = state.settings
+    rows = repository.running_jobs(session, limit=BATCH)
+    pairs = {(TASK_QUEUES[TaskName(r.task)].value, r.worker or "") for r in rows}
+    alive = _alive_workers(state.client, pairs)
+    if missing_since is not None:
+        alive |= _not_yet_lost(missing_since, pairs - alive, settings.worker_heartbeat_s * 2)
+    for row in rows:
+        limit = float(row.params.get("timeout_s") or settings.default_timeout_s)
+        overdue = (
+            row.started_at is not None
+            and row.started_at + timedelta(seconds=limit + settings.running_grace_s) < state.now
+        )
+        lost = (TASK_QUEUES[TaskName(row.task)].value, row.worker or "") not in alive
+        if not (overdue or lost):
+            continue
+        if overdue or row.attempts >= settings.max_attempts:
+            code, message = (
+                ("timeout", f"ran past timeout_s={limit}")
+                if overdue
+                else (
+                    "worker_lost",
+                    f"its worker vanished on attempt {row.attempts} of {settings.max_attempts}",
+                )
+            )
+            error = {"code": code, "message": message}
+            if repository.finish(session, row.id, JobStatus.FAILED, error=error) is not None:
+                state.done[f"failed_{code}"] += 1
+                state.terminal.append((row.id, row.task, JobStatus.FAILED.value))
+                state.abort.append(row.id)
+                state.deliveries += record_webhook(session, row.id, "completed")
+        elif repository.requeue(session, row.id, enqueue_at=state.now):
+            state.done["recovered_running"] += 1
+            state.resend.append((row.id, TaskName(row.task), row.priority))
+
+
+def _overdue_deliveries(session: Session, state: _Sweep) -> list[str]:
+    """4a. Pending webhook deliveries overdue by three sweep intervals (candidates for a re-send)."""
+    from shared.webhooks import due_deliveries
+
+    return due_deliveries(session, state.now, state.settings.sweep_interval_s * 3)
+
+
+def _unqueued_deliveries(state: _Sweep, overdue: list[str]) -> list[str]:
+    """4b. Of the overdue deliveries, those in neither Redis set: their enqueue was lost (a crash or a
+    Redis error right after the commit). One waiting behind a backlog is never re-sent."""
+    if not overdue:
+        return []
+    from shared import webhook_queue
+
+    unqueued = webhook_queue.missing(state.client, overdue)
+    if unqueued:  # read again: one delivered (and settled) since the first read is not lost
+        with session_scope(state.settings.database_url) as session:
+            unqueued = list(
+                session.scalars(
+                    select(WebhookDelivery.id).where(
+                        WebhookDelivery.id.in_(unqueued), WebhookDelivery.status == "pending"
+                    )
+                )
+            )
+    state.done["webhooks_resent"] += len(unqueued)
+    return unqueued
+
+
+def _forget_idempotency_keys(session: Session, state: _Sweep) -> None:
+    """5. Idempotency keys older than `idempotency_ttl_s` are forgotten."""
+    cutoff = state.now - timedelta(seconds=state.settings.idempotency_ttl_s)
+    expired_keys = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
+    state.done["idempotency_keys_deleted"] += expired_keys.rowcount  # type: ignore[attr-defined]
 
 
 def _alive_workers(client: redis.Redis, workers: set[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -228,7 +217,7 @@ def _not_yet_lost(
 
 
 def _prune_outstanding(settings: Settings, client: redis.Redis) -> int:
-    """Remove ids of terminal (or unknown) jobs from the oldest end of each outstanding set."""
+    """6. Remove ids of terminal (or unknown) jobs from the oldest end of each outstanding set."""
     dropped = 0
     terminal = {s.value for s in TERMINAL_STATUSES}
     for queue in Queue:

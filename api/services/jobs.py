@@ -318,7 +318,12 @@ def cancel_job(session: Session, celery: Any, job_id: str) -> JobOut:
     ConflictError if it already finished."""
     job_id = normalize_id(job_id)
     deliveries: list[str] = []
-    previous = repository.cancel(session, job_id)
+    previous = None
+    for expected in (JobStatus.QUEUED, JobStatus.RUNNING):
+        error = repository.CANCELED_ERROR
+        if repository.finish(session, job_id, JobStatus.CANCELED, error=error, expected=expected):
+            previous = expected
+            break
     if previous is not None:
         job = repository.get(session, job_id)
         assert job is not None

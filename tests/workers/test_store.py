@@ -6,14 +6,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from shared.db import repository, session_scope
 from shared.schemas import JobStatus
-from tests.utils.factories import job_row
+from tests.utils.factories import add_jobs, job_row
 from workers.store import Completion, JobStore
 
 
 def test_batched_claims_and_finishes(database_url: str) -> None:
     jobs = [job_row("sentiment") for _ in range(120)]
     with session_scope(database_url) as session:
-        repository.insert_jobs(session, jobs)
+        add_jobs(session, jobs)
     store = JobStore(database_url, max_wait_ms=5)
     try:
         with ThreadPoolExecutor(24) as pool:
