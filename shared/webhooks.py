@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import redis
 import structlog
 from celery import Celery
 from sqlalchemy import select
@@ -36,6 +37,7 @@ from sqlalchemy.orm import Session
 from ulid import ULID
 
 from shared import webhook_queue
+from shared.db import session_scope
 from shared.db.models import WebhookDelivery, utcnow
 from shared.errors import QueueUnavailableError
 from shared.schemas import WebhookDeliveryOut
@@ -58,6 +60,7 @@ __all__ = [
     "is_public_address",
     "new_delivery_id",
     "record_event",
+    "resend_lost",
     "resolve_public_addresses",
     "retry_delay",
 ]
@@ -186,18 +189,19 @@ def record_event(session: Session, job: WebhookSubject, event: str) -> WebhookDe
 
 
 def enqueue_deliveries(
-    celery_app: Celery, delivery_ids: Sequence[str], countdown: float | None = None
+    broker: Celery | redis.Redis, delivery_ids: Sequence[str], countdown: float | None = None
 ) -> None:
     """Make deliveries due (now, or `countdown` seconds from now) in the webhook due set of the
-    broker's Redis (`shared.webhook_queue`), in one write. An id already due only moves: a delivery is
-    never queued twice. Raises QueueUnavailableError if Redis refuses.
+    broker's Redis (`shared.webhook_queue`; `broker`: the Celery app, or a client of its Redis), in one
+    write. An id already due only moves: a delivery is never queued twice. Raises
+    QueueUnavailableError if Redis refuses.
     """
     if not delivery_ids:
         return
     from shared.queueing import redis_client
 
     at = time.time() + countdown if countdown else None
-    client = redis_client(str(celery_app.conf.broker_url))
+    client = broker if isinstance(broker, redis.Redis) else redis_client(str(broker.conf.broker_url))
     try:
         webhook_queue.enqueue(client, delivery_ids, at)
     except Exception:  # e.g. a pooled connection Redis dropped: redis-py reconnects on the next use
@@ -255,6 +259,26 @@ def due_deliveries(session: Session, now: datetime, grace_s: float, *, limit: in
             .limit(limit)
         )
     )
+
+
+def resend_lost(client: redis.Redis, database_url: str, now: datetime, grace_s: float) -> int:
+    """Make due again the pending deliveries overdue by more than `grace_s` that are in neither Redis
+    set: their enqueue was lost (a crash or a Redis error right after the commit). One waiting behind
+    a backlog is still in the due (or leased) set and is never re-sent. How many were re-sent."""
+    with session_scope(database_url) as session:
+        overdue = due_deliveries(session, now, grace_s)
+    unqueued = webhook_queue.missing(client, overdue)
+    if unqueued:  # read again: one delivered (and settled) since the first read is not lost
+        with session_scope(database_url) as session:
+            unqueued = list(
+                session.scalars(
+                    select(WebhookDelivery.id).where(
+                        WebhookDelivery.id.in_(unqueued), WebhookDelivery.status == "pending"
+                    )
+                )
+            )
+        enqueue_deliveries(client, unqueued)
+    return len(unqueued)
 
 
 # --- Destinations -------------------------------------------------------------------------------

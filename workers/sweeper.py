@@ -27,17 +27,19 @@ import redis
 import structlog
 from celery import Celery
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
-from shared.constants import CANCEL_CHANNEL, SWEEPER_LOCK, TASK_QUEUES, Queue, TaskName, outstanding_key
+from shared import lifecycle
+from shared.constants import SWEEPER_LOCK, TASK_QUEUES, Queue, TaskName, outstanding_key
 from shared.db import repository, session_scope
-from shared.db.models import IdempotencyKey, Job, WebhookDelivery, utcnow
-from shared.events import announce_terminal
+from shared.db.conflicts import retry_conflicts
+from shared.db.models import IdempotencyKey, Job, utcnow
+from shared.db.repository import AnyRow
+from shared.lifecycle import Completion, Ended
 from shared.queueing import send_jobs
 from shared.schemas import TERMINAL_STATUSES, JobStatus
 from shared.settings import Settings
+from shared.webhooks import resend_lost
 from workers.heartbeat import heartbeat_key
-from workers.store import record_webhook
 
 __all__ = ["Sweeper", "sweep"]
 
@@ -48,16 +50,13 @@ BATCH = 1000
 
 @dataclass
 class _Sweep:
-    """One sweep's clock, what it did, and what it tells Redis once its transaction committed."""
+    """One sweep's clock, its clients, and what it did."""
 
     settings: Settings
     client: redis.Redis
     now: datetime = field(default_factory=utcnow)
     done: Counter[str] = field(default_factory=Counter)
-    terminal: list[tuple[str, str, str]] = field(default_factory=list)  # (job id, task, status)
-    deliveries: list[str] = field(default_factory=list)
-    resend: list[tuple[str, TaskName, int]] = field(default_factory=list)
-    abort: list[str] = field(default_factory=list)
+    resend: list[tuple[str, TaskName, int]] = field(default_factory=list)  # (job id, task, priority)
 
 
 def sweep(
@@ -66,67 +65,66 @@ def sweep(
     celery: Celery,
     missing_since: dict[tuple[str, str], float] | None = None,
 ) -> Counter[str]:
-    """One sweep of the whole fleet; counts of what it did, by kind.
+    """One sweep of the whole fleet (each stage its own transaction); counts of what it did, by kind.
 
     With `missing_since` (kept by a `Sweeper` between sweeps), a worker counts as vanished only once its
     heartbeat has been missing for two heartbeat periods: a Redis restart drops every heartbeat key for
     a moment, and running jobs must not be taken from live workers then. Without it (tests), at once."""
     state = _Sweep(settings, client)
-    with session_scope(settings.database_url) as session:
-        _expire_queued(session, state)
-        _resend_stale(session, state)
-        _recover_running(session, state, missing_since)
-        overdue_deliveries = _overdue_deliveries(session, state)
-        _forget_idempotency_keys(session, state)
-    # After the commit: talk to Redis.
-    if state.resend:
+    _expire_queued(state)
+    _resend_stale(state)
+    _recover_running(state, missing_since)
+    if state.resend:  # after the commits
         send_jobs(celery, state.resend)
-    for job_id, task, status in state.terminal:
-        announce_terminal(client, job_id, task, status)
-    for job_id in state.abort:
-        client.publish(CANCEL_CHANNEL, job_id)
-    state.deliveries += _unqueued_deliveries(state, overdue_deliveries)
-    if state.deliveries:
-        from shared.webhooks import enqueue_deliveries
-
-        enqueue_deliveries(celery, state.deliveries)
+    _resend_lost_deliveries(state)
+    _forget_idempotency_keys(state)
     state.done["outstanding_dropped"] += _prune_outstanding(settings, client)
     return +state.done
 
 
-def _expire_queued(session: Session, state: _Sweep) -> None:
+def _end(state: _Sweep, completions: list[Completion]) -> list[Ended]:
+    """End jobs through the one path to a terminal state; those that ended."""
+    if not completions:
+        return []
+    with session_scope(state.settings.database_url) as session:
+        ended = lifecycle.end_jobs(session, state.client, completions)
+    return [e for e in ended if e is not None]
+
+
+def _expire_queued(state: _Sweep) -> None:
     """1. `queued` jobs whose `params.ttl_s` passed end `expired` (they never run)."""
-    for row in repository.queued_with_ttl(session, limit=BATCH):
+    with session_scope(state.settings.database_url) as session:
+        rows = repository.queued_with_ttl(session, limit=BATCH)
+    expiries = []
+    for row in rows:
         ttl = repository.ttl_passed(row.params, row.created_at, state.now)
-        if ttl is None:
-            continue
-        error = repository.expired_error(ttl)
-        ended = repository.finish(session, row.id, JobStatus.EXPIRED, error=error, expected=JobStatus.QUEUED)
-        if ended is not None:
-            state.done["expired"] += 1
-            state.terminal.append((row.id, row.task, JobStatus.EXPIRED.value))
-            state.deliveries += record_webhook(session, row.id, "completed")
+        if ttl is not None:
+            expiries.append(Completion.expired(row.id, ttl, JobStatus.QUEUED))
+    state.done["expired"] += len(_end(state, expiries))
 
 
-def _resend_stale(session: Session, state: _Sweep) -> None:
+def _resend_stale(state: _Sweep) -> None:
     """2. `queued` jobs whose message is older than `requeue_after_s` are sent again."""
     cutoff = state.now - timedelta(seconds=state.settings.requeue_after_s)
-    stale = repository.take_stale_queued(session, before=cutoff, now=state.now, limit=BATCH)
+    with session_scope(state.settings.database_url) as session:
+        stale = repository.take_stale_queued(session, before=cutoff, now=state.now, limit=BATCH)
     state.resend += stale
     state.done["requeued_stale"] += len(stale)
 
 
-def _recover_running(
-    session: Session, state: _Sweep, missing_since: dict[tuple[str, str], float] | None
-) -> None:
+def _recover_running(state: _Sweep, missing_since: dict[tuple[str, str], float] | None) -> None:
     """3. `running` jobs whose worker vanished go back to the queue while attempts remain, else fail
-    (`worker_lost`); those past their time limit plus `running_grace_s` fail (`timeout`)."""
+    (`worker_lost`); those past their time limit plus `running_grace_s` fail (`timeout`). A failed
+    job's engine request is aborted, in case its worker still runs it."""
     settings = state.settings
-    rows = repository.running_jobs(session, limit=BATCH)
+    with session_scope(settings.database_url) as session:
+        rows = repository.running_jobs(session, limit=BATCH)
     pairs = {(TASK_QUEUES[TaskName(r.task)].value, r.worker or "") for r in rows}
     alive = _alive_workers(state.client, pairs)
     if missing_since is not None:
         alive |= _not_yet_lost(missing_since, pairs - alive, settings.worker_heartbeat_s * 2)
+    failures: list[Completion] = []
+    back: list[AnyRow] = []
     for row in rows:
         limit = float(row.params.get("timeout_s") or settings.default_timeout_s)
         overdue = (
@@ -134,60 +132,46 @@ def _recover_running(
             and row.started_at + timedelta(seconds=limit + settings.running_grace_s) < state.now
         )
         lost = (TASK_QUEUES[TaskName(row.task)].value, row.worker or "") not in alive
-        if not (overdue or lost):
+        if overdue:
+            error = {"code": "timeout", "message": f"ran past timeout_s={limit}"}
+        elif lost and row.attempts >= settings.max_attempts:
+            message = f"its worker vanished on attempt {row.attempts} of {settings.max_attempts}"
+            error = {"code": "worker_lost", "message": message}
+        else:
+            if lost:
+                back.append(row)
             continue
-        if overdue or row.attempts >= settings.max_attempts:
-            code, message = (
-                ("timeout", f"ran past timeout_s={limit}")
-                if overdue
-                else (
-                    "worker_lost",
-                    f"its worker vanished on attempt {row.attempts} of {settings.max_attempts}",
-                )
-            )
-            error = {"code": code, "message": message}
-            if repository.finish(session, row.id, JobStatus.FAILED, error=error) is not None:
-                state.done[f"failed_{code}"] += 1
-                state.terminal.append((row.id, row.task, JobStatus.FAILED.value))
-                state.abort.append(row.id)
-                state.deliveries += record_webhook(session, row.id, "completed")
-        elif repository.requeue(session, row.id, enqueue_at=state.now):
-            state.done["recovered_running"] += 1
-            state.resend.append((row.id, TaskName(row.task), row.priority))
+        failures.append(Completion(row.id, JobStatus.FAILED, error=error))
+    codes = {c.job_id: (c.error or {}).get("code") for c in failures}
+    for ended in _end(state, failures):
+        state.done[f"failed_{codes[ended.job_id]}"] += 1
+    requeued = retry_conflicts(lambda: _requeue(state, sorted(back, key=lambda r: str(r.id))))
+    state.resend += requeued
+    state.done["recovered_running"] += len(requeued)
 
 
-def _overdue_deliveries(session: Session, state: _Sweep) -> list[str]:
-    """4a. Pending webhook deliveries overdue by three sweep intervals (candidates for a re-send)."""
-    from shared.webhooks import due_deliveries
-
-    return due_deliveries(session, state.now, state.settings.sweep_interval_s * 3)
-
-
-def _unqueued_deliveries(state: _Sweep, overdue: list[str]) -> list[str]:
-    """4b. Of the overdue deliveries, those in neither Redis set: their enqueue was lost (a crash or a
-    Redis error right after the commit). One waiting behind a backlog is never re-sent."""
-    if not overdue:
-        return []
-    from shared import webhook_queue
-
-    unqueued = webhook_queue.missing(state.client, overdue)
-    if unqueued:  # read again: one delivered (and settled) since the first read is not lost
-        with session_scope(state.settings.database_url) as session:
-            unqueued = list(
-                session.scalars(
-                    select(WebhookDelivery.id).where(
-                        WebhookDelivery.id.in_(unqueued), WebhookDelivery.status == "pending"
-                    )
-                )
-            )
-    state.done["webhooks_resent"] += len(unqueued)
-    return unqueued
+def _requeue(state: _Sweep, rows: list[AnyRow]) -> list[tuple[str, TaskName, int]]:
+    """Give jobs of lost workers back to the queue (one transaction, job-id order)."""
+    requeued = []
+    with session_scope(state.settings.database_url) as session:
+        for row in rows:
+            if repository.requeue(session, row.id, enqueue_at=state.now):
+                requeued.append((row.id, TaskName(row.task), row.priority))
+    return requeued
 
 
-def _forget_idempotency_keys(session: Session, state: _Sweep) -> None:
+def _resend_lost_deliveries(state: _Sweep) -> None:
+    """4. Webhook deliveries overdue by three sweep intervals whose enqueue was lost are made due."""
+    grace_s = state.settings.sweep_interval_s * 3
+    resent = resend_lost(state.client, state.settings.database_url, state.now, grace_s)
+    state.done["webhooks_resent"] += resent
+
+
+def _forget_idempotency_keys(state: _Sweep) -> None:
     """5. Idempotency keys older than `idempotency_ttl_s` are forgotten."""
     cutoff = state.now - timedelta(seconds=state.settings.idempotency_ttl_s)
-    expired_keys = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
+    with session_scope(state.settings.database_url) as session:
+        expired_keys = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
     state.done["idempotency_keys_deleted"] += expired_keys.rowcount  # type: ignore[attr-defined]
 
 

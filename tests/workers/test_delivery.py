@@ -112,7 +112,7 @@ def test_canceled_while_running_keeps_canceled(runtime: WorkerRuntime) -> None:
         assert repository.finish(
             session, job_id, JobStatus.CANCELED, error={"code": "canceled", "message": "x"}
         )
-    from workers.store import Completion
+    from shared.lifecycle import Completion
 
     assert not runtime.store.finish(Completion(job_id, JobStatus.SUCCEEDED, result={"text": ""}))
     assert _load(runtime, job_id).status == "canceled"
