@@ -31,7 +31,8 @@ from shared.db import repository
 from shared.db.conflicts import retry_conflicts
 from shared.events import announce_terminals
 from shared.schemas import JobStatus
-from shared.webhooks import enqueue_deliveries, record_event
+from shared.webhooks.queue import enqueue_deliveries
+from shared.webhooks.records import record_event
 
 __all__ = ["Completion", "Ended", "Endings", "announce", "end_jobs", "write"]
 

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from shared.backoff import backoff_s, doubling
 from shared.constants import TaskName
 from shared.db.models import utcnow
 from shared.errors import ConfigurationError, RetryableError, TextfleetError
@@ -31,7 +32,7 @@ from workers.handlers import HANDLERS
 from workers.runtime import WorkerRuntime
 from workers.store import Claim
 
-__all__ = ["backoff_s", "execute"]
+__all__ = ["execute"]
 
 log = structlog.get_logger(__name__)
 
@@ -43,11 +44,6 @@ class _RequeueError(Exception):
         super().__init__(reason)
         self.delay_s = delay_s
         self.reason = reason
-
-
-def backoff_s(attempts: int, base_s: float, max_s: float) -> float:
-    """Delay before attempt `attempts + 1`: base, 2x base, 4x base, ... capped at max."""
-    return float(min(max_s, base_s * 2 ** max(0, attempts - 1)))
 
 
 def execute(job_id: str, task: TaskName, runtime: WorkerRuntime) -> JobStatus | None:
@@ -100,7 +96,8 @@ def _run(task: TaskName, runtime: WorkerRuntime, claim: Claim) -> Completion:
         return failed({"code": "invalid_input", "message": f"{field}: {first['msg']}"})
     except RetryableError as exc:
         if claim.attempts < settings.max_attempts:
-            delay = backoff_s(claim.attempts, settings.retry_backoff_s, settings.retry_backoff_max_s)
+            schedule = doubling(settings.retry_backoff_s, settings.retry_backoff_max_s)
+            delay = backoff_s(claim.attempts, schedule)
             raise _RequeueError(delay, exc.code) from exc
         log.warning("job.retries_exhausted", code=exc.code, attempts=claim.attempts)
         return failed(exc.to_dict())

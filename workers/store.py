@@ -25,7 +25,7 @@ from shared.db.conflicts import retry_conflicts
 from shared.db.models import utcnow
 from shared.lifecycle import Completion, Endings
 from shared.schemas import JobStatus
-from shared.webhooks import record_event
+from shared.webhooks.records import record_event
 from workers.batching import MicroBatcher
 
 __all__ = ["Claim", "JobStore"]

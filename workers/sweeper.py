@@ -38,7 +38,7 @@ from shared.lifecycle import Completion, Ended
 from shared.queueing import send_jobs
 from shared.schemas import TERMINAL_STATUSES, JobStatus
 from shared.settings import Settings
-from shared.webhooks import resend_lost
+from shared.webhooks.queue import resend_lost
 from workers.heartbeat import heartbeat_key
 
 __all__ = ["Sweeper", "sweep"]

@@ -7,9 +7,9 @@ from datetime import timedelta
 import redis
 from fastapi.testclient import TestClient
 
-from shared import webhook_queue as wq
 from shared.db import session_scope
 from shared.db.models import WebhookDelivery, utcnow
+from shared.webhooks import queue as wq
 from shared.webhooks import record_event
 from tests.utils.factories import add_jobs, webhook_job_row
 

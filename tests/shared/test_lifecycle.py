@@ -16,7 +16,7 @@ from shared.db import session_scope
 from shared.db.models import Job, WebhookDelivery
 from shared.lifecycle import Completion, end_jobs
 from shared.schemas import JobStatus
-from shared.webhook_queue import DUE_KEY
+from shared.webhooks.queue import DUE_KEY
 from tests.utils.factories import add_jobs, job_row, load_job, webhook_job_row
 
 pytestmark = pytest.mark.timeout(60)

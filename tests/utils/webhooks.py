@@ -14,11 +14,11 @@ import redis
 from sqlalchemy import update
 from standardwebhooks import Webhook
 
-from shared import webhook_queue as wq
 from shared.db import session_scope
 from shared.db.models import WebhookDelivery, utcnow
 from shared.schemas import JobStatus
 from shared.settings import Settings
+from shared.webhooks import queue as wq
 from shared.webhooks import record_event
 from tests.utils.factories import add_jobs, webhook_job_row
 from workers.webhooks import Deliverer

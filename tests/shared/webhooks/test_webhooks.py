@@ -11,16 +11,15 @@ import pytest
 import redis
 from sqlalchemy import func, select, text, update
 
+from shared.backoff import backoff_s
 from shared.db import session_scope
 from shared.db.models import Job, WebhookDelivery, utcnow
 from shared.queueing import VISIBILITY_TIMEOUT_S, make_celery
 from shared.settings import Settings
-from shared.webhook_queue import DUE_KEY
 from shared.webhooks import (
     BACKOFF_JITTER,
     BACKOFF_SCHEDULE_S,
     UnsafeWebhookURLError,
-    backoff_schedule,
     check_url_scheme,
     deliveries_for,
     due_deliveries,
@@ -28,8 +27,8 @@ from shared.webhooks import (
     is_public_address,
     record_event,
     resolve_public_addresses,
-    retry_delay,
 )
+from shared.webhooks.queue import DUE_KEY
 from tests.utils.factories import add_jobs, job_row, webhook_job_row
 
 URL = "https://hooks.example.com/textfleet"
@@ -197,15 +196,16 @@ def test_due_deliveries_lists_only_overdue_pending_rows(database_url: str) -> No
 
 
 def test_backoff_schedule() -> None:
-    assert [backoff_schedule(n) for n in range(1, 9)] == [5, 30, 120, 600, 1800, 3000, 3000, 3000]
-    assert backoff_schedule(0) == 0
+    delays = [backoff_s(n, BACKOFF_SCHEDULE_S) for n in range(1, 9)]
+    assert delays == [5, 30, 120, 600, 1800, 3000, 3000, 3000]
+    assert backoff_s(0, BACKOFF_SCHEDULE_S) == 0
     # Held-back messages stay below the broker's visibility timeout (else Redis hands them out twice).
     assert max(BACKOFF_SCHEDULE_S) < VISIBILITY_TIMEOUT_S
 
 
 def test_retry_delay_has_jitter_below_the_schedule() -> None:
     rng = random.Random(7)
-    delays = [retry_delay(1, rng) for _ in range(200)]
+    delays = [backoff_s(1, BACKOFF_SCHEDULE_S, jitter=BACKOFF_JITTER, rng=rng) for _ in range(200)]
     assert all(5 * (1 - BACKOFF_JITTER) <= d <= 5 for d in delays)
     assert len({round(d, 3) for d in delays}) > 100  # spread, not one value
 

@@ -1,4 +1,4 @@
-"""`shared.webhook_queue`: the due and leased sets on a real Redis, the rebuild from a real database."""
+"""`shared.webhooks.queue`: the due and leased sets on a real Redis, the rebuild from a real database."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import redis
 from sqlalchemy import update
 
-from shared import webhook_queue as wq
 from shared.db import session_scope
 from shared.db.models import WebhookDelivery, utcnow
+from shared.webhooks import queue as wq
 from shared.webhooks import record_event
 from tests.utils.factories import add_jobs, webhook_job_row
 
