@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 import redis
@@ -27,7 +27,7 @@ from shared.constants import (
 from shared.errors import QueueUnavailableError
 from shared.settings import Settings, get_settings
 
-__all__ = ["celery_priority", "get_celery", "make_celery", "send_job", "send_jobs"]
+__all__ = ["celery_priority", "get_celery", "make_celery", "publish", "redis_client", "send_job", "send_jobs"]
 
 #: Seconds an unacknowledged message stays invisible before Redis redelivers it. Above the longest
 #: allowed run time, so a slow job is not delivered twice while it is still running.
@@ -102,14 +102,26 @@ def send_jobs(
     """
     if not jobs:
         return
+
+    def write() -> None:
+        track_outstanding(app, jobs)  # ZADD NX: a second try changes nothing already there
+        _publish(app, jobs, countdown)  # a message that did go out twice is claimed once: harmless
+
+    publish(write, "job")
+
+
+def publish(write: Callable[[], None], what: str) -> None:
+    """Run a write to the broker's Redis (job messages, webhook deliveries), once more if it fails: a
+    pooled connection Redis dropped is replaced on the next use (redis-py and kombu reconnect).
+    QueueUnavailableError (naming `what`) if the second try fails too. Every write given here must be
+    safe to repeat."""
     try:
-        track_outstanding(app, jobs)
-        _publish(app, jobs, countdown)
-    except Exception:  # e.g. a pooled connection Redis dropped: redis-py reconnects on the next use
+        write()
+    except Exception:
         try:
-            _publish(app, jobs, countdown)  # a message that did go out twice is claimed once: harmless
-        except Exception as exc:  # kombu raises many kinds on a broken connection
-            raise QueueUnavailableError(f"could not enqueue job: {exc}") from exc
+            write()
+        except Exception as exc:  # kombu and redis-py raise many kinds on a broken connection
+            raise QueueUnavailableError(f"could not enqueue {what}: {exc}") from exc
 
 
 @lru_cache(maxsize=8)

@@ -32,10 +32,10 @@ import structlog
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from shared.constants import Queue, TaskName
-from shared.db import Job, session_scope
+from shared.db import Job, repository, session_scope
 from shared.schemas import TERMINAL_STATUSES, GenerateParams, JobStatus
 from shared.settings import Settings
 from workers.engines.base import GenerationRequest
@@ -352,11 +352,7 @@ def _finished(row: Job) -> datetime:
 def purge(database_url: str, redis_url: str) -> None:
     """Cancel every queued job and empty the queues (intake jobs must not be run)."""
     with session_scope(database_url) as session:
-        session.execute(
-            update(Job)
-            .where(Job.status == JobStatus.QUEUED.value)
-            .values(status=JobStatus.CANCELED.value, error={"code": "canceled", "message": "bench intake"})
-        )
+        repository.purge_queued(session, "bench intake")
     client = redis.Redis.from_url(redis_url)
     keys = [key for queue in Queue for key in client.scan_iter(match=f"{queue.value}*")]
     keys += list(client.scan_iter(match="textfleet:outstanding:*"))

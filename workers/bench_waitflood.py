@@ -32,10 +32,8 @@ import httpx
 import redis
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import update
 
-from shared.db import Job, session_scope
-from shared.db.models import utcnow
+from shared.db import repository, session_scope
 from shared.events import announce_terminals
 from shared.schemas import JobStatus
 from shared.settings import Settings
@@ -182,18 +180,8 @@ class _Prober(threading.Thread):
 
 def _finish(database_url: str, redis_url: str, job_ids: list[str]) -> float:
     """Finish the jobs as a worker does (commit, then announce); when the announcement went out."""
-    now = utcnow()
     with session_scope(database_url) as session:
-        session.execute(
-            update(Job)
-            .where(Job.id.in_(job_ids))
-            .values(
-                status=JobStatus.SUCCEEDED.value,
-                result={"label": "positive"},
-                started_at=now,
-                finished_at=now,
-            )
-        )
+        repository.succeed_unrun(session, job_ids, {"label": "positive"})
     client = redis.Redis.from_url(redis_url)
     try:
         announce_terminals(client, [(job_id, "sentiment", JobStatus.SUCCEEDED.value) for job_id in job_ids])

@@ -40,12 +40,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from sqlalchemy import insert, update
 
-from shared import webhook_queue
 from shared.db import repository, session_scope
 from shared.db.migrate import upgrade
 from shared.db.models import WebhookDelivery, utcnow
 from shared.settings import Settings
-from shared.webhooks import new_delivery_id
+from shared.webhooks import queue as webhook_queue
+from shared.webhooks.records import new_delivery_id
 from workers.bench_webhooks_report import markdown_table, render_table
 
 __all__ = ["WebhookBenchConfig", "run_webhook_bench"]

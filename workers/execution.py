@@ -15,26 +15,26 @@ This is independent of Celery so it can be tested with fake engines; `workers.ce
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import structlog
 from pydantic import ValidationError
 
+from shared.backoff import backoff_s, doubling
 from shared.constants import TaskName
 from shared.db.models import utcnow
 from shared.errors import ConfigurationError, RetryableError, TextfleetError
-from shared.events import announce_terminal
+from shared.lifecycle import Completion
 from shared.queueing import send_job
 from shared.schemas import JobStatus, parse_job_payload
 from workers import metrics
 from workers.handlers import HANDLERS
 from workers.runtime import WorkerRuntime
-from workers.store import Claim, Completion
+from workers.store import Claim
 
-__all__ = ["backoff_s", "execute"]
+__all__ = ["execute"]
 
 log = structlog.get_logger(__name__)
-
-Outcome = tuple[JobStatus, dict[str, object] | None, dict[str, str] | None, dict[str, int] | None]
 
 
 class _RequeueError(Exception):
@@ -46,11 +46,6 @@ class _RequeueError(Exception):
         self.reason = reason
 
 
-def backoff_s(attempts: int, base_s: float, max_s: float) -> float:
-    """Delay before attempt `attempts + 1`: base, 2x base, 4x base, ... capped at max."""
-    return float(min(max_s, base_s * 2 ** max(0, attempts - 1)))
-
-
 def execute(job_id: str, task: TaskName, runtime: WorkerRuntime) -> JobStatus | None:
     """Run job `job_id` once. Returns its terminal status, or None when it was not ours to finish
     (already claimed, canceled or finished: a redelivered message is harmless; or requeued)."""
@@ -59,9 +54,8 @@ def execute(job_id: str, task: TaskName, runtime: WorkerRuntime) -> JobStatus | 
         if claim is None:
             log.info("job.skipped", reason="not queued")
             return None
-        if claim.expired:
+        if claim.expired:  # ended (and announced) by the claim
             log.info("job.expired", ttl_s=claim.params.get("ttl_s"))
-            _announce(runtime, job_id, task, JobStatus.EXPIRED)
             metrics.observe_finished(task, JobStatus.EXPIRED.value)
             return JobStatus.EXPIRED
         log.info("job.started", worker=runtime.hostname, attempt=claim.attempts)
@@ -69,34 +63,29 @@ def execute(job_id: str, task: TaskName, runtime: WorkerRuntime) -> JobStatus | 
         metrics.observe_started(task, claim.created_at, utcnow())
         started = time.perf_counter()
         try:
-            status, result, error, usage = _run(task, runtime, claim)
+            completion = _run(task, runtime, claim)
         except _RequeueError as requeue:
             metrics.observe_run(task, "requeued", time.perf_counter() - started, None)
             _requeue(runtime, job_id, task, claim, requeue)
             return None
         finally:
             runtime.in_flight.discard(job_id)
-        metrics.observe_run(task, status.value, time.perf_counter() - started, usage)
-        won = runtime.store.finish(
-            Completion(
-                job_id,
-                status,
-                result=result,
-                error=error,
-                usage=usage,
-                webhook=claim.webhook,
-                worker=runtime.hostname,
-                task=task.value,  # the store announces it, batched with others
-            )
-        )
+        status = completion.status
+        metrics.observe_run(task, status.value, time.perf_counter() - started, completion.usage)
+        won = runtime.store.finish(completion)  # batched with others: written, then announced
         if won:
             metrics.observe_finished(task, status.value)
-            log.info("job.finished", status=status.value, error_code=(error or {}).get("code"))
+            log.info("job.finished", status=status.value, error_code=(completion.error or {}).get("code"))
         return status if won else None
 
 
-def _run(task: TaskName, runtime: WorkerRuntime, claim: Claim) -> Outcome:
+def _run(task: TaskName, runtime: WorkerRuntime, claim: Claim) -> Completion:
+    """The job's outcome (its claimant's completion), or _RequeueError."""
     settings = runtime.settings
+
+    def failed(error: dict[str, Any]) -> Completion:
+        return Completion(claim.job_id, JobStatus.FAILED, error=error, worker=runtime.hostname)
+
     try:
         input_, params = parse_job_payload(task, claim.input, claim.params)
         timeout_s = getattr(params, "timeout_s", None) or settings.default_timeout_s
@@ -104,32 +93,30 @@ def _run(task: TaskName, runtime: WorkerRuntime, claim: Claim) -> Outcome:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        return JobStatus.FAILED, None, {"code": "invalid_input", "message": f"{field}: {first['msg']}"}, None
+        return failed({"code": "invalid_input", "message": f"{field}: {first['msg']}"})
     except RetryableError as exc:
         if claim.attempts < settings.max_attempts:
-            delay = backoff_s(claim.attempts, settings.retry_backoff_s, settings.retry_backoff_max_s)
+            schedule = doubling(settings.retry_backoff_s, settings.retry_backoff_max_s)
+            delay = backoff_s(claim.attempts, schedule)
             raise _RequeueError(delay, exc.code) from exc
         log.warning("job.retries_exhausted", code=exc.code, attempts=claim.attempts)
-        return JobStatus.FAILED, None, exc.to_dict(), None
+        return failed(exc.to_dict())
     except ConfigurationError as exc:
         log.error("job.misrouted", error=exc.message)
-        return JobStatus.FAILED, None, exc.to_dict(), None
+        return failed(exc.to_dict())
     except TextfleetError as exc:
         log.warning("job.failed", code=exc.code, error=exc.message)
-        return JobStatus.FAILED, None, exc.to_dict(), None
+        return failed(exc.to_dict())
     except TimeoutError:
-        return JobStatus.FAILED, None, {"code": "timeout", "message": "the job ran past its time limit"}, None
+        return failed({"code": "timeout", "message": "the job ran past its time limit"})
     except Exception as exc:  # a model bug must fail this job, never the worker
         log.exception("job.crashed")
-        return (
-            JobStatus.FAILED,
-            None,
-            {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"},
-            None,
-        )
+        return failed({"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"})
     if out.result.get("finish_reason") == "abort" and runtime.draining.is_set():
         raise _RequeueError(0.0, "worker shutting down")
-    return JobStatus.SUCCEEDED, out.result, None, out.usage
+    return Completion(
+        claim.job_id, JobStatus.SUCCEEDED, result=out.result, usage=out.usage, worker=runtime.hostname
+    )
 
 
 def _requeue(
@@ -141,10 +128,3 @@ def _requeue(
         except Exception as exc:  # the sweeper re-sends jobs queued too long
             log.warning("job.requeue_send_failed", error=str(exc))
         log.info("job.requeued", reason=requeue.reason, delay_s=requeue.delay_s, attempt=claim.attempts)
-
-
-def _announce(runtime: WorkerRuntime, job_id: str, task: TaskName, status: JobStatus) -> None:
-    try:
-        announce_terminal(runtime.redis, job_id, task, status.value)
-    except Exception as exc:  # waiters fall back to their timeout; the DB already holds the truth
-        log.warning("job.event_not_published", error=str(exc))

@@ -14,7 +14,6 @@ from celery import Celery
 
 from shared.constants import Queue
 from shared.errors import ConfigurationError
-from shared.events import announce_terminals
 from shared.queueing import make_celery
 from shared.settings import Settings
 from workers.classifiers.base import ClassifierSuite
@@ -53,17 +52,8 @@ class WorkerRuntime:
     def store(self) -> JobStore:
         """The batched database path of this worker (created on first use)."""
         if self._store is None:
-            self._store = JobStore(
-                self.settings.database_url,
-                on_deliveries=self._send_deliveries,
-                on_finished=lambda jobs: announce_terminals(self.redis, jobs),
-            )
+            self._store = JobStore(self.settings.database_url, self.redis)
         return self._store
-
-    def _send_deliveries(self, delivery_ids: list[str]) -> None:
-        from shared.webhooks import enqueue_deliveries
-
-        enqueue_deliveries(self.celery, delivery_ids)
 
     def require_generation(self) -> GenerationEngine:
         """The generation engine, or a clear error if this worker has none."""

@@ -2,33 +2,33 @@
 into one transaction per batch, so a busy classify worker does a handful of commits per second
 instead of two per job, and no model ever waits on the database.
 
-Each statement is still a conditional update of one row, so the guarantees are the repository's:
-a job is claimed by one worker only (`queued` -> `running`), and its first terminal state wins.
-Webhook events (`started` on claim, `completed` on a terminal state) are recorded in the same
-transaction as the transition that causes them, so an event exists if and only if its transition
-happened; their deliveries are enqueued after the commit by `on_deliveries`.
+Each statement is still a conditional update of one row (`shared.db.repository`), so a job is
+claimed by one worker only (`queued` -> `running`), and its first terminal state wins. Completions go
+through `shared.lifecycle.end_jobs` (the one path to a terminal state: the write, the `completed`
+webhook event, the announcement). A claim records the `started` webhook event in its transaction, and
+a job whose TTL passed ends `expired` there (`shared.lifecycle.write`); both are announced after the
+commit.
 """
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
+import redis
 import structlog
-from sqlalchemy import update
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
+from shared import lifecycle
 from shared.db import repository, session_scope
-from shared.db.models import Job, utcnow
+from shared.db.conflicts import retry_conflicts
+from shared.db.models import utcnow
+from shared.lifecycle import Completion, Endings
 from shared.schemas import JobStatus
+from shared.webhooks.records import record_event
 from workers.batching import MicroBatcher
 
-__all__ = ["Claim", "Completion", "JobStore", "is_conflict", "retry_conflicts"]
+__all__ = ["Claim", "JobStore"]
 
 log = structlog.get_logger(__name__)
 
@@ -44,56 +44,25 @@ class Claim:
     created_at: datetime
     priority: int = 5
     expired: bool = False
-    webhook: bool = False
 
 
-@dataclass(frozen=True)
-class Completion:
-    """A terminal state to write."""
-
-    job_id: str
-    status: JobStatus
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    usage: dict[str, int] | None = None
-    webhook: bool = False  # the job has a webhook: record its `completed` event
-    worker: str | None = None  # the claimant; a completion from anyone else is ignored
-    task: str | None = None  # given: the terminal state is announced (see JobStore.on_finished)
-
-
-_T = TypeVar("_T")
 _ClaimItem = tuple[str, str]  # (job id, worker)
-DeliveryHook = Callable[[list[str]], None]
-#: called after each completion batch commits with the (job id, task, status) that were written
-FinishedHook = Callable[[list[tuple[str, str, str]]], None]
-
-
-def record_webhook(session: Session, job_id: str, event: str) -> list[str]:
-    """Record a webhook event of a job in the caller's transaction; the new delivery ids (0 or 1)."""
-    job = session.get(Job, job_id)
-    if job is None or not job.webhook:
-        return []
-    from shared.webhooks import record_event
-
-    delivery = record_event(session, job, event)
-    return [delivery.id] if delivery is not None else []
 
 
 class JobStore:
-    """Batched `claim`, `finish` and `requeue` over one database; thread-safe."""
+    """Batched `claim`, `finish` and `requeue` over one database; thread-safe. `client` is the
+    broker's Redis (ends are announced there, webhook deliveries enqueued)."""
 
     def __init__(
         self,
         database_url: str,
+        client: redis.Redis,
         *,
         max_batch: int = 256,
         max_wait_ms: float = 2.0,
-        on_deliveries: DeliveryHook | None = None,
-        on_finished: FinishedHook | None = None,
     ) -> None:
         self.database_url = database_url
-        self.on_deliveries = on_deliveries
-        self.on_finished = on_finished
+        self.client = client
         self._claims: MicroBatcher[_ClaimItem, Claim | None] = MicroBatcher(
             self._claim_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, name="textfleet-claims"
         )
@@ -113,77 +82,40 @@ class JobStore:
     def requeue(self, job_id: str, *, delay_s: float = 0.0) -> bool:
         """Give a running job back to the queue (`running` -> `queued`); the caller re-sends its message."""
         with session_scope(self.database_url) as session:
-            outcome = session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
-                .values(
-                    status=JobStatus.QUEUED.value,
-                    worker=None,
-                    started_at=None,
-                    enqueued_at=utcnow() + timedelta(seconds=delay_s),
-                )
-                .execution_options(synchronize_session=False)
-            )
-            return bool(outcome.rowcount)  # type: ignore[attr-defined]
+            return repository.requeue(session, job_id, enqueue_at=utcnow() + timedelta(seconds=delay_s))
 
     def close(self) -> None:
         self._claims.close()
         self._finishes.close()
 
-    def _deliver(self, ids: list[str]) -> None:
-        if ids and self.on_deliveries is not None:
-            try:
-                self.on_deliveries(ids)
-            except Exception as exc:  # the sweeper re-sends due deliveries
-                log.warning("webhook.enqueue_failed", count=len(ids), error=str(exc))
-
     # --- batch bodies (run on the batchers' threads) ------------------------------------------------
     def _claim_batch(self, items: list[_ClaimItem]) -> list[Claim | None]:
         order = sorted(range(len(items)), key=lambda i: items[i][0])  # one lock order for every batch
-        claims, deliveries = retry_conflicts(lambda: self._claim_rows([items[i] for i in order]))
-        self._deliver(deliveries)
+        claims, endings = retry_conflicts(lambda: self._claim_rows([items[i] for i in order]))
+        lifecycle.announce(self.client, endings)
         out: list[Claim | None] = [None] * len(items)
         for position, claim in zip(order, claims, strict=True):
             out[position] = claim
         return out
 
-    def _claim_rows(self, items: list[_ClaimItem]) -> tuple[list[Claim | None], list[str]]:
+    def _claim_rows(self, items: list[_ClaimItem]) -> tuple[list[Claim | None], Endings]:
         now = utcnow()
         out: list[Claim | None] = []
-        deliveries: list[str] = []
+        endings = Endings()
         with session_scope(self.database_url) as session:
             for job_id, worker in items:
-                row = session.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
-                    .values(
-                        status=JobStatus.RUNNING.value,
-                        started_at=now,
-                        attempts=Job.attempts + 1,
-                        worker=worker,
-                    )
-                    .returning(Job.input, Job.params, Job.attempts, Job.created_at, Job.priority, Job.webhook)
-                    .execution_options(synchronize_session=False)
-                ).first()
+                row = repository.claim(session, job_id, worker, now=now)
                 if row is None:
                     out.append(None)
                     continue
-                ttl = row.params.get("ttl_s")
-                expired = ttl is not None and row.created_at + timedelta(seconds=float(ttl)) < now
-                if expired:
-                    session.execute(
-                        update(Job)
-                        .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
-                        .values(
-                            status=JobStatus.EXPIRED.value,
-                            started_at=None,
-                            finished_at=now,
-                            error={"code": "expired", "message": f"not started within ttl_s={ttl}"},
-                        )
-                        .execution_options(synchronize_session=False)
-                    )
-                if row.webhook:
-                    deliveries += record_webhook(session, job_id, "completed" if expired else "started")
+                ttl = repository.ttl_passed(row.params, row.created_at, now)
+                if ttl is not None:
+                    expiry = Completion.expired(job_id, ttl, JobStatus.RUNNING, worker=worker)
+                    lifecycle.write(session, [expiry], endings)
+                else:
+                    delivery = record_event(session, row, "started")
+                    if delivery is not None:
+                        endings.deliveries.append(delivery.id)
                 out.append(
                     Claim(
                         job_id,
@@ -192,78 +124,12 @@ class JobStore:
                         row.attempts,
                         row.created_at,
                         priority=row.priority,
-                        expired=expired,
-                        webhook=bool(row.webhook),
+                        expired=ttl is not None,
                     )
                 )
-        return out, deliveries
+        return out, endings
 
     def _finish_batch(self, items: list[Completion]) -> list[bool]:
-        order = sorted(range(len(items)), key=lambda i: items[i].job_id)  # one lock order for every batch
-        sorted_won, deliveries = retry_conflicts(lambda: self._finish_rows([items[i] for i in order]))
-        won = [False] * len(items)
-        for position, first in zip(order, sorted_won, strict=True):
-            won[position] = first
-        self._deliver(deliveries)
-        finished = [
-            (c.job_id, c.task, c.status.value)
-            for c, first in zip(items, won, strict=True)
-            if first and c.task
-        ]
-        if finished and self.on_finished is not None:
-            try:
-                self.on_finished(finished)  # one Redis round trip for the whole batch
-            except Exception as exc:  # waiters time out and re-read; the sweeper prunes the sets
-                log.warning("job.announce_failed", count=len(finished), error=str(exc))
-        return won
-
-    def _finish_rows(self, items: list[Completion]) -> tuple[list[bool], list[str]]:
-        deliveries: list[str] = []
         with session_scope(self.database_url) as session:
-            won = [
-                repository.finish(
-                    session,
-                    c.job_id,
-                    c.status,
-                    result=c.result,
-                    error=c.error,
-                    usage=c.usage,
-                    worker=c.worker,
-                )
-                for c in items
-            ]
-            for completion, first in zip(items, won, strict=True):
-                if first and completion.webhook:
-                    deliveries += record_webhook(session, completion.job_id, "completed")
-        return won, deliveries
-
-
-#: Tries of a batch transaction that lost a lock conflict before its error reaches the task threads.
-CONFLICT_TRIES = 6
-#: PostgreSQL's SQLSTATEs for a deadlock and a serialization failure: the transaction rolled back
-#: whole and may simply run again (every statement in it is a conditional update).
-_CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
-
-
-def is_conflict(exc: OperationalError) -> bool:
-    """A rolled-back transaction worth running again: a PostgreSQL deadlock or serialization failure,
-    or SQLite's busy database."""
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    return sqlstate in _CONFLICT_SQLSTATES or "database is locked" in str(exc.orig)
-
-
-def retry_conflicts(body: Callable[[], _T]) -> _T:
-    """Run a transaction body, again (after a short jittered pause) when it lost a lock conflict.
-
-    Batches lock their rows in job-id order, but the sweeper's multi-row statements lock in scan
-    order, so a deadlock between the two is possible; PostgreSQL then aborts one of them. Without
-    the retry its jobs would stay `running` under a live worker until their time limit."""
-    for attempt in range(1, CONFLICT_TRIES + 1):
-        try:
-            return body()
-        except OperationalError as exc:
-            if attempt == CONFLICT_TRIES or not is_conflict(exc):
-                raise
-            log.warning("store.conflict_retry", attempt=attempt, error=type(exc.orig).__name__)
-            time.sleep(random.uniform(0.005, 0.02) * 2**attempt)
-    raise AssertionError("unreachable")
+            ended = lifecycle.end_jobs(session, self.client, items)  # sorted by job id, one announce
+        return [e is not None for e in ended]

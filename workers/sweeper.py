@@ -19,23 +19,27 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
 import structlog
 from celery import Celery
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select
 
-from shared.constants import CANCEL_CHANNEL, SWEEPER_LOCK, TASK_QUEUES, Queue, TaskName, outstanding_key
+from shared import lifecycle
+from shared.constants import SWEEPER_LOCK, TASK_QUEUES, Queue, TaskName, outstanding_key
 from shared.db import repository, session_scope
-from shared.db.models import IdempotencyKey, Job, WebhookDelivery, utcnow
-from shared.events import announce_terminal
+from shared.db.conflicts import retry_conflicts
+from shared.db.models import IdempotencyKey, Job, utcnow
+from shared.db.repository import AnyRow
+from shared.lifecycle import Completion, Ended
 from shared.queueing import send_jobs
 from shared.schemas import TERMINAL_STATUSES, JobStatus
 from shared.settings import Settings
+from shared.webhooks.queue import resend_lost
 from workers.heartbeat import heartbeat_key
-from workers.store import record_webhook
 
 __all__ = ["Sweeper", "sweep"]
 
@@ -44,162 +48,131 @@ log = structlog.get_logger(__name__)
 BATCH = 1000
 
 
+@dataclass
+class _Sweep:
+    """One sweep's clock, its clients, and what it did."""
+
+    settings: Settings
+    client: redis.Redis
+    now: datetime = field(default_factory=utcnow)
+    done: Counter[str] = field(default_factory=Counter)
+    resend: list[tuple[str, TaskName, int]] = field(default_factory=list)  # (job id, task, priority)
+
+
 def sweep(
     settings: Settings,
     client: redis.Redis,
     celery: Celery,
     missing_since: dict[tuple[str, str], float] | None = None,
 ) -> Counter[str]:
-    """One sweep of the whole fleet; counts of what it did, by kind.
+    """One sweep of the whole fleet (each stage its own transaction); counts of what it did, by kind.
 
     With `missing_since` (kept by a `Sweeper` between sweeps), a worker counts as vanished only once its
     heartbeat has been missing for two heartbeat periods: a Redis restart drops every heartbeat key for
     a moment, and running jobs must not be taken from live workers then. Without it (tests), at once."""
-    now = utcnow()
-    done: Counter[str] = Counter()
-    url = settings.database_url
-    terminal: list[tuple[str, str, str]] = []  # (job id, task, status) to announce
-    deliveries: list[str] = []
-    resend: list[tuple[str, TaskName, int]] = []
-    cancel: list[str] = []
+    state = _Sweep(settings, client)
+    _expire_queued(state)
+    _resend_stale(state)
+    _recover_running(state, missing_since)
+    if state.resend:  # after the commits
+        send_jobs(celery, state.resend)
+    _resend_lost_deliveries(state)
+    _forget_idempotency_keys(state)
+    state.done["outstanding_dropped"] += _prune_outstanding(settings, client)
+    return +state.done
 
-    with session_scope(url) as session:
-        # 1. TTL expiry of queued jobs.
-        rows = session.execute(
-            select(Job.id, Job.task, Job.created_at, Job.params, Job.webhook)
-            .where(Job.status == JobStatus.QUEUED.value, Job.params["ttl_s"].as_float().is_not(None))
-            .limit(BATCH)
-        ).all()
-        for row in rows:
-            ttl = float(row.params["ttl_s"])
-            if row.created_at + timedelta(seconds=ttl) >= now:
-                continue
-            error = {"code": "expired", "message": f"not started within ttl_s={ttl}"}
-            if repository.finish(session, row.id, JobStatus.EXPIRED, error=error, expected=JobStatus.QUEUED):
-                done["expired"] += 1
-                terminal.append((row.id, row.task, JobStatus.EXPIRED.value))
-                if row.webhook:
-                    deliveries += record_webhook(session, row.id, "completed")
 
-        # 2. Re-send queued jobs whose message may be gone.
-        cutoff = now - timedelta(seconds=settings.requeue_after_s)
-        rows = session.execute(
-            select(Job.id, Job.task, Job.priority)
-            .where(
-                Job.status == JobStatus.QUEUED.value, func.coalesce(Job.enqueued_at, Job.created_at) < cutoff
-            )
-            .order_by(Job.id)
-            .limit(BATCH)
-        ).all()
-        if rows:
-            session.execute(
-                update(Job)
-                .where(Job.id.in_([r.id for r in rows]), Job.status == JobStatus.QUEUED.value)
-                .values(enqueued_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            resend += [(r.id, TaskName(r.task), r.priority) for r in rows]
-            done["requeued_stale"] += len(rows)
+def _end(state: _Sweep, completions: list[Completion]) -> list[Ended]:
+    """End jobs through the one path to a terminal state; those that ended."""
+    if not completions:
+        return []
+    with session_scope(state.settings.database_url) as session:
+        ended = lifecycle.end_jobs(session, state.client, completions)
+    return [e for e in ended if e is not None]
 
-        # 3. Running jobs of vanished workers, or past their time limit.
-        rows = session.execute(
-            select(
-                Job.id,
-                Job.task,
-                Job.worker,
-                Job.started_at,
-                Job.params,
-                Job.attempts,
-                Job.priority,
-                Job.webhook,
-            )
-            .where(Job.status == JobStatus.RUNNING.value)
-            .limit(BATCH)
-        ).all()
-        pairs = {(TASK_QUEUES[TaskName(r.task)].value, r.worker or "") for r in rows}
-        alive = _alive_workers(client, pairs)
-        if missing_since is not None:
-            alive |= _not_yet_lost(missing_since, pairs - alive, settings.worker_heartbeat_s * 2)
-        for row in rows:
-            limit = float(row.params.get("timeout_s") or settings.default_timeout_s)
-            overdue = (
-                row.started_at is not None
-                and row.started_at + timedelta(seconds=limit + settings.running_grace_s) < now
-            )
-            lost = (TASK_QUEUES[TaskName(row.task)].value, row.worker or "") not in alive
-            if not (overdue or lost):
-                continue
-            if overdue or row.attempts >= settings.max_attempts:
-                code, message = (
-                    ("timeout", f"ran past timeout_s={limit}")
-                    if overdue
-                    else (
-                        "worker_lost",
-                        f"its worker vanished on attempt {row.attempts} of {settings.max_attempts}",
-                    )
-                )
-                if repository.finish(
-                    session, row.id, JobStatus.FAILED, error={"code": code, "message": message}
-                ):
-                    done[f"failed_{code}"] += 1
-                    terminal.append((row.id, row.task, JobStatus.FAILED.value))
-                    cancel.append(row.id)
-                    if row.webhook:
-                        deliveries += record_webhook(session, row.id, "completed")
-            else:
-                back = session.execute(
-                    update(Job)
-                    .where(Job.id == row.id, Job.status == JobStatus.RUNNING.value)
-                    .values(status=JobStatus.QUEUED.value, worker=None, started_at=None, enqueued_at=now)
-                    .execution_options(synchronize_session=False)
-                )
-                if back.rowcount:  # type: ignore[attr-defined]
-                    done["recovered_running"] += 1
-                    resend.append((row.id, TaskName(row.task), row.priority))
 
-        # 4. Overdue webhook deliveries (candidates; only those Redis does not hold are re-sent).
-        from shared.webhooks import due_deliveries
+def _expire_queued(state: _Sweep) -> None:
+    """1. `queued` jobs whose `params.ttl_s` passed end `expired` (they never run)."""
+    with session_scope(state.settings.database_url) as session:
+        rows = repository.queued_with_ttl(session, limit=BATCH)
+    expiries = []
+    for row in rows:
+        ttl = repository.ttl_passed(row.params, row.created_at, state.now)
+        if ttl is not None:
+            expiries.append(Completion.expired(row.id, ttl, JobStatus.QUEUED))
+    state.done["expired"] += len(_end(state, expiries))
 
-        overdue_deliveries = due_deliveries(session, now, settings.sweep_interval_s * 3)
 
-        # 5. Old idempotency keys.
-        expired_keys = session.execute(
-            delete(IdempotencyKey).where(
-                IdempotencyKey.created_at < now - timedelta(seconds=settings.idempotency_ttl_s)
-            )
+def _resend_stale(state: _Sweep) -> None:
+    """2. `queued` jobs whose message is older than `requeue_after_s` are sent again."""
+    cutoff = state.now - timedelta(seconds=state.settings.requeue_after_s)
+    with session_scope(state.settings.database_url) as session:
+        stale = repository.take_stale_queued(session, before=cutoff, now=state.now, limit=BATCH)
+    state.resend += stale
+    state.done["requeued_stale"] += len(stale)
+
+
+def _recover_running(state: _Sweep, missing_since: dict[tuple[str, str], float] | None) -> None:
+    """3. `running` jobs whose worker vanished go back to the queue while attempts remain, else fail
+    (`worker_lost`); those past their time limit plus `running_grace_s` fail (`timeout`). A failed
+    job's engine request is aborted, in case its worker still runs it."""
+    settings = state.settings
+    with session_scope(settings.database_url) as session:
+        rows = repository.running_jobs(session, limit=BATCH)
+    pairs = {(TASK_QUEUES[TaskName(r.task)].value, r.worker or "") for r in rows}
+    alive = _alive_workers(state.client, pairs)
+    if missing_since is not None:
+        alive |= _not_yet_lost(missing_since, pairs - alive, settings.worker_heartbeat_s * 2)
+    failures: list[Completion] = []
+    back: list[AnyRow] = []
+    for row in rows:
+        limit = float(row.params.get("timeout_s") or settings.default_timeout_s)
+        overdue = (
+            row.started_at is not None
+            and row.started_at + timedelta(seconds=limit + settings.running_grace_s) < state.now
         )
-        done["idempotency_keys_deleted"] += expired_keys.rowcount  # type: ignore[attr-defined]
+        lost = (TASK_QUEUES[TaskName(row.task)].value, row.worker or "") not in alive
+        if overdue:
+            error = {"code": "timeout", "message": f"ran past timeout_s={limit}"}
+        elif lost and row.attempts >= settings.max_attempts:
+            message = f"its worker vanished on attempt {row.attempts} of {settings.max_attempts}"
+            error = {"code": "worker_lost", "message": message}
+        else:
+            if lost:
+                back.append(row)
+            continue
+        failures.append(Completion(row.id, JobStatus.FAILED, error=error))
+    codes = {c.job_id: (c.error or {}).get("code") for c in failures}
+    for ended in _end(state, failures):
+        state.done[f"failed_{codes[ended.job_id]}"] += 1
+    requeued = retry_conflicts(lambda: _requeue(state, sorted(back, key=lambda r: str(r.id))))
+    state.resend += requeued
+    state.done["recovered_running"] += len(requeued)
 
-    # After the commit: talk to Redis.
-    if resend:
-        send_jobs(celery, resend)
-    for job_id, task, status in terminal:
-        announce_terminal(client, job_id, task, status)
-    for job_id in cancel:
-        client.publish(CANCEL_CHANNEL, job_id)
-    if overdue_deliveries:
-        # A delivery waiting behind a backlog is still in the due (or leased) set: never re-sent. Only
-        # one in neither set lost its enqueue (a crash or a Redis error right after the commit).
-        from shared import webhook_queue
 
-        unqueued = webhook_queue.missing(client, overdue_deliveries)
-        if unqueued:  # read again: one delivered (and settled) since the first read is not lost
-            with session_scope(url) as session:
-                unqueued = list(
-                    session.scalars(
-                        select(WebhookDelivery.id).where(
-                            WebhookDelivery.id.in_(unqueued), WebhookDelivery.status == "pending"
-                        )
-                    )
-                )
-        done["webhooks_resent"] += len(unqueued)
-        deliveries += unqueued
-    if deliveries:
-        from shared.webhooks import enqueue_deliveries
+def _requeue(state: _Sweep, rows: list[AnyRow]) -> list[tuple[str, TaskName, int]]:
+    """Give jobs of lost workers back to the queue (one transaction, job-id order)."""
+    requeued = []
+    with session_scope(state.settings.database_url) as session:
+        for row in rows:
+            if repository.requeue(session, row.id, enqueue_at=state.now):
+                requeued.append((row.id, TaskName(row.task), row.priority))
+    return requeued
 
-        enqueue_deliveries(celery, deliveries)
-    done["outstanding_dropped"] += _prune_outstanding(settings, client)
-    return +done
+
+def _resend_lost_deliveries(state: _Sweep) -> None:
+    """4. Webhook deliveries overdue by three sweep intervals whose enqueue was lost are made due."""
+    grace_s = state.settings.sweep_interval_s * 3
+    resent = resend_lost(state.client, state.settings.database_url, state.now, grace_s)
+    state.done["webhooks_resent"] += resent
+
+
+def _forget_idempotency_keys(state: _Sweep) -> None:
+    """5. Idempotency keys older than `idempotency_ttl_s` are forgotten."""
+    cutoff = state.now - timedelta(seconds=state.settings.idempotency_ttl_s)
+    with session_scope(state.settings.database_url) as session:
+        expired_keys = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
+    state.done["idempotency_keys_deleted"] += expired_keys.rowcount  # type: ignore[attr-defined]
 
 
 def _alive_workers(client: redis.Redis, workers: set[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -228,7 +201,7 @@ def _not_yet_lost(
 
 
 def _prune_outstanding(settings: Settings, client: redis.Redis) -> int:
-    """Remove ids of terminal (or unknown) jobs from the oldest end of each outstanding set."""
+    """6. Remove ids of terminal (or unknown) jobs from the oldest end of each outstanding set."""
     dropped = 0
     terminal = {s.value for s in TERMINAL_STATUSES}
     for queue in Queue:

@@ -8,8 +8,8 @@ from fastapi import APIRouter
 
 from api.deps import CeleryDep, SessionDep
 from shared.schemas import ErrorResponse, WebhookDeliveryOut
-from shared.webhook_resend import reset_for_resend
 from shared.webhooks import enqueue_deliveries
+from shared.webhooks.resend import reset_for_resend
 
 __all__ = ["router"]
 

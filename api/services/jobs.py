@@ -23,15 +23,15 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
-from shared.constants import CANCEL_CHANNEL, TaskName
+from shared.constants import TaskName
 from shared.db import repository
 from shared.db.models import IdempotencyKey, Job, utcnow
 from shared.errors import ConflictError, InvalidInputError, JobNotFoundError, QueueUnavailableError
-from shared.events import announce_terminal
+from shared.lifecycle import Completion, end_jobs
 from shared.metrics import count_submitted
 from shared.queueing import redis_client, send_jobs
 from shared.schemas import JobCreate, JobList, JobOut, JobStatus
-from shared.webhooks import deliveries_for, enqueue_deliveries, record_event
+from shared.webhooks import deliveries_for
 
 __all__ = [
     "cancel_job",
@@ -317,34 +317,12 @@ def cancel_job(session: Session, celery: Any, job_id: str) -> JobOut:
     workers listen on CANCEL_CHANNEL), freeing its KV cache. JobNotFoundError if unknown;
     ConflictError if it already finished."""
     job_id = normalize_id(job_id)
-    deliveries: list[str] = []
-    previous = repository.cancel(session, job_id)
-    if previous is not None:
-        job = repository.get(session, job_id)
-        assert job is not None
-        if job.webhook:
-            delivery = record_event(session, job, "completed")
-            deliveries = [delivery.id] if delivery is not None else []
-        task = job.task
-        session.commit()
-        log.info("job.canceled", job_id=job_id, was=previous.value)
-        _after_cancel(celery, job_id, task, previous, deliveries)
+    client = redis_client(str(celery.conf.broker_url))
+    ended = end_jobs(session, client, [Completion.canceled(job_id)])[0]  # written, then announced
+    if ended is not None:
+        log.info("job.canceled", job_id=job_id, was=ended.previous.value)
         return _read(session, job_id)
-    session.rollback()
     current = _read(session, job_id)  # raises JobNotFoundError for an unknown id
     if not current.status.is_terminal:  # a worker moved it in between: rare
         raise ConflictError("job changed state while canceling; try again")
     raise ConflictError(f"job is already {current.status.value}")
-
-
-def _after_cancel(celery: Any, job_id: str, task: str, previous: JobStatus, deliveries: list[str]) -> None:
-    """Tell the fleet (best effort: the database already holds the truth)."""
-    try:
-        client = redis_client(str(celery.conf.broker_url))
-        announce_terminal(client, job_id, task, JobStatus.CANCELED.value)
-        if previous is JobStatus.RUNNING:
-            client.publish(CANCEL_CHANNEL, job_id)
-        if deliveries:
-            enqueue_deliveries(celery, deliveries)
-    except Exception as exc:  # the sweeper re-sends due deliveries and prunes the outstanding set
-        log.warning("job.cancel_announce_failed", job_id=job_id, error=str(exc))

@@ -7,7 +7,7 @@ For a queue `q` (generate, classify, webhooks):
   with `sep=":"`, and priority 0 is the bare name).
 - `outstanding` = max(`ZCARD textfleet:outstanding:q`, waiting): jobs accepted and not yet
   terminal.
-- The webhooks queue is no Celery list but the delivery queue's sorted sets (shared/webhook_queue.py):
+- The webhooks queue is no Celery list but the delivery queue's sorted sets (shared/webhooks/queue.py):
   `waiting` = deliveries due now (`ZCOUNT` of the due set up to now; later retries are not work yet),
   `in_flight` = deliveries leased by a webhook worker, `outstanding` = their sum.
 - `in_flight` = outstanding - waiting: reserved by a worker or running (or delayed for a retry).
@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from shared.constants import PRIORITY_MAX, WORKER_HEARTBEAT_PREFIX, Queue, outstanding_key
 from shared.metrics import QUEUE_IN_FLIGHT, QUEUE_OUTSTANDING, QUEUE_WAITING
-from shared.webhook_queue import DUE_KEY, LEASED_KEY
+from shared.webhooks.queue import DUE_KEY, LEASED_KEY
 
 __all__ = ["priority_lists", "queue_depths", "refresh_queue_gauges"]
 

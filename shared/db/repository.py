@@ -1,17 +1,24 @@
-"""Every read and write of the `jobs` table.
+"""The jobs table: every INSERT, UPDATE and DELETE of it lives here (a test holds it to that), and
+the reads the API and the sweeper need.
 
 State changes are conditional updates (`UPDATE ... WHERE status = <expected>`), so two workers can
-never both claim a job, and a job's first terminal state is its only one.
+never both claim a job, and a job's first terminal state is its only one. The state machine:
+
+    (insert) -> queued --claim--> running --finish--> succeeded | failed | canceled | expired
+                  ^                  |
+                  +-----requeue------+         queued --finish--> canceled | expired
+
+Terminal states are written through `shared.lifecycle.end_jobs` (which also records the webhook
+event and announces the end); the worker's store batches claims and completions over these functions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-import structlog
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 from ulid import ULID
 
@@ -20,57 +27,35 @@ from shared.db.models import Job, utcnow
 from shared.schemas import TERMINAL_STATUSES, JobError, JobOut, JobStatus, Usage
 
 __all__ = [
-    "cancel",
-    "cancel_queued",
+    "CANCELED_ERROR",
     "claim",
     "delete_jobs",
+    "expired_error",
     "finish",
     "get",
     "insert_job_rows",
-    "insert_jobs",
     "list_jobs",
-    "new_job",
     "new_job_id",
     "new_job_row",
+    "purge_queued",
+    "queued_with_ttl",
+    "requeue",
     "row_to_out",
+    "running_jobs",
+    "succeed_unrun",
+    "take_stale_queued",
     "to_out",
+    "ttl_passed",
 ]
 
-log = structlog.get_logger(__name__)
+
+#: A row of a `RETURNING` or column `SELECT` (its columns are attributes: `row.id`, `row.task`, ...).
+AnyRow = Row[*tuple[Any, ...]]
 
 
 def new_job_id() -> str:
     """A new sortable job id (ULID, 26 characters)."""
     return str(ULID())
-
-
-def new_job(
-    *,
-    task: str,
-    input_: dict[str, Any],
-    params: dict[str, Any],
-    metadata: dict[str, Any],
-    priority: int,
-    job_id: str | None = None,
-    created_at: datetime | None = None,
-) -> Job:
-    """A `queued` job, not yet added to any session."""
-    return Job(
-        id=job_id or new_job_id(),
-        task=task,
-        status=JobStatus.QUEUED.value,
-        input=input_,
-        params=params,
-        meta=metadata,
-        priority=priority,
-        attempts=0,
-        created_at=created_at or utcnow(),
-    )
-
-
-def insert_jobs(session: Session, jobs: Iterable[Job]) -> None:
-    """Add jobs to the session (written on commit, in one round trip per flush)."""
-    session.add_all(list(jobs))
 
 
 def new_job_row(
@@ -137,21 +122,65 @@ def list_jobs(
     return rows, None
 
 
-def claim(session: Session, job_id: str, worker: str) -> bool:
-    """Move a job `queued` -> `running` for `worker`. False if it was not queued (someone else has it,
-    or it was canceled/expired/finished meanwhile)."""
-    result = session.execute(
+def queued_with_ttl(session: Session, *, limit: int) -> Sequence[AnyRow]:
+    """Up to `limit` `queued` jobs that have a `params.ttl_s` (id, task, created_at, params): the
+    sweeper's expiry candidates (`ttl_passed` decides)."""
+    return session.execute(
+        select(Job.id, Job.task, Job.created_at, Job.params)
+        .where(Job.status == JobStatus.QUEUED.value, Job.params["ttl_s"].as_float().is_not(None))
+        .limit(limit)
+    ).all()
+
+
+def running_jobs(session: Session, *, limit: int) -> Sequence[AnyRow]:
+    """Up to `limit` `running` jobs (id, task, worker, started_at, params, attempts, priority): the
+    sweeper checks their workers and time limits."""
+    return session.execute(
+        select(Job.id, Job.task, Job.worker, Job.started_at, Job.params, Job.attempts, Job.priority)
+        .where(Job.status == JobStatus.RUNNING.value)
+        .limit(limit)
+    ).all()
+
+
+#: What a transition returns of the row it changed: what announcing it and its webhook event need.
+_CHANGED = (Job.id, Job.task, Job.webhook, Job.webhook_events)
+#: The error of a job canceled by its client.
+CANCELED_ERROR: dict[str, Any] = {"code": "canceled", "message": "canceled by request"}
+
+
+def ttl_passed(params: dict[str, Any], created_at: datetime, now: datetime) -> float | None:
+    """The expiry rule: a job whose `params.ttl_s` passed before it started never runs. Its TTL when it
+    has passed (the job must end `expired`), else None."""
+    ttl = params.get("ttl_s")
+    if ttl is not None and created_at + timedelta(seconds=float(ttl)) < now:
+        return float(ttl)
+    return None
+
+
+def expired_error(ttl_s: float) -> dict[str, Any]:
+    """The error of a job that expired (`ttl_passed`)."""
+    return {"code": "expired", "message": f"not started within ttl_s={ttl_s}"}
+
+
+# --- Transitions (each a conditional UPDATE of one row unless said otherwise) --------------------
+
+
+def claim(session: Session, job_id: str, worker: str, *, now: datetime | None = None) -> AnyRow | None:
+    """`queued` -> `running` for `worker`. The claimed row (id, task, input, params, attempts,
+    created_at, priority, webhook, webhook_events), or None if the job was not queued (someone else
+    has it, or it was canceled/expired/finished meanwhile)."""
+    return session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
         .values(
             status=JobStatus.RUNNING.value,
-            started_at=utcnow(),
+            started_at=now or utcnow(),
             attempts=Job.attempts + 1,
             worker=worker,
         )
+        .returning(*_CHANGED, Job.input, Job.params, Job.attempts, Job.created_at, Job.priority)
         .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    ).first()
 
 
 def finish(
@@ -164,9 +193,11 @@ def finish(
     usage: dict[str, int] | None = None,
     expected: JobStatus = JobStatus.RUNNING,
     worker: str | None = None,
-) -> bool:
-    """Write a terminal state if the job is still `expected`. False (and nothing written) otherwise:
-    the first completion wins."""
+) -> AnyRow | None:
+    """Write a terminal state (succeeded, failed, canceled, expired) if the job is still `expected`
+    (and, with `worker`, still that worker's). The changed row (id, task, webhook, webhook_events), or
+    None (and nothing written): the first terminal state wins. An `expired` job never started, so its
+    `started_at` is cleared. Callers go through `shared.lifecycle.end_jobs`."""
     if status not in TERMINAL_STATUSES:
         raise ValueError(f"{status} is not terminal")
     values: dict[str, Any] = {
@@ -175,52 +206,85 @@ def finish(
         "error": error,
         "finished_at": utcnow(),
     }
+    if status is JobStatus.EXPIRED:
+        values["started_at"] = None
     if usage is not None:
         values["prompt_tokens"] = usage["prompt_tokens"]
         values["completion_tokens"] = usage["completion_tokens"]
     conditions = [Job.id == job_id, Job.status == expected.value]
     if worker is not None:  # only the job's current claimant may finish it
         conditions.append(Job.worker == worker)
-    outcome = session.execute(
-        update(Job).where(*conditions).values(**values).execution_options(synchronize_session=False)
-    )
-    won = bool(outcome.rowcount)  # type: ignore[attr-defined]
-    if not won:
-        log.warning("job.finish_ignored", job_id=job_id, status=status.value, expected=expected.value)
-    return won
+    return session.execute(
+        update(Job)
+        .where(*conditions)
+        .values(**values)
+        .returning(*_CHANGED)
+        .execution_options(synchronize_session=False)
+    ).first()
 
 
-def cancel_queued(session: Session, job_id: str) -> bool:
-    """Cancel a job that is still queued. False if it is not queued any more."""
-    return _cancel_if(session, job_id, JobStatus.QUEUED)
-
-
-def cancel(session: Session, job_id: str) -> JobStatus | None:
-    """Cancel a queued or running job; the status it had (None if it was neither: unknown or terminal)."""
-    for expected in (JobStatus.QUEUED, JobStatus.RUNNING):
-        if _cancel_if(session, job_id, expected):
-            return expected
-    return None
-
-
-def _cancel_if(session: Session, job_id: str, expected: JobStatus) -> bool:
+def requeue(session: Session, job_id: str, *, enqueue_at: datetime) -> bool:
+    """`running` -> `queued` (a transient failure, a draining worker, a lost worker): the job forgets
+    its worker; `enqueue_at` is when its message is (re-)sent. False if it was not running."""
     outcome = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == expected.value)
-        .values(
-            status=JobStatus.CANCELED.value,
-            finished_at=utcnow(),
-            error={"code": "canceled", "message": "canceled by request"},
-        )
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
+        .values(status=JobStatus.QUEUED.value, worker=None, started_at=None, enqueued_at=enqueue_at)
         .execution_options(synchronize_session=False)
     )
     return bool(outcome.rowcount)  # type: ignore[attr-defined]
+
+
+def take_stale_queued(
+    session: Session, *, before: datetime, now: datetime, limit: int
+) -> list[tuple[str, TaskName, int]]:
+    """`queued` jobs whose message was last sent before `before` (a crash between insert and enqueue, or
+    a Redis restart, may have lost it), marked sent at `now` (one multi-row UPDATE, job-id order):
+    `(id, task, priority)` of each, for the caller to send again (a duplicate is harmless: the first
+    claim wins)."""
+    rows = session.execute(
+        select(Job.id, Job.task, Job.priority)
+        .where(Job.status == JobStatus.QUEUED.value, func.coalesce(Job.enqueued_at, Job.created_at) < before)
+        .order_by(Job.id)
+        .limit(limit)
+    ).all()
+    if rows:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_([r.id for r in rows]), Job.status == JobStatus.QUEUED.value)
+            .values(enqueued_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return [(r.id, TaskName(r.task), r.priority) for r in rows]
 
 
 def delete_jobs(session: Session, job_ids: Sequence[str], *, chunk_size: int = 10_000) -> None:
     """Remove job rows (undo a batch insert whose enqueue failed): one statement per `chunk_size` ids."""
     for start in range(0, len(job_ids), chunk_size):
         session.execute(delete(Job).where(Job.id.in_(job_ids[start : start + chunk_size])))
+
+
+# --- Benchmarks only (multi-row, unconditional on the worker: no worker runs then) ----------------
+
+
+def purge_queued(session: Session, reason: str) -> None:
+    """Cancel every `queued` job (the benchmark clears its intake jobs before the fleet runs)."""
+    session.execute(
+        update(Job)
+        .where(Job.status == JobStatus.QUEUED.value)
+        .values(status=JobStatus.CANCELED.value, error={"code": "canceled", "message": reason})
+    )
+
+
+def succeed_unrun(session: Session, job_ids: Sequence[str], result: dict[str, Any]) -> None:
+    """Mark jobs `succeeded` with `result` as if a worker had run them just now (the wait-flood
+    benchmark stands in for the worker)."""
+    now = utcnow()
+    session.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids))
+        .values(status=JobStatus.SUCCEEDED.value, result=result, started_at=now, finished_at=now)
+    )
 
 
 def row_to_out(row: dict[str, Any]) -> JobOut:

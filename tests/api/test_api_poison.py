@@ -14,11 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import DataError
 
-from shared.db import repository
 from shared.db.models import Job
 from shared.db.session import session_scope
 from tests.api.conftest import Broker, MakeClient, Rows, Serve
-from tests.utils.factories import job_row
+from tests.utils.factories import add_jobs, job_row
 from tests.utils.poison import Poison, poisons
 
 MARKER = "MRK" + secrets.token_hex(8)
@@ -28,7 +27,7 @@ JSON_HEADERS = {"content-type": "application/json"}
 
 def insert_rows(database_url: str, *jobs: Job) -> None:
     with session_scope(database_url) as session:
-        repository.insert_jobs(session, jobs)
+        add_jobs(session, jobs)
 
 
 @pytest.mark.parametrize("poison", POISONS, ids=[p.name for p in POISONS])

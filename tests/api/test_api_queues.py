@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from shared.constants import Queue, TaskName, outstanding_key
 from shared.events import announce_terminal
-from shared.webhook_queue import enqueue, pull
+from shared.webhooks.queue import enqueue, pull
 from tests.api.conftest import Broker
 from tests.utils.factories import job_payload
 

@@ -7,11 +7,11 @@ from datetime import timedelta
 import redis
 from fastapi.testclient import TestClient
 
-from shared import webhook_queue as wq
-from shared.db import repository, session_scope
+from shared.db import session_scope
 from shared.db.models import WebhookDelivery, utcnow
+from shared.webhooks import queue as wq
 from shared.webhooks import record_event
-from tests.utils.factories import webhook_job_row
+from tests.utils.factories import add_jobs, webhook_job_row
 
 URL = "https://hooks.example.com/textfleet"
 
@@ -20,7 +20,7 @@ def _job_with_delivery(database_url: str, status: str, **values: object) -> tupl
     job = webhook_job_row(URL, ["started", "completed"])
     job.status = "succeeded"
     with session_scope(database_url) as session:
-        repository.insert_jobs(session, [job])
+        add_jobs(session, [job])
         row = record_event(session, job, "completed")
         assert row is not None
         row.status = status

@@ -12,12 +12,11 @@ import structlog
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError
 
-from shared.db import repository
 from shared.db.models import Job
 from shared.db.session import session_scope
 from shared.logging import MAX_FRAMES, MAX_MESSAGE, configure_logging, describe_exception
 from shared.settings import Settings
-from tests.utils.factories import job_row
+from tests.utils.factories import add_jobs, job_row
 
 MARKER = "MRK" + secrets.token_hex(8)
 Render = Callable[[BaseException], str]
@@ -114,7 +113,7 @@ def test_validation_errors_are_summarised_without_their_input(render: Render) ->
 
 def _insert(database_url: str, job: Job) -> None:
     with session_scope(database_url) as session:
-        repository.insert_jobs(session, [job])
+        add_jobs(session, [job])
 
 
 @pytest.mark.usefixtures("settings_env")

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from shared.db import repository, session_scope
-from shared.db.models import Job
+from shared.db.models import Job, utcnow
+from shared.schemas import JobStatus
 
 
 def job_payload(task: str = "sentiment", **overrides: Any) -> dict[str, Any]:
@@ -33,7 +38,36 @@ def job_row(task: str = "sentiment", **overrides: Any) -> Job:
         "priority": 5,
     }
     fields.update(overrides)
-    return repository.new_job(**fields)
+    return new_job(**fields)
+
+
+def new_job(
+    *,
+    task: str,
+    input_: dict[str, Any],
+    params: dict[str, Any],
+    metadata: dict[str, Any],
+    priority: int,
+    job_id: str | None = None,
+    created_at: datetime | None = None,
+) -> Job:
+    """A `queued` Job row, not yet added to any session (tests set any other state on it directly)."""
+    return Job(
+        id=job_id or repository.new_job_id(),
+        task=task,
+        status=JobStatus.QUEUED.value,
+        input=input_,
+        params=params,
+        meta=metadata,
+        priority=priority,
+        attempts=0,
+        created_at=created_at or utcnow(),
+    )
+
+
+def add_jobs(session: Session, jobs: Iterable[Job]) -> None:
+    """Add job rows built by these factories to `session` (written on its commit)."""
+    session.add_all(list(jobs))
 
 
 def webhook_job_row(
@@ -50,7 +84,7 @@ def insert_job(database_url: str, task: str = "sentiment", **overrides: Any) -> 
     """Insert a queued job row (see `job_row`) and return its id."""
     job = job_row(task, **overrides)
     with session_scope(database_url) as session:
-        repository.insert_jobs(session, [job])
+        add_jobs(session, [job])
     return job.id
 
 

@@ -14,13 +14,13 @@ import redis
 from sqlalchemy import update
 from standardwebhooks import Webhook
 
-from shared import webhook_queue as wq
-from shared.db import repository, session_scope
+from shared.db import session_scope
 from shared.db.models import WebhookDelivery, utcnow
 from shared.schemas import JobStatus
 from shared.settings import Settings
+from shared.webhooks import queue as wq
 from shared.webhooks import record_event
-from tests.utils.factories import webhook_job_row
+from tests.utils.factories import add_jobs, webhook_job_row
 from workers.webhooks import Deliverer
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
@@ -41,7 +41,7 @@ def pending_delivery(
     job.status = status.value
     job.result = {"label": "positive"}
     with session_scope(database_url) as session:
-        repository.insert_jobs(session, [job])
+        add_jobs(session, [job])
         row = record_event(session, job, event)
     assert row is not None
     if client is not None:

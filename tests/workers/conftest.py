@@ -13,7 +13,7 @@ from sqlalchemy import update
 from shared.db import session_scope
 from shared.db.models import WebhookDelivery
 from shared.settings import Settings, get_settings
-from shared.webhook_queue import EPOCH_KEY
+from shared.webhooks.queue import EPOCH_KEY
 from tests.utils.fakes import FakeClassifiers, FakeEngine
 from tests.utils.receiver import WebhookReceiver
 from tests.utils.webhooks import SECRET, MakeSettings

@@ -13,11 +13,11 @@ import uvicorn
 from typer.testing import CliRunner
 
 from api.app import create_app
-from shared.db import repository, session_scope
+from shared.db import session_scope
 from shared.db.models import WebhookDelivery
 from shared.settings import get_settings
 from shared.webhooks import record_event
-from tests.utils.factories import webhook_job_row
+from tests.utils.factories import add_jobs, webhook_job_row
 from workers.cli import app as cli
 from workers.dev import free_port
 
@@ -49,7 +49,7 @@ def test_resend_prints_the_pending_delivery_and_fails_clearly_on_refusal(
     job = webhook_job_row("https://hooks.example.com/x", ["completed"])
     job.status = "succeeded"
     with session_scope(database_url) as session:
-        repository.insert_jobs(session, [job])
+        add_jobs(session, [job])
         row = record_event(session, job, "completed")
         assert row is not None
         row.status, row.last_error = "failed", "HTTP 500"

@@ -14,7 +14,7 @@ from shared.db.models import Job, utcnow
 from shared.schemas import JobStatus
 from tests.utils.factories import insert_job, load_job
 from workers.control import CancelListener, drain
-from workers.execution import backoff_s, execute
+from workers.execution import execute
 from workers.runtime import WorkerRuntime
 
 
@@ -38,10 +38,6 @@ def _queued_messages(rt: WorkerRuntime, queue: str) -> list[str]:
             headers = json.loads(raw)["headers"]
             ids.append(headers["id"])
     return ids
-
-
-def test_backoff_doubles_and_caps() -> None:
-    assert [backoff_s(n, 2.0, 10.0) for n in (1, 2, 3, 4, 5)] == [2.0, 4.0, 8.0, 10.0, 10.0]
 
 
 def test_job_past_ttl_expires_without_running(runtime: WorkerRuntime) -> None:
@@ -112,7 +108,7 @@ def test_canceled_while_running_keeps_canceled(runtime: WorkerRuntime) -> None:
         assert repository.finish(
             session, job_id, JobStatus.CANCELED, error={"code": "canceled", "message": "x"}
         )
-    from workers.store import Completion
+    from shared.lifecycle import Completion
 
     assert not runtime.store.finish(Completion(job_id, JobStatus.SUCCEEDED, result={"text": ""}))
     assert _load(runtime, job_id).status == "canceled"

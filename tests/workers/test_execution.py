@@ -108,7 +108,9 @@ def test_redelivered_message_does_not_run_twice(runtime: WorkerRuntime) -> None:
 def test_canceled_job_is_skipped(runtime: WorkerRuntime) -> None:
     job_id = _insert(runtime, "sentiment")
     with session_scope(runtime.settings.database_url) as session:
-        assert repository.cancel_queued(session, job_id)
+        assert repository.finish(
+            session, job_id, JobStatus.CANCELED, error=repository.CANCELED_ERROR, expected=JobStatus.QUEUED
+        )
     assert execute(job_id, TaskName.SENTIMENT, runtime) is None
     assert _load(runtime, job_id).status == "canceled"
 

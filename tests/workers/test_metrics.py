@@ -13,11 +13,11 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
-from shared import webhook_queue
 from shared.constants import TaskName
 from shared.db.models import utcnow
 from shared.schemas import JobStatus
 from shared.settings import get_settings
+from shared.webhooks import queue as webhook_queue
 from tests.utils.factories import insert_job
 from tests.utils.fakes import FakeClassifiers, FakeEngine
 from tests.utils.webhooks import deliver_due

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import redis
+
 from shared.db import repository, session_scope
+from shared.lifecycle import Completion
 from shared.schemas import JobStatus
-from tests.utils.factories import job_row
-from workers.store import Completion, JobStore
+from tests.utils.factories import add_jobs, job_row
+from workers.store import JobStore
 
 
-def test_batched_claims_and_finishes(database_url: str) -> None:
+def test_batched_claims_and_finishes(database_url: str, clean_redis_url: str) -> None:
     jobs = [job_row("sentiment") for _ in range(120)]
     with session_scope(database_url) as session:
-        repository.insert_jobs(session, jobs)
-    store = JobStore(database_url, max_wait_ms=5)
+        add_jobs(session, jobs)
+    client = redis.Redis.from_url(clean_redis_url)
+    store = JobStore(database_url, client, max_wait_ms=5)
     try:
         with ThreadPoolExecutor(24) as pool:
             claims = list(pool.map(lambda j: store.claim(j.id, "w"), jobs))
@@ -32,6 +36,7 @@ def test_batched_claims_and_finishes(database_url: str) -> None:
         assert store._finishes.stats.batches < len(jobs)
     finally:
         store.close()
+        client.close()
     with session_scope(database_url) as session:
         rows = [repository.get(session, j.id) for j in jobs]
     assert {r.status for r in rows if r} == {"succeeded"}

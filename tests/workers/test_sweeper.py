@@ -15,7 +15,7 @@ from shared.db import repository, session_scope
 from shared.db.models import Job, utcnow
 from shared.queueing import make_celery
 from shared.settings import Settings, get_settings
-from tests.utils.factories import job_row
+from tests.utils.factories import add_jobs, job_row
 from workers.heartbeat import heartbeat_key
 from workers.sweeper import Sweeper, sweep
 
@@ -37,7 +37,7 @@ def env(settings_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[S
 def _insert(settings: Settings, task: str = "sentiment", **fields: object) -> str:
     job = job_row(task, **fields)
     with session_scope(settings.database_url) as session:
-        repository.insert_jobs(session, [job])
+        add_jobs(session, [job])
     return job.id
 
 

@@ -10,10 +10,10 @@ import time
 
 import redis
 
-from shared import webhook_queue as wq
 from shared.db import session_scope
 from shared.db.models import WebhookDelivery
 from shared.metrics import WEBHOOK_BREAKERS_OPEN
+from shared.webhooks import queue as wq
 from tests.utils.receiver import WebhookReceiver
 from tests.utils.webhooks import MakeSettings, load_delivery, pending_delivery
 from workers.webhooks import Deliverer, Endpoint, origin

@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 import redis
 
-from shared import webhook_queue as wq
 from shared.db.models import utcnow
 from shared.queueing import make_celery
+from shared.webhooks import queue as wq
 from tests.utils.receiver import WebhookReceiver
 from tests.utils.webhooks import MakeSettings, pending_delivery, set_delivery
 from workers.sweeper import sweep

@@ -15,14 +15,14 @@ import redis
 from standardwebhooks import Webhook
 
 import workers.webhooks.http as webhook_http
-from shared import webhook_queue as wq
 from shared.db import repository, session_scope
 from shared.db.models import utcnow
 from shared.errors import ConfigurationError
 from shared.metrics import WEBHOOK_ATTEMPT_ERRORS, WEBHOOK_DELIVERIES, WEBHOOK_DELIVERY_LAG, WEBHOOK_PENDING
 from shared.schemas import JobStatus
-from shared.webhook_resend import reset_for_resend
 from shared.webhooks import USER_AGENT, deliveries_for
+from shared.webhooks import queue as wq
+from shared.webhooks.resend import reset_for_resend
 from tests.utils.receiver import WebhookReceiver
 from tests.utils.webhooks import (
     SECRET,

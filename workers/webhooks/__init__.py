@@ -1,6 +1,6 @@
 """Delivering webhook events at volume: a due set in Redis, one async loop per webhook worker.
 
-- `shared.webhook_queue`: the due and leased sets (a delivery is queued at most once; re-sent only when
+- `shared.webhooks.queue`: the due and leased sets (a delivery is queued at most once; re-sent only when
   provably lost: a lease that ended on a dead worker, or Redis lost the set and it is rebuilt once);
 - `engine.Deliverer`: pulls due ids, reads and claims their rows in batches, POSTs concurrently over
   pooled keep-alive connections (aiohttp; HTTP/2 over httpx for https with `webhook_http2`), writes

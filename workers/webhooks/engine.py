@@ -6,7 +6,7 @@ One asyncio loop per worker. Each round pulls up to `webhook_batch` due ids (as 
 them (`workers.webhooks.endpoints`), reads the jobs of those their endpoints have room for in one query
 and starts one POST task each. Finished attempts gather in a buffer that a flusher writes every few
 milliseconds (one transaction) before settling the ids in Redis. Once a second it also rebuilds the due
-set if Redis lost it (`shared.webhook_queue.ensure_epoch`), returns leases of dead workers, and updates
+set if Redis lost it (`shared.webhooks.queue.ensure_epoch`), returns leases of dead workers, and updates
 the gauges.
 """
 
@@ -21,7 +21,7 @@ from datetime import timedelta
 import redis
 import structlog
 
-from shared import webhook_queue
+from shared.backoff import backoff_s
 from shared.db.models import utcnow
 from shared.metrics import (
     WEBHOOK_ATTEMPT_ERRORS,
@@ -31,7 +31,8 @@ from shared.metrics import (
     WEBHOOK_PENDING,
 )
 from shared.settings import Settings
-from shared.webhooks import retry_delay
+from shared.webhooks import queue as webhook_queue
+from shared.webhooks.policy import BACKOFF_JITTER, BACKOFF_SCHEDULE_S
 from workers.webhooks import store
 from workers.webhooks.endpoints import SLOW_S, Endpoint, Endpoints
 from workers.webhooks.http import Attempt, Destinations, Sender, make_signer, post
@@ -262,7 +263,7 @@ class Deliverer:
             return store.Outcome(row.id, attempt, "delivered", result.status_code, None, now)
         WEBHOOK_ATTEMPT_ERRORS.labels(kind=result.kind).inc()
         deadline = row.window_start + timedelta(seconds=self.settings.webhook_max_age_s)
-        next_at = now + timedelta(seconds=retry_delay(attempt, self.rng))
+        next_at = now + timedelta(seconds=self._retry_delay(attempt))
         error = result.error
         if result.permanent or next_at >= deadline:
             if not result.permanent:
@@ -270,6 +271,9 @@ class Deliverer:
             log.warning("webhook.failed", delivery_id=row.id, attempts=attempt, error=error)
             return store.Outcome(row.id, attempt, "failed", result.status_code, error)
         return store.Outcome(row.id, attempt, "pending", result.status_code, error, next_at)
+
+    def _retry_delay(self, attempt: int) -> float:
+        return backoff_s(attempt, BACKOFF_SCHEDULE_S, jitter=BACKOFF_JITTER, rng=self.rng)
 
     def _record(self, outcome: store.Outcome, lag_s: float) -> None:
         self._outcomes.append((outcome, lag_s))

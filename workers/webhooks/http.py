@@ -24,13 +24,13 @@ from shared.db.models import Job, utcnow
 from shared.db.repository import to_out
 from shared.errors import ConfigurationError
 from shared.settings import Settings
-from shared.webhooks import (
-    EVENT_TYPES,
+from shared.webhooks.policy import (
     USER_AGENT,
     UnsafeWebhookURLError,
     check_url_scheme,
     resolve_public_addresses,
 )
+from shared.webhooks.records import EVENT_TYPES
 
 __all__ = ["Attempt", "Destinations", "Sender", "build_payload", "make_signer", "post"]
 

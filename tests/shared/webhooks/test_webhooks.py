@@ -11,16 +11,15 @@ import pytest
 import redis
 from sqlalchemy import func, select, text, update
 
-from shared.db import repository, session_scope
+from shared.backoff import backoff_s
+from shared.db import session_scope
 from shared.db.models import Job, WebhookDelivery, utcnow
 from shared.queueing import VISIBILITY_TIMEOUT_S, make_celery
 from shared.settings import Settings
-from shared.webhook_queue import DUE_KEY
 from shared.webhooks import (
     BACKOFF_JITTER,
     BACKOFF_SCHEDULE_S,
     UnsafeWebhookURLError,
-    backoff_schedule,
     check_url_scheme,
     deliveries_for,
     due_deliveries,
@@ -28,9 +27,9 @@ from shared.webhooks import (
     is_public_address,
     record_event,
     resolve_public_addresses,
-    retry_delay,
 )
-from tests.utils.factories import job_row, webhook_job_row
+from shared.webhooks.queue import DUE_KEY
+from tests.utils.factories import add_jobs, job_row, webhook_job_row
 
 URL = "https://hooks.example.com/textfleet"
 
@@ -48,7 +47,7 @@ def _count(database_url: str, job_id: str) -> int:
 def test_record_event_inserts_one_pending_row_and_is_idempotent(database_url: str) -> None:
     job = webhook_job_row(URL, ["started", "completed"])
     with session_scope(database_url) as session:
-        repository.insert_jobs(session, [job])
+        add_jobs(session, [job])
         first = record_event(session, job, "started")
         again = record_event(session, job, "started")  # same transaction
     assert first is not None
@@ -69,7 +68,7 @@ def test_unsubscribed_event_and_job_without_webhook_make_no_row(database_url: st
     default_events.webhook_events = None  # as JobCreate: a webhook with no events means `completed`
     plain = job_row()
     with session_scope(database_url) as session:
-        repository.insert_jobs(session, [only_completed, default_events, plain])
+        add_jobs(session, [only_completed, default_events, plain])
         assert record_event(session, only_completed, "started") is None
         assert record_event(session, default_events, "started") is None
         assert record_event(session, default_events, "completed") is not None
@@ -86,7 +85,7 @@ def test_record_event_takes_a_returning_row_of_a_state_change(database_url: str)
     """A batched claim (`UPDATE ... RETURNING id, webhook, webhook_events`) needs no ORM object."""
     job = webhook_job_row(URL, ["started"])
     with session_scope(database_url) as session:
-        repository.insert_jobs(session, [job])
+        add_jobs(session, [job])
     with session_scope(database_url) as session:
         row = session.execute(
             update(Job)
@@ -106,7 +105,7 @@ def test_concurrent_record_event_is_absorbed_by_the_unique_constraint(database_u
     its transaction usable (no aborted PostgreSQL transaction for the caller)."""
     job = webhook_job_row(URL, ["completed"])
     with session_scope(database_url) as session:
-        repository.insert_jobs(session, [job])
+        add_jobs(session, [job])
     results: dict[str, object] = {}
     first_inserted = threading.Event()
 
@@ -137,7 +136,7 @@ def test_deliveries_for_returns_each_jobs_state_in_one_read(database_url: str) -
     both = webhook_job_row(URL, ["started", "completed"])
     none = job_row()
     with session_scope(database_url) as session:
-        repository.insert_jobs(session, [both, none])
+        add_jobs(session, [both, none])
         started = record_event(session, both, "started")
         completed = record_event(session, both, "completed")
     assert started is not None and completed is not None
@@ -173,7 +172,7 @@ def test_deliveries_for_returns_each_jobs_state_in_one_read(database_url: str) -
 def test_due_deliveries_lists_only_overdue_pending_rows(database_url: str) -> None:
     jobs = [webhook_job_row(URL) for _ in range(4)]
     with session_scope(database_url) as session:
-        repository.insert_jobs(session, jobs)
+        add_jobs(session, jobs)
         rows = [record_event(session, job, "completed") for job in jobs]
     ids = [r.id for r in rows if r is not None]
     now = utcnow()
@@ -197,15 +196,16 @@ def test_due_deliveries_lists_only_overdue_pending_rows(database_url: str) -> No
 
 
 def test_backoff_schedule() -> None:
-    assert [backoff_schedule(n) for n in range(1, 9)] == [5, 30, 120, 600, 1800, 3000, 3000, 3000]
-    assert backoff_schedule(0) == 0
+    delays = [backoff_s(n, BACKOFF_SCHEDULE_S) for n in range(1, 9)]
+    assert delays == [5, 30, 120, 600, 1800, 3000, 3000, 3000]
+    assert backoff_s(0, BACKOFF_SCHEDULE_S) == 0
     # Held-back messages stay below the broker's visibility timeout (else Redis hands them out twice).
     assert max(BACKOFF_SCHEDULE_S) < VISIBILITY_TIMEOUT_S
 
 
 def test_retry_delay_has_jitter_below_the_schedule() -> None:
     rng = random.Random(7)
-    delays = [retry_delay(1, rng) for _ in range(200)]
+    delays = [backoff_s(1, BACKOFF_SCHEDULE_S, jitter=BACKOFF_JITTER, rng=rng) for _ in range(200)]
     assert all(5 * (1 - BACKOFF_JITTER) <= d <= 5 for d in delays)
     assert len({round(d, 3) for d in delays}) > 100  # spread, not one value
 

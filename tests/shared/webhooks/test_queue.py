@@ -1,4 +1,4 @@
-"""`shared.webhook_queue`: the due and leased sets on a real Redis, the rebuild from a real database."""
+"""`shared.webhooks.queue`: the due and leased sets on a real Redis, the rebuild from a real database."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 import redis
 from sqlalchemy import update
 
-from shared import webhook_queue as wq
-from shared.db import repository, session_scope
+from shared.db import session_scope
 from shared.db.models import WebhookDelivery, utcnow
+from shared.webhooks import queue as wq
 from shared.webhooks import record_event
-from tests.utils.factories import webhook_job_row
+from tests.utils.factories import add_jobs, webhook_job_row
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_the_due_set_is_rebuilt_once_from_the_database(client: redis.Redis, data
         )
     jobs = [webhook_job_row("http://127.0.0.1:9/hook", ["completed"]) for _ in range(3)]
     with session_scope(database_url) as session:
-        repository.insert_jobs(session, jobs)
+        add_jobs(session, jobs)
         rows = [record_event(session, job, "completed") for job in jobs]
     ids = [r.id for r in rows if r is not None]
     later = utcnow() + timedelta(seconds=120)

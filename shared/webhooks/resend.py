@@ -15,14 +15,14 @@ from sqlalchemy.orm import Session
 from shared.db.models import Job, WebhookDelivery, utcnow
 from shared.errors import ConflictError, InvalidInputError, JobNotFoundError
 from shared.schemas import WebhookDeliveryOut
-from shared.webhooks import WEBHOOK_EVENTS, delivery_out
+from shared.webhooks.records import WEBHOOK_EVENTS, delivery_out
 
 __all__ = ["reset_for_resend"]
 
 
 def reset_for_resend(session: Session, job_id: str, event: str) -> WebhookDeliveryOut:
     """Make the failed delivery of `job_id`'s `event` pending and due now, in the caller's transaction;
-    the caller enqueues its id (`shared.webhooks.enqueue_deliveries`) after the commit.
+    the caller enqueues its id (`shared.webhooks.queue.enqueue_deliveries`) after the commit.
 
     Raises InvalidInputError (unknown event), JobNotFoundError (no such job, or no delivery of that
     event) and ConflictError (the delivery is not `failed`)."""

@@ -1,4 +1,6 @@
-"""The webhook due set: every pending delivery is in Redis at most once, so none is ever queued twice.
+"""The webhook delivery queue: every pending delivery is in Redis at most once, so none is ever queued
+twice. `enqueue_deliveries` makes recorded deliveries due (after the transaction that recorded them
+commits); `resend_lost` is the sweeper's re-send of those whose enqueue was lost.
 
 Two sorted sets, members are delivery ids (`msg_...`):
 
@@ -21,14 +23,18 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import redis
+from celery import Celery
 from sqlalchemy import select
 
 from shared.constants import REDIS_KEY_PREFIX
 from shared.db import session_scope
 from shared.db.models import WebhookDelivery
+from shared.queueing import publish, redis_client
+from shared.webhooks.records import due_deliveries
 
 __all__ = [
     "DUE_KEY",
@@ -36,12 +42,14 @@ __all__ = [
     "LEASED_KEY",
     "REBUILD_LOCK",
     "enqueue",
+    "enqueue_deliveries",
     "ensure_epoch",
     "missing",
     "pending_counts",
     "pull",
     "reap",
     "rebuild",
+    "resend_lost",
     "settle",
 ]
 
@@ -181,3 +189,37 @@ def ensure_epoch(client: redis.Redis, database_url: str) -> bool:
         if client.get(REBUILD_LOCK) == token.encode():
             client.delete(REBUILD_LOCK)
     return True
+
+
+def enqueue_deliveries(
+    broker: Celery | redis.Redis, delivery_ids: Sequence[str], countdown: float | None = None
+) -> None:
+    """Make deliveries due (now, or `countdown` seconds from now) in the due set of the broker's Redis
+    (`broker`: the Celery app, or a client of its Redis), in one write, tried once more on a fresh
+    connection (`shared.queueing.publish`). An id already due only moves: a delivery is never queued
+    twice. Raises QueueUnavailableError if Redis refuses."""
+    if not delivery_ids:
+        return
+    at = time.time() + countdown if countdown else None
+    client = broker if isinstance(broker, redis.Redis) else redis_client(str(broker.conf.broker_url))
+    publish(lambda: enqueue(client, delivery_ids, at), "webhook deliveries")
+
+
+def resend_lost(client: redis.Redis, database_url: str, now: datetime, grace_s: float) -> int:
+    """Make due again the pending deliveries overdue by more than `grace_s` that are in neither set:
+    their enqueue was lost (a crash or a Redis error right after the commit). One waiting behind a
+    backlog is still in the due (or leased) set and is never re-sent. How many were re-sent."""
+    with session_scope(database_url) as session:
+        overdue = due_deliveries(session, now, grace_s)
+    unqueued = missing(client, overdue)
+    if unqueued:  # read again: one delivered (and settled) since the first read is not lost
+        with session_scope(database_url) as session:
+            unqueued = list(
+                session.scalars(
+                    select(WebhookDelivery.id).where(
+                        WebhookDelivery.id.in_(unqueued), WebhookDelivery.status == "pending"
+                    )
+                )
+            )
+        enqueue_deliveries(client, unqueued)
+    return len(unqueued)

@@ -1,4 +1,4 @@
-"""A batch transaction that loses a lock conflict runs again (workers/store.py `retry_conflicts`).
+"""A batch transaction that loses a lock conflict runs again (shared/db/conflicts.py `retry_conflicts`).
 
 The real thing first: two PostgreSQL transactions that lock two job rows in opposite orders, so the
 server aborts one with a deadlock; `is_conflict` must recognise that error. Then the retry rule on
@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from shared.db.conflicts import CONFLICT_TRIES, is_conflict, retry_conflicts
 from shared.db.migrate import upgrade
 from tests.utils.factories import insert_job
 from tests.utils.services import postgres_database
-from workers.store import CONFLICT_TRIES, is_conflict, retry_conflicts
 
 pytestmark = pytest.mark.timeout(60)
 

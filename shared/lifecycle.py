@@ -1,0 +1,176 @@
+"""The one path to a job's terminal state, for the worker, the sweeper and the API's cancel.
+
+`end_jobs` takes jobs to their terminal states in one transaction and then tells the fleet:
+
+1. the conditional write (`shared.db.repository.finish`): the first terminal state wins, in job-id
+   order (one lock order for every batch), the transaction run again if it lost a lock conflict;
+2. the `completed` webhook delivery row of each job that subscribes to it, in the same transaction,
+   so the event exists if and only if the state does;
+3. after the commit, in one Redis round trip: the job leaves its queue's outstanding set and its
+   status is published on its events channel (`shared.events`); a running job ended by anyone but
+   its own worker (a cancel, the sweeper) is aborted in its engine (`CANCEL_CHANNEL`);
+4. the delivery ids are made due in the webhook queue.
+
+Steps 3 and 4 are best effort: the database already holds the truth, waiters re-read after their
+timeout, and the sweeper prunes the outstanding sets and re-sends lost deliveries. The worker's claim
+batch, which ends jobs whose TTL passed inside its own transaction, uses the two halves (`write`,
+`announce`) directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import structlog
+from sqlalchemy.orm import Session
+
+from shared.constants import CANCEL_CHANNEL
+from shared.db import repository
+from shared.db.conflicts import retry_conflicts
+from shared.events import announce_terminals
+from shared.schemas import JobStatus
+from shared.webhooks.queue import enqueue_deliveries
+from shared.webhooks.records import record_event
+
+__all__ = ["Completion", "Ended", "Endings", "announce", "end_jobs", "write"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A job's outcome: the terminal state to write, whoever decided it (worker, sweeper, API)."""
+
+    job_id: str
+    status: JobStatus
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    usage: dict[str, int] | None = None
+    #: The claimant: only it may finish the job (None: anyone, e.g. a cancel or the sweeper).
+    worker: str | None = None
+    #: The states the job may be in, tried in order; it ends only from one of them.
+    expected: tuple[JobStatus, ...] = (JobStatus.RUNNING,)
+
+    @classmethod
+    def canceled(cls, job_id: str) -> Completion:
+        """A client's cancel: a queued or running job ends `canceled`."""
+        return cls(
+            job_id,
+            JobStatus.CANCELED,
+            error=repository.CANCELED_ERROR,
+            expected=(JobStatus.QUEUED, JobStatus.RUNNING),
+        )
+
+    @classmethod
+    def expired(cls, job_id: str, ttl_s: float, expected: JobStatus, worker: str | None = None) -> Completion:
+        """A job whose TTL passed (`repository.ttl_passed`) ends `expired` without running."""
+        return cls(
+            job_id,
+            JobStatus.EXPIRED,
+            error=repository.expired_error(ttl_s),
+            worker=worker,
+            expected=(expected,),
+        )
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A job a transaction ended: what announcing it needs."""
+
+    job_id: str
+    task: str
+    status: JobStatus
+    previous: JobStatus  # the state it ended from
+
+
+@dataclass
+class Endings:
+    """What a transaction ended and recorded, to announce once it committed."""
+
+    ended: list[Ended] = field(default_factory=list)
+    #: Running jobs ended by someone else than their worker: aborted in their engine.
+    aborts: list[str] = field(default_factory=list)
+    #: Webhook delivery ids recorded in the transaction (`completed`, and the claim's `started`).
+    deliveries: list[str] = field(default_factory=list)
+
+
+def write(session: Session, completions: list[Completion], endings: Endings) -> list[Ended | None]:
+    """Steps 1 and 2 in the caller's transaction (rows locked in the order given): per completion, the
+    job it ended, or None when another state was written first."""
+    out: list[Ended | None] = []
+    for c in completions:
+        ended: Ended | None = None
+        for expected in c.expected:
+            row = repository.finish(
+                session,
+                c.job_id,
+                c.status,
+                result=c.result,
+                error=c.error,
+                usage=c.usage,
+                expected=expected,
+                worker=c.worker,
+            )
+            if row is not None:
+                ended = Ended(c.job_id, row.task, c.status, expected)
+                endings.ended.append(ended)
+                if expected is JobStatus.RUNNING and c.worker is None:
+                    endings.aborts.append(c.job_id)
+                delivery = record_event(session, row, "completed")
+                if delivery is not None:
+                    endings.deliveries.append(delivery.id)
+                break
+        if ended is None:
+            expected_states = [e.value for e in c.expected]
+            log.warning(
+                "job.finish_ignored", job_id=c.job_id, status=c.status.value, expected=expected_states
+            )
+        out.append(ended)
+    return out
+
+
+def announce(client: redis.Redis, endings: Endings) -> None:
+    """Steps 3 and 4, after the commit; failures are logged, never raised."""
+    if endings.ended or endings.aborts:
+        try:
+            announce_terminals(client, [(e.job_id, e.task, e.status.value) for e in endings.ended])
+            if endings.aborts:
+                with client.pipeline(transaction=False) as pipe:
+                    for job_id in endings.aborts:
+                        pipe.publish(CANCEL_CHANNEL, job_id)
+                    pipe.execute()
+        except Exception as exc:  # waiters time out and re-read; the sweeper prunes the sets
+            log.warning("job.announce_failed", count=len(endings.ended), error=str(exc))
+    if endings.deliveries:
+        try:
+            enqueue_deliveries(client, endings.deliveries)
+        except Exception as exc:  # the sweeper re-sends deliveries that are overdue and unqueued
+            log.warning("webhook.enqueue_failed", count=len(endings.deliveries), error=str(exc))
+
+
+def end_jobs(session: Session, client: redis.Redis, completions: list[Completion]) -> list[Ended | None]:
+    """Take jobs to their terminal states (steps 1-4): per completion, in the order given, the job it
+    ended, or None when another terminal state (or state) was there first.
+
+    `session` must hold no other pending work: it is committed here (and rolled back and run again
+    when the transaction lost a lock conflict). `client` is the broker's Redis."""
+    order = sorted(range(len(completions)), key=lambda i: completions[i].job_id)  # one lock order
+
+    def transaction() -> tuple[list[Ended | None], Endings]:
+        endings = Endings()
+        try:
+            ended = write(session, [completions[i] for i in order], endings)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        return ended, endings
+
+    in_order, endings = retry_conflicts(transaction)
+    announce(client, endings)
+    out: list[Ended | None] = [None] * len(completions)
+    for position, ended in zip(order, in_order, strict=True):
+        out[position] = ended
+    return out

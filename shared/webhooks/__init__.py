@@ -1,0 +1,65 @@
+"""Webhook events of jobs (Standard Webhooks, https://www.standardwebhooks.com), as one feature.
+
+- `records`: the delivery rows, one per (job, event), and their reads;
+- `queue`: the Redis delivery queue (due and leased sets; enqueuing, the sweeper's re-send);
+- `resend`: an operator's re-send of a failed delivery;
+- `policy`: allowed destinations, the User-Agent, the retry schedule (read with `shared.backoff`).
+
+Used by the API (to show delivery state, to re-send), by `shared.lifecycle` (to record `completed`
+in the transaction that ends a job), by the worker's claim (`started`) and by the sweeper. The HTTP
+side, the delivery loop a webhook worker runs, lives in `workers.webhooks`.
+
+Life of a delivery: one row per (job, event), created `pending` with `next_attempt_at = now` in the
+transaction that changes the job's state, made due in Redis (`queue.enqueue_deliveries`) after that
+transaction commits. Each attempt updates the row; a 2xx ends it `delivered`, a refused destination
+or the end of `webhook_max_age_s` ends it `failed`. The row is the truth: after a Redis loss the due
+set is rebuilt from the pending rows, and the sweeper re-sends a pending delivery that is overdue only
+when it is in neither Redis set (`queue.resend_lost`): its enqueue was lost.
+"""
+
+from shared.webhooks.policy import (
+    BACKOFF_JITTER,
+    BACKOFF_SCHEDULE_S,
+    USER_AGENT,
+    UnsafeWebhookURLError,
+    check_url_scheme,
+    is_public_address,
+    resolve_public_addresses,
+)
+from shared.webhooks.queue import enqueue_deliveries, resend_lost
+from shared.webhooks.records import (
+    DEFAULT_EVENTS,
+    EVENT_TYPES,
+    WEBHOOK_EVENTS,
+    WebhookSubject,
+    deliveries_for,
+    delivery_out,
+    due_deliveries,
+    new_delivery_id,
+    record_event,
+    subscribed_events,
+)
+from shared.webhooks.resend import reset_for_resend
+
+__all__ = [
+    "BACKOFF_JITTER",
+    "BACKOFF_SCHEDULE_S",
+    "DEFAULT_EVENTS",
+    "EVENT_TYPES",
+    "USER_AGENT",
+    "WEBHOOK_EVENTS",
+    "UnsafeWebhookURLError",
+    "WebhookSubject",
+    "check_url_scheme",
+    "deliveries_for",
+    "delivery_out",
+    "due_deliveries",
+    "enqueue_deliveries",
+    "is_public_address",
+    "new_delivery_id",
+    "record_event",
+    "resend_lost",
+    "reset_for_resend",
+    "resolve_public_addresses",
+    "subscribed_events",
+]
