@@ -7,15 +7,47 @@ Kept beside `shared.settings` so the list of rules reads as one list; `Settings`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from shared.settings import Settings
-
-__all__ = ["cross_field_problems"]
+__all__ = ["RuleInputs", "cross_field_problems"]
 
 
-def cross_field_problems(s: Settings) -> list[str]:
+class RuleInputs(Protocol):
+    """The settings the rules read (`shared.settings.Settings` is one; no import needed here)."""
+
+    @property
+    def broker_visibility_timeout_s(self) -> float: ...
+    @property
+    def default_max_tokens(self) -> int: ...
+    @property
+    def default_timeout_s(self) -> float: ...
+    @property
+    def max_model_len(self) -> int: ...
+    @property
+    def max_timeout_s(self) -> float: ...
+    @property
+    def max_tokens_limit(self) -> int: ...
+    @property
+    def retry_backoff_max_s(self) -> float: ...
+    @property
+    def retry_backoff_s(self) -> float: ...
+    @property
+    def risk_high_threshold(self) -> float: ...
+    @property
+    def risk_medium_threshold(self) -> float: ...
+    @property
+    def running_grace_s(self) -> float: ...
+    @property
+    def webhook_breaker_cooldown_s(self) -> float: ...
+    @property
+    def webhook_breaker_max_cooldown_s(self) -> float: ...
+    @property
+    def webhook_concurrency(self) -> int: ...
+    @property
+    def webhook_endpoint_concurrency(self) -> int: ...
+
+
+def cross_field_problems(s: RuleInputs) -> list[str]:
     """What each broken cross-field rule says (nothing when all hold)."""
     run = s.max_timeout_s + s.running_grace_s
     visibility = s.broker_visibility_timeout_s
