@@ -7,7 +7,6 @@ import json
 import resource
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -17,9 +16,19 @@ from fastapi.responses import JSONResponse
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from api.errors import install_error_handlers
-from api.routes import health, jobs, metrics, queues
-from api.routes import webhooks as webhook_routes
-from api.services.waits import JobEvents, JobReader, read_jobs
+from api.health.router import router as health_router
+from api.health.service import Readiness
+from api.jobs.intake import IntakeBatcher
+from api.jobs.router import router as jobs_router
+from api.jobs.service import JobService
+from api.jobs.waits import JobWaiter
+from api.metrics.middleware import MetricsMiddleware
+from api.metrics.router import router as metrics_router
+from api.queues.router import router as queues_router
+from api.queues.service import QueueStats
+from api.webhooks.router import router as webhooks_router
+from shared.constants import OPEN_FILES_TARGET, REDIS_CONNECT_TIMEOUT_S
+from shared.db.session import get_engine, get_sessionmaker
 from shared.logging import configure_logging
 from shared.queueing import make_celery
 from shared.settings import Settings, get_settings
@@ -50,10 +59,34 @@ def raise_open_files_limit() -> None:
     `?wait` request is one) is a file descriptor, and the usual soft limit of 1024 is below what one
     API process is meant to hold."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = 65536 if hard == resource.RLIM_INFINITY else hard
+    target = OPEN_FILES_TARGET if hard == resource.RLIM_INFINITY else hard
     if soft != resource.RLIM_INFINITY and soft < target:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def _start_services(app: FastAPI, settings: Settings) -> None:
+    """Build the app's services, once per start, and hold them on `app.state` (where `api.deps`
+    finds them). Nothing here does I/O: the waiter subscribes when the lifespan starts it."""
+    state = app.state
+    # Everything but long polling shares one bounded pool: past its size a request waits up to
+    # api_redis_pool_timeout_s for a connection instead of opening more.
+    state.redis = Redis.from_pool(
+        BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=settings.api_redis_max_connections,
+            timeout=settings.api_redis_pool_timeout_s,
+            socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+        )
+    )
+    state.sessions = get_sessionmaker(settings.database_url)
+    state.jobs = jobs = JobService(settings, state.celery, state.sessions)
+    # Concurrent single submissions share one INSERT, commit and Redis write.
+    state.intake = IntakeBatcher(lambda bodies: jobs.create(bodies, log_each=True))
+    # Long polling: one subscription for the whole process, fanned out in memory.
+    state.waiter = JobWaiter(settings.redis_url, jobs.read_many, max_waiters=settings.wait_max_waiters)
+    state.queue_stats = QueueStats(state.redis)
+    state.readiness = Readiness(get_engine(settings.database_url), state.redis)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -64,25 +97,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings, process="api")
         raise_open_files_limit()
-        # Everything but long polling shares one bounded pool: past its size a request waits up to
-        # api_redis_pool_timeout_s for a connection instead of opening more.
-        app.state.redis = Redis.from_pool(
-            BlockingConnectionPool.from_url(
-                settings.redis_url,
-                max_connections=settings.api_redis_max_connections,
-                timeout=settings.api_redis_pool_timeout_s,
-                socket_connect_timeout=2,
-            )
-        )
-        # Long polling: one subscription for the whole process, fanned out in memory.
-        app.state.job_events = JobEvents(settings.redis_url, max_waiters=settings.wait_max_waiters)
-        app.state.job_reader = JobReader(partial(read_jobs, settings.database_url))
-        await app.state.job_events.start()
+        _start_services(app, settings)
+        await app.state.waiter.start()
         log.info("api.started", environment=settings.environment, version=app.version)
         try:
             yield
         finally:
-            await app.state.job_events.stop()
+            await app.state.waiter.stop()
             await app.state.redis.aclose()
             with contextlib.suppress(Exception):
                 app.state.celery.close()
@@ -100,12 +121,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.celery = make_celery(settings)
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(jobs.router)
-    app.include_router(queues.router)
-    app.include_router(metrics.router)
-    app.include_router(webhook_routes.router)
-    app.add_middleware(metrics.MetricsMiddleware)
+    for router in (health_router, jobs_router, queues_router, metrics_router, webhooks_router):
+        app.include_router(router)
+    app.add_middleware(MetricsMiddleware)
     return app
 
 

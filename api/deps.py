@@ -1,9 +1,11 @@
-"""FastAPI dependencies as `Annotated` aliases: settings, DB session, Celery app, Redis client.
+"""FastAPI dependencies as `Annotated` aliases: the only way routes reach settings, sessions and services.
 
-Everything per-app lives on `app.state` (set by `api.app.create_app` and its lifespan), so two apps in
-one process (tests) never share a client bound to another event loop or another configuration. The
-dependencies that only read `app.state` are `async def`: FastAPI runs a plain `def` dependency in the
-threadpool, and a thread hop per request for a dict lookup queues health probes behind real work.
+Everything per-app lives on `app.state`, built once by `api.app.create_app` and its lifespan, so two
+apps in one process (tests) never share a client bound to another event loop or another
+configuration. The dependencies that only read `app.state` are `async def`: FastAPI runs a plain
+`def` dependency in the threadpool, and a thread hop per request for an attribute lookup queues
+health probes behind real work. `SessionDep` is the one sync dependency: use it in plain `def` routes;
+async routes call a service that opens its own session in the threadpool.
 """
 
 from __future__ import annotations
@@ -15,10 +17,25 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 from sqlalchemy.orm import Session
 
-from shared.db.session import get_sessionmaker
+from api.health.service import Readiness
+from api.jobs.intake import IntakeBatcher
+from api.jobs.service import JobService
+from api.jobs.waits import JobWaiter
+from api.queues.service import QueueStats
 from shared.settings import Settings
 
-__all__ = ["AsyncRedis", "CeleryDep", "RedisDep", "SessionDep", "SettingsDep"]
+__all__ = [
+    "AsyncRedis",
+    "CeleryDep",
+    "IntakeDep",
+    "JobsDep",
+    "QueueStatsDep",
+    "ReadinessDep",
+    "RedisDep",
+    "SessionDep",
+    "SettingsDep",
+    "WaiterDep",
+]
 
 #: The asyncio Redis client used for pub/sub and pings.
 AsyncRedis = Redis
@@ -31,9 +48,8 @@ async def get_app_settings(request: Request) -> Settings:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """A session on the configured database for one request; closed (and rolled back) afterwards."""
-    settings: Settings = request.app.state.settings
-    session = get_sessionmaker(settings.database_url)()
+    """A session on the app's database for one request; closed (and rolled back) afterwards."""
+    session: Session = request.app.state.sessions()
     try:
         yield session
     finally:
@@ -51,8 +67,43 @@ async def get_redis(request: Request) -> AsyncRedis:
     return client
 
 
+async def get_jobs(request: Request) -> JobService:
+    """The app's job service (create, get)."""
+    service: JobService = request.app.state.jobs
+    return service
+
+
+async def get_intake(request: Request) -> IntakeBatcher:
+    """The app's group commit of single submissions."""
+    batcher: IntakeBatcher = request.app.state.intake
+    return batcher
+
+
+async def get_waiter(request: Request) -> JobWaiter:
+    """The app's long polling (one Redis subscription, coalesced reads)."""
+    waiter: JobWaiter = request.app.state.waiter
+    return waiter
+
+
+async def get_queue_stats(request: Request) -> QueueStats:
+    """The app's queue depth reader."""
+    stats: QueueStats = request.app.state.queue_stats
+    return stats
+
+
+async def get_readiness(request: Request) -> Readiness:
+    """The app's readiness checks."""
+    readiness: Readiness = request.app.state.readiness
+    return readiness
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 #: `celery.Celery` is untyped; `Any` keeps mypy strict honest about it.
 CeleryDep = Annotated[Any, Depends(get_celery_app)]
 RedisDep = Annotated[AsyncRedis, Depends(get_redis)]
+JobsDep = Annotated[JobService, Depends(get_jobs)]
+IntakeDep = Annotated[IntakeBatcher, Depends(get_intake)]
+WaiterDep = Annotated[JobWaiter, Depends(get_waiter)]
+QueueStatsDep = Annotated[QueueStats, Depends(get_queue_stats)]
+ReadinessDep = Annotated[Readiness, Depends(get_readiness)]

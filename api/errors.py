@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.constants import TaskName
+from shared.constants import RETRY_AFTER_S, TaskName
 from shared.errors import (
     ConflictError,
     InvalidInputError,
@@ -52,9 +52,6 @@ STATUS_BY_ERROR: dict[type[TextfleetError], int] = {
     QueueUnavailableError: 503,
     TransientDatabaseError: 503,
 }
-
-#: Seconds a client should wait before retrying a 503.
-RETRY_AFTER_S = 1
 
 _SOURCES = frozenset({"body", "query", "path", "header", "cookie"})
 _TASKS = frozenset(t.value for t in TaskName)

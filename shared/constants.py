@@ -69,3 +69,45 @@ def job_events_channel(job_id: str) -> str:
 def outstanding_key(queue: Queue | str) -> str:
     """The sorted set of a queue's outstanding (accepted, not yet terminal) job ids."""
     return f"{OUTSTANDING_PREFIX}{Queue(queue).value}"
+
+
+# =================================================================================================
+# Tuning constants of the API process (helper r4). Values an operator has no reason to change: each
+# is a trade-off fixed here, named and explained once. What an operator tunes is a Setting.
+# =================================================================================================
+
+#: Most single submissions (`POST /v1/jobs`) one group commit of the intake batcher takes: one
+#: multi-row INSERT, one commit and one pipelined Redis write for all of them.
+INTAKE_MAX_BATCH = 256
+#: Group commits of the intake batcher in flight at once: two overlap one's database round trip with
+#: the other's work; more only contend for the same rows and connections.
+INTAKE_MAX_FLUSHES = 2
+#: Most jobs one coalesced read of the long-poll reader fetches (one `SELECT ... WHERE id IN (...)`).
+READER_MAX_BATCH = 500
+#: Coalesced reads of the long-poll reader in flight at once (as INTAKE_MAX_FLUSHES).
+READER_MAX_FLUSHES = 2
+#: Seconds between attempts to renew a lost job-events subscription: from the first, doubling up to
+#: the second (a Redis restart is noticed within a fraction of a second, an outage costs little).
+EVENTS_RETRY_S: tuple[float, float] = (0.2, 5.0)
+#: Seconds the API's startup waits for its job-events subscription before it serves anyway (waits
+#: then answer at once until the subscription is up).
+EVENTS_READY_WITHIN_S = 2.0
+#: Seconds one read of the job-events subscription blocks before it looks again (bounds how long a
+#: dead connection goes unnoticed between health checks).
+EVENTS_POLL_S = 5.0
+#: Seconds between redis-py's health checks (PING) of the long-lived job-events connection.
+EVENTS_HEALTH_CHECK_S = 15
+#: Seconds the API waits to connect to Redis before the request (or readiness check) fails.
+REDIS_CONNECT_TIMEOUT_S = 2.0
+#: Seconds each readiness check (`/readyz`: database, Redis) may take before it counts as failed;
+#: below Kubernetes' default probe timeout plus period, so a hung store fails the probe, not the pod.
+READINESS_CHECK_TIMEOUT_S = 3.0
+#: `Retry-After` (seconds) of every 503: the client retries soon, the outage is usually brief.
+RETRY_AFTER_S = 1
+#: Most worker heartbeat keys `GET /v1/queues` reads per queue (one SCAN page is plenty for a fleet),
+#: and the SCAN page size used to find them.
+HEARTBEAT_SCAN_MAX = 1000
+HEARTBEAT_SCAN_PAGE = 500
+#: Open files an API process lifts its soft limit to when the hard limit is unlimited: every held
+#: connection (a `?wait` request is one) is a file descriptor, and 1024 is far too few.
+OPEN_FILES_TARGET = 65536

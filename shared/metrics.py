@@ -9,9 +9,9 @@ API:
 - `textfleet_http_requests_total{method,route,status}` and
   `textfleet_http_request_duration_seconds{method,route}`: per route template (`/v1/jobs/{job_id}`).
 - `textfleet_queue_waiting|in_flight|outstanding{queue}`: queue depth, read from Redis per scrape
-  (see api.services.queues).
+  (see api.queues.service).
 - `textfleet_api_waits_held` and `textfleet_api_waits_answered_at_once_total`: long polling
-  (see api.services.waits).
+  (see api.jobs.waits).
 
 Workers:
 - `textfleet_jobs_finished_total{task,status}`, `textfleet_job_queue_wait_seconds{task}` (started

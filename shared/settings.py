@@ -3,6 +3,13 @@
 Every field is read from an environment variable named `TEXTFLEET_<FIELD>` (case-insensitive), or from
 a `.env` file in the working directory. Dict fields take JSON, e.g.
 `TEXTFLEET_MODERATION_THRESHOLDS='{"hate": 0.3}'`.
+
+Fields are grouped in sections (deployment, stores, broker, API server, request limits, job defaults,
+models, engine, classifiers, workers, delivery, webhooks, webhook workers, secrets), each with a
+header comment; every field has a description. The rules *between* fields (e.g. the broker's
+visibility timeout must exceed the longest run) live in `shared.settings_rules` and are checked when
+settings are built, so a deployment that breaks one fails at startup with every broken rule named.
+Tuning values an operator has no reason to change are named and explained in `shared.constants`.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.settings_rules import cross_field_problems
 
 __all__ = [
     "MODERATION_CATEGORIES",
@@ -49,7 +58,8 @@ class Settings(BaseSettings):
         env_prefix="TEXTFLEET_", env_file=".env", extra="ignore", case_sensitive=False
     )
 
-    # --- Deployment ------------------------------------------------------------------------------
+    # --- Deployment ---------------------------------------------------------------------------
+    # Which environment this is and how it logs.
     environment: Literal["development", "production"] = Field(
         "development", description="`production` switches logs to JSON and tightens defaults."
     )
@@ -58,7 +68,8 @@ class Settings(BaseSettings):
         "auto", description="Log renderer; `auto` is JSON in production and console in development."
     )
 
-    # --- Stores ----------------------------------------------------------------------------------
+    # --- Stores -------------------------------------------------------------------------------
+    # Where the record of truth (SQL) and the broker (Redis) live.
     database_url: str = Field(
         "sqlite:///textfleet.db",
         description="SQLAlchemy URL of the job database, e.g. postgresql+psycopg://user@host/db. "
@@ -70,34 +81,24 @@ class Settings(BaseSettings):
         "`textfleet dev` starts an embedded Redis when this is not set.",
     )
 
-    # --- API -------------------------------------------------------------------------------------
+    # --- Broker -------------------------------------------------------------------------------
+    # How Celery uses Redis (both the API and the workers read these).
+    broker_visibility_timeout_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Seconds a delivered, unacknowledged Celery message stays invisible before Redis hands "
+        "it out again (Celery's `visibility_timeout`). Tasks are acknowledged late, so it must exceed the "
+        "longest run (max_timeout_s + running_grace_s) and the longest retry delay (retry_backoff_max_s), "
+        "or a job still running (or waiting for its retry) is delivered twice.",
+    )
+
+    # --- API server ---------------------------------------------------------------------------
+    # How one API process serves: address, pools, long polling, batch inserts.
     api_host: str = Field("127.0.0.1", description="Address `textfleet api` binds.")
     api_port: int = Field(8000, description="Port `textfleet api` binds.")
     public_url: str | None = Field(
         None,
         description="Base URL clients use to reach the API (for `Location` headers); default: request URL.",
-    )
-    max_input_chars: int = Field(32_000, gt=0, description="Longest text accepted in any job input.")
-    max_tokens_limit: int = Field(1024, gt=0, description="Largest `params.max_tokens` a job may ask for.")
-    default_max_tokens: int = Field(256, gt=0, description="`max_tokens` used when a job gives none.")
-    summary_max_tokens: int = Field(128, gt=0, description="Default `max_tokens` of a summary.")
-    max_wait_s: float = Field(60.0, gt=0, description="Longest `?wait=` a client may hold a GET request.")
-    list_max_limit: int = Field(200, gt=0, description="Largest page size of `GET /v1/jobs`.")
-    bulk_max_jobs: int = Field(
-        10_000, gt=0, description="Most jobs one `POST /v1/jobs/batch` request may submit."
-    )
-    bulk_chunk_size: int = Field(
-        1000,
-        gt=0,
-        description="Rows per multi-row INSERT (one database round trip) when storing a batch of jobs.",
-    )
-
-    # --- API under load (issue 16) --------------------------------------------------------------
-    wait_max_waiters: int = Field(
-        5000,
-        gt=0,
-        description="Most `GET /v1/jobs/{id}?wait=` requests one API process holds at once (they share one "
-        "Redis subscription); above it `?wait` answers at once with the job's current state.",
     )
     api_redis_max_connections: int = Field(
         64,
@@ -110,8 +111,57 @@ class Settings(BaseSettings):
         gt=0,
         description="How long an API request waits for a free pooled Redis connection before it fails.",
     )
+    wait_max_waiters: int = Field(
+        5000,
+        gt=0,
+        description="Most `GET /v1/jobs/{id}?wait=` requests one API process holds at once (they share one "
+        "Redis subscription); above it `?wait` answers at once with the job's current state.",
+    )
+    bulk_chunk_size: int = Field(
+        1000,
+        gt=0,
+        description="Rows per multi-row INSERT (one database round trip) when storing a batch of jobs.",
+    )
 
-    # --- Models ----------------------------------------------------------------------------------
+    # --- Request limits -----------------------------------------------------------------------
+    # What one request may ask for. Validators read them through `shared.limits`, so the
+    # limits of the app's own settings (`create_app(settings)`) are the ones enforced.
+    max_input_chars: int = Field(32_000, gt=0, description="Longest text accepted in any job input.")
+    max_tokens_limit: int = Field(1024, gt=0, description="Largest `params.max_tokens` a job may ask for.")
+    max_timeout_s: float = Field(
+        1800.0,
+        gt=0,
+        description="Largest `params.timeout_s`; with running_grace_s, below broker_visibility_timeout_s.",
+    )
+    max_ttl_s: float = Field(
+        7 * 86400.0, gt=0, description="Largest `params.ttl_s` (time allowed in the queue)."
+    )
+    max_schema_chars: int = Field(
+        16_000,
+        gt=0,
+        description="Longest JSON Schema (as compact JSON), regex or pattern a job may constrain output to.",
+    )
+    max_wait_s: float = Field(60.0, gt=0, description="Longest `?wait=` a client may hold a GET request.")
+    list_max_limit: int = Field(200, gt=0, description="Largest page size of `GET /v1/jobs`.")
+    bulk_max_jobs: int = Field(
+        10_000, gt=0, description="Most jobs one `POST /v1/jobs/batch` request may submit."
+    )
+
+    # --- Job defaults -------------------------------------------------------------------------
+    # What a worker uses when a job leaves a parameter out (never frozen into the stored row).
+    default_max_tokens: int = Field(256, gt=0, description="`max_tokens` used when a job gives none.")
+    summary_max_tokens: int = Field(128, gt=0, description="Default `max_tokens` of a summary.")
+    extract_max_tokens: int = Field(
+        1024,
+        gt=0,
+        description="`max_tokens` of an `extract` job that gives none (generous: cut-off JSON fails a job).",
+    )
+    default_timeout_s: float = Field(
+        300.0, gt=0, description="Run-time limit of a job that gives no `params.timeout_s`."
+    )
+
+    # --- Models -------------------------------------------------------------------------------
+    # Which models the workers load, and where prepared models live.
     models_dir: Path = Field(
         default_factory=_default_models_dir,
         description="Where `textfleet models prepare` builds the default models.",
@@ -130,7 +180,8 @@ class Settings(BaseSettings):
         None, description="Directory of the trained classifier heads; default: models_dir/heads."
     )
 
-    # --- Generation engine (vLLM) ---------------------------------------------------------------
+    # --- Generation engine (vLLM) -------------------------------------------------------------
+    # How a generation worker starts and feeds its engine.
     max_model_len: int = Field(2048, gt=0, description="Context length the engine is started with.")
     max_num_seqs: int = Field(
         32, gt=0, description="Sequences the engine batches at once (vLLM `max_num_seqs`)."
@@ -149,7 +200,8 @@ class Settings(BaseSettings):
         None, gt=0, description="Jobs a generation worker runs at once; default: max_num_seqs."
     )
 
-    # --- Classifiers -----------------------------------------------------------------------------
+    # --- Classifiers --------------------------------------------------------------------------
+    # How a classify worker batches, and the decision thresholds of its heads.
     classify_batch_size: int = Field(64, gt=0, description="Largest batch of one classifier forward pass.")
     classify_max_wait_ms: float = Field(
         5.0, ge=0, description="How long a classifier waits to fill a batch before running it."
@@ -171,7 +223,8 @@ class Settings(BaseSettings):
     )
     risk_high_threshold: float = Field(0.7, ge=0, le=1, description="Risk score from which level is high.")
 
-    # --- Workers ---------------------------------------------------------------------------------
+    # --- Workers ------------------------------------------------------------------------------
+    # Worker processes: heartbeats, side port, shutdown, and the dev stack around them.
     worker_heartbeat_s: float = Field(10.0, gt=0, description="Seconds between worker heartbeats in Redis.")
     worker_http_port: int | None = Field(
         None,
@@ -183,12 +236,6 @@ class Settings(BaseSettings):
         description="Address the worker side port binds to: loopback by default (`textfleet dev`, one "
         "machine); the pod IP in Kubernetes (set from status.podIP), where probes and Prometheus reach it.",
     )
-    dev_restart_backoff_s: float = Field(
-        1.0,
-        gt=0,
-        description="`textfleet dev` restarts a child that died by itself after this many seconds, doubling "
-        "on each failure in a row (up to 60 s).",
-    )
     worker_drain_s: float = Field(
         60.0,
         ge=0,
@@ -199,12 +246,19 @@ class Settings(BaseSettings):
     worker_hostname: str | None = Field(
         None, description="Celery node name of a worker; default: <queues>@<host>-<pid>."
     )
+    dev_restart_backoff_s: float = Field(
+        1.0,
+        gt=0,
+        description="`textfleet dev` restarts a child that died by itself after this many seconds, doubling "
+        "on each failure in a row (up to 60 s).",
+    )
     data_dir: Path = Field(
         Path(".textfleet"),
         description="Where `textfleet dev` keeps its embedded Redis and SQLite files.",
     )
 
-    # --- Delivery guarantees ----------------------------------------------------------------------
+    # --- Delivery guarantees ------------------------------------------------------------------
+    # Retries, the sweeper that closes gaps between database and queue, idempotency.
     max_attempts: int = Field(
         3,
         ge=1,
@@ -212,15 +266,6 @@ class Settings(BaseSettings):
     )
     retry_backoff_s: float = Field(2.0, gt=0, description="First retry delay; doubles per attempt.")
     retry_backoff_max_s: float = Field(60.0, gt=0, description="Longest delay between two attempts of a job.")
-    default_timeout_s: float = Field(
-        300.0, gt=0, description="Run-time limit of a job that gives no `params.timeout_s`."
-    )
-    max_timeout_s: float = Field(
-        1800.0, gt=0, description="Largest `params.timeout_s` (kept below the broker's visibility timeout)."
-    )
-    max_ttl_s: float = Field(
-        7 * 86400.0, gt=0, description="Largest `params.ttl_s` (time allowed in the queue)."
-    )
     sweep_interval_s: float = Field(
         10.0, gt=0, description="How often one worker of the fleet sweeps for stranded or expired jobs."
     )
@@ -235,7 +280,8 @@ class Settings(BaseSettings):
     )
     idempotency_ttl_s: float = Field(86400.0, gt=0, description="How long an Idempotency-Key lives.")
 
-    # --- Webhooks --------------------------------------------------------------------------------
+    # --- Webhooks -----------------------------------------------------------------------------
+    # Delivery policy of job webhooks.
     webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook delivery attempt.")
     webhook_max_age_s: float = Field(
         86400.0, gt=0, description="A webhook is retried with backoff until this long after its event."
@@ -246,7 +292,8 @@ class Settings(BaseSettings):
         "(off in production: it stops jobs from probing your network).",
     )
 
-    # --- Webhook workers (issue 17) -----------------------------------------------------------------
+    # --- Webhook workers ----------------------------------------------------------------------
+    # Throughput and back-pressure of a webhook worker.
     webhook_concurrency: int = Field(
         512, ge=1, description="Webhook requests one webhook worker keeps in flight at once (all endpoints)."
     )
@@ -280,19 +327,8 @@ class Settings(BaseSettings):
         300.0, gt=0, description="Longest cooldown; each failed probe doubles it up to this."
     )
 
-    # --- Structured output (issue 14) ----------------------------------------------------------
-    max_schema_chars: int = Field(
-        16_000,
-        gt=0,
-        description="Longest JSON Schema (as compact JSON), regex or pattern a job may constrain output to.",
-    )
-    extract_max_tokens: int = Field(
-        1024,
-        gt=0,
-        description="`max_tokens` of an `extract` job that gives none (generous: cut-off JSON fails a job).",
-    )
-
-    # --- Secrets ---------------------------------------------------------------------------------
+    # --- Secrets ------------------------------------------------------------------------------
+    # No defaults: unset means the feature is off.
     webhook_secret: SecretStr | None = Field(
         None, description="Secret that signs webhook deliveries (`whsec_...`); required to accept webhooks."
     )
@@ -309,19 +345,11 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> Settings:
-        if self.default_max_tokens > self.max_tokens_limit:
-            raise ValueError("default_max_tokens must not exceed max_tokens_limit")
-        if self.risk_medium_threshold > self.risk_high_threshold:
-            raise ValueError("risk_medium_threshold must not exceed risk_high_threshold")
-        return self
-
-    @model_validator(mode="after")
-    def _webhook_limits(self) -> Settings:
-        if self.webhook_endpoint_concurrency > self.webhook_concurrency:
-            raise ValueError("webhook_endpoint_concurrency must not exceed webhook_concurrency")
-        if self.webhook_breaker_cooldown_s > self.webhook_breaker_max_cooldown_s:
-            raise ValueError("webhook_breaker_cooldown_s must not exceed webhook_breaker_max_cooldown_s")
+    def _cross_field_rules(self) -> Settings:
+        """Rules between settings, checked at startup: every broken one is named in one error."""
+        problems = cross_field_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     # --- Derived ---------------------------------------------------------------------------------

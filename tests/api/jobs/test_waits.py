@@ -12,9 +12,10 @@ import httpx
 import pytest
 import redis
 
-from api.services.waits import JobEvents, JobReader, read_jobs, wait_for_job
+from api.jobs.reads import read_jobs
+from api.jobs.waits import JobEvents, JobReader, wait_for_job
 from shared.db import repository
-from shared.db.session import session_scope
+from shared.db.session import get_sessionmaker, session_scope
 from shared.events import announce_terminal
 from shared.schemas import JobOut, JobStatus
 from tests.api.conftest import Serve
@@ -132,7 +133,7 @@ def test_a_job_finished_between_the_read_and_the_wait_is_not_missed(
     reads: list[str] = []
 
     def read_then_finish(ids: list[str]) -> dict[str, JobOut]:
-        found = read_jobs(database_url, ids)
+        found = read_jobs(get_sessionmaker(database_url), ids)
         reads.append(found[job_id].status.value)
         if len(reads) == 1:  # the worst moment: right after the waiter's first read
             _finish(database_url, redis_url, job_id)
@@ -163,7 +164,7 @@ def test_a_lost_subscription_is_renewed_and_its_waiters_re_read(database_url: st
         await events.start()
         try:
             assert events.live
-            reader = JobReader(partial(read_jobs, database_url))
+            reader = JobReader(partial(read_jobs, get_sessionmaker(database_url)))
             waiter = asyncio.ensure_future(wait_for_job(events, reader, job_id, 60))
             while events.waiting < 1:
                 await asyncio.sleep(0.05)

@@ -7,9 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import CeleryDep, SessionDep
+from api.webhooks import service
 from shared.schemas import ErrorResponse, WebhookDeliveryOut
-from shared.webhooks import enqueue_deliveries
-from shared.webhooks.resend import reset_for_resend
 
 __all__ = ["router"]
 
@@ -29,7 +28,4 @@ def resend_webhook(job_id: str, event: str, session: SessionDep, celery: CeleryD
     """Make the failed delivery of the job's `event` (`started` or `completed`) pending again, due now,
     under the same `webhook-id`, with a fresh retry schedule. 404: no such job or delivery; 409: the
     delivery is not failed (still retried, or delivered)."""
-    delivery = reset_for_resend(session, job_id, event)
-    session.commit()
-    enqueue_deliveries(celery, [delivery.id])  # if Redis refuses (503), the sweeper re-sends it
-    return delivery
+    return service.resend(session, celery, job_id, event)

@@ -22,16 +22,21 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from shared.constants import PRIORITY_MAX, WORKER_HEARTBEAT_PREFIX, Queue, outstanding_key
+from shared.constants import (
+    HEARTBEAT_SCAN_MAX,
+    HEARTBEAT_SCAN_PAGE,
+    PRIORITY_MAX,
+    WORKER_HEARTBEAT_PREFIX,
+    Queue,
+    outstanding_key,
+)
 from shared.metrics import QUEUE_IN_FLIGHT, QUEUE_OUTSTANDING, QUEUE_WAITING
 from shared.webhooks.queue import DUE_KEY, LEASED_KEY
 
-__all__ = ["priority_lists", "queue_depths", "refresh_queue_gauges"]
+__all__ = ["QueueStats", "priority_lists", "queue_depths", "refresh_queue_gauges"]
 
 #: Queues that have an outstanding set (webhook deliveries are not tracked there).
 _TRACKED = frozenset({Queue.GENERATE, Queue.CLASSIFY})
-#: Heartbeat keys read per queue at most (one SCAN page is plenty for a fleet).
-_MAX_WORKERS = 1000
 
 
 def priority_lists(queue: Queue) -> list[str]:
@@ -90,10 +95,11 @@ async def _workers(redis: Redis, queues: list[Queue]) -> dict[str, list[dict[str
     keys: list[tuple[Queue, bytes]] = []
     for queue in queues:
         found = 0
-        async for key in redis.scan_iter(match=f"{WORKER_HEARTBEAT_PREFIX}{queue.value}:*", count=500):
+        pattern = f"{WORKER_HEARTBEAT_PREFIX}{queue.value}:*"
+        async for key in redis.scan_iter(match=pattern, count=HEARTBEAT_SCAN_PAGE):
             keys.append((queue, key))
             found += 1
-            if found >= _MAX_WORKERS:
+            if found >= HEARTBEAT_SCAN_MAX:
                 break
     out: dict[str, list[dict[str, Any]]] = {q.value: [] for q in queues}
     if not keys:
@@ -124,3 +130,18 @@ async def refresh_queue_gauges(redis: Redis) -> None:
         QUEUE_WAITING.labels(queue=name).set(depth["waiting"])
         QUEUE_IN_FLIGHT.labels(queue=name).set(depth["in_flight"])
         QUEUE_OUTSTANDING.labels(queue=name).set(depth["outstanding"])
+
+
+class QueueStats:
+    """Queue depths of one app's Redis (built once per app, held on `app.state.queue_stats`)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def depths(self, *, with_workers: bool = False) -> dict[str, dict[str, Any]]:
+        """Every queue's depth (and live workers): see `queue_depths`."""
+        return await queue_depths(self._redis, with_workers=with_workers)
+
+    async def refresh_gauges(self) -> None:
+        """Set the `textfleet_queue_*` gauges (before a scrape is answered)."""
+        await refresh_queue_gauges(self._redis)

@@ -9,6 +9,7 @@ import structlog
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
+from shared.constants import INTAKE_MAX_BATCH, INTAKE_MAX_FLUSHES
 from shared.errors import RetryableError
 from shared.schemas import JobCreate, JobOut
 
@@ -29,10 +30,13 @@ class IntakeBatcher:
     then stored one by one, so one bad job never fails its neighbours: each gets exactly what it would
     have got alone (its job, or its own error: the 4xx of a refused value; in an outage, the 503).
 
-    Bound to the event loop it was created on (the API creates one per app, lazily, in its loop).
+    Built once per app (`api.app`), held on `app.state.intake`; it binds to the event loop that first
+    submits to it.
     """
 
-    def __init__(self, store: Any, *, max_batch: int = 256, max_flushes: int = 2) -> None:
+    def __init__(
+        self, store: Any, *, max_batch: int = INTAKE_MAX_BATCH, max_flushes: int = INTAKE_MAX_FLUSHES
+    ) -> None:
         # `store(bodies) -> list[JobOut]` runs in the threadpool: create_jobs with its own session.
         self._store = store
         self._max_batch = max_batch

@@ -26,25 +26,28 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from api.services.jobs import with_deliveries
-from shared.constants import EVENTS_CHANNEL_PREFIX
-from shared.db.models import Job
-from shared.db.session import get_sessionmaker
+from shared.constants import (
+    EVENTS_CHANNEL_PREFIX,
+    EVENTS_HEALTH_CHECK_S,
+    EVENTS_POLL_S,
+    EVENTS_READY_WITHIN_S,
+    EVENTS_RETRY_S,
+    READER_MAX_BATCH,
+    READER_MAX_FLUSHES,
+    REDIS_CONNECT_TIMEOUT_S,
+)
 from shared.errors import JobNotFoundError
 from shared.metrics import WAITS_ANSWERED_AT_ONCE, WAITS_HELD
 from shared.schemas import JobOut
 
-__all__ = ["JobEvents", "JobReader", "read_jobs", "wait_for_job"]
+__all__ = ["JobEvents", "JobReader", "JobWaiter", "wait_for_job"]
 
 log = structlog.get_logger(__name__)
 
 _PATTERN = f"{EVENTS_CHANNEL_PREFIX}*"
 _PREFIX = EVENTS_CHANNEL_PREFIX.encode()
-#: Seconds between reconnection attempts of a lost subscription (doubling up to the second).
-_RETRY_S = (0.2, 5.0)
 
 
 class JobEvents:
@@ -70,7 +73,7 @@ class JobEvents:
         """Whether the subscription is confirmed (announcements reach the waiters)."""
         return self._live.is_set()
 
-    async def start(self, ready_within_s: float = 2.0) -> None:
+    async def start(self, ready_within_s: float = EVENTS_READY_WITHIN_S) -> None:
         """Start listening; wait up to `ready_within_s` for the subscription (not an error if Redis is
         down: the listener keeps retrying, and waits answer at once meanwhile)."""
         self._task = asyncio.get_running_loop().create_task(self._listen(), name="job-events")
@@ -122,9 +125,12 @@ class JobEvents:
                 event.set()
 
     async def _listen(self) -> None:
-        delay = _RETRY_S[0]
+        delay = EVENTS_RETRY_S[0]
         client = Redis.from_url(
-            self._redis_url, socket_connect_timeout=2, socket_keepalive=True, health_check_interval=15
+            self._redis_url,
+            socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+            socket_keepalive=True,
+            health_check_interval=EVENTS_HEALTH_CHECK_S,
         )
         try:
             while True:
@@ -132,7 +138,7 @@ class JobEvents:
                 try:
                     await pubsub.psubscribe(_PATTERN)
                     while True:
-                        message = await pubsub.get_message(timeout=5.0)
+                        message = await pubsub.get_message(timeout=EVENTS_POLL_S)
                         if message is None:
                             continue
                         if message["type"] == "pmessage":
@@ -143,7 +149,7 @@ class JobEvents:
                             self._live.set()
                             self._tried.set()
                             self._wake_all()
-                            delay = _RETRY_S[0]
+                            delay = EVENTS_RETRY_S[0]
                             log.info("job_events.subscribed", waiters=self._count)
                 except Exception as exc:  # Redis down or restarted: retry, answer waits at once meanwhile
                     self._live.clear()
@@ -156,24 +162,13 @@ class JobEvents:
                         retry_in_s=delay,
                     )
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, _RETRY_S[1])
+                    delay = min(delay * 2, EVENTS_RETRY_S[1])
                 finally:
                     with contextlib.suppress(Exception):
                         await pubsub.aclose()  # type: ignore[no-untyped-call]
         finally:
             with contextlib.suppress(Exception):
                 await client.aclose()
-
-
-def read_jobs(database_url: str, job_ids: Sequence[str]) -> dict[str, JobOut]:
-    """The jobs with these ids (missing ones left out), read fresh in one query; no connection kept."""
-    session = get_sessionmaker(database_url)()
-    try:
-        rows = session.scalars(select(Job).where(Job.id.in_(list(job_ids)))).all()
-        return {job.id: job for job in with_deliveries(session, rows)}
-    finally:
-        session.rollback()
-        session.close()
 
 
 class JobReader:
@@ -186,8 +181,8 @@ class JobReader:
         self,
         read_many: Callable[[Sequence[str]], dict[str, JobOut]],
         *,
-        max_batch: int = 500,
-        max_flushes: int = 2,
+        max_batch: int = READER_MAX_BATCH,
+        max_flushes: int = READER_MAX_FLUSHES,
     ) -> None:
         self._read_many = read_many
         self._max_batch = max_batch
@@ -254,3 +249,30 @@ async def wait_for_job(events: JobEvents, reader: JobReader, job_id: str, timeou
         job = await reader.read(job_id)
     log.debug("job.wait_done", job_id=job_id, status=job.status.value)
     return job
+
+
+class JobWaiter:
+    """Long polling for one app (built once, held on `app.state.waiter`): the process's `JobEvents`
+    subscription and a `JobReader` over `read_many` (one query per batch of ids, in the threadpool)."""
+
+    def __init__(
+        self, redis_url: str, read_many: Callable[[Sequence[str]], dict[str, JobOut]], *, max_waiters: int
+    ) -> None:
+        self.events = JobEvents(redis_url, max_waiters=max_waiters)
+        self.reader = JobReader(read_many)
+
+    async def start(self) -> None:
+        """Subscribe (the app's lifespan calls this at startup)."""
+        await self.events.start()
+
+    async def stop(self) -> None:
+        """Unsubscribe and release every waiter (at shutdown)."""
+        await self.events.stop()
+
+    async def read(self, job_id: str) -> JobOut:
+        """The job's current state, read with whatever else is being read (`job_id` canonical)."""
+        return await self.reader.read(job_id)
+
+    async def wait(self, job_id: str, timeout_s: float) -> JobOut:
+        """The job once terminal, or its state after `timeout_s` (see `wait_for_job`)."""
+        return await wait_for_job(self.events, self.reader, job_id, timeout_s)

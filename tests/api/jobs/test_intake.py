@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from api.routes.jobs import _create
-from api.services.intake import IntakeBatcher
+from api.jobs.intake import IntakeBatcher
+from api.jobs.service import JobService
 from shared.constants import TaskName
+from shared.db.session import get_sessionmaker
 from shared.errors import InvalidInputError, QueueUnavailableError
 from shared.logging import configure_logging
 from shared.queueing import make_celery
@@ -54,6 +55,7 @@ def test_a_refused_member_fails_alone_and_its_neighbours_are_stored(
     settings = get_settings()
     configure_logging(settings.model_copy(update={"log_format": "json"}), process="api")
     celery = make_celery(settings)
+    jobs = JobService(settings, celery, get_sessionmaker(settings.database_url))
     bad = [_unvalidated(f"{MARKER} unserializable", {"k": {MARKER}})]  # a set is not JSON
     if database_url.startswith("postgresql"):
         bad.append(_unvalidated(f"{MARKER}\x00 NUL", {}))  # PostgreSQL refuses NUL in JSON
@@ -64,7 +66,7 @@ def test_a_refused_member_fails_alone_and_its_neighbours_are_stored(
 
     def store(batch: Sequence[JobCreate]) -> list[JobOut]:
         calls.append(len(batch))
-        return _create(settings, celery, list(batch), log_each=True)
+        return jobs.create(list(batch), log_each=True)
 
     async def submit_all() -> list[JobOut | BaseException]:
         batcher = IntakeBatcher(store)
@@ -99,11 +101,12 @@ def test_a_refused_member_fails_alone_and_its_neighbours_are_stored(
 def test_in_an_outage_every_member_gets_the_503_without_a_try_each(rows: Rows) -> None:
     settings = get_settings()
     celery = make_celery(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))  # nobody there
+    jobs = JobService(settings, celery, get_sessionmaker(settings.database_url))
     calls: list[int] = []
 
     def store(batch: Sequence[JobCreate]) -> list[JobOut]:
         calls.append(len(batch))
-        return _create(settings, celery, list(batch))
+        return jobs.create(list(batch))
 
     async def submit_all() -> list[JobOut | BaseException]:
         batcher = IntakeBatcher(store)

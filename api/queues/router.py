@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
-from api.deps import RedisDep
+from api.deps import QueueStatsDep
 from api.errors import error_response
-from api.services.queues import queue_depths
+from api.queues.protocol import QueueDepth, QueuesOut
 from shared.constants import Queue
 from shared.schemas import ErrorResponse
 
-__all__ = ["QueueDepth", "QueueWorker", "QueuesOut", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/v1/queues", tags=["queues"])
 
@@ -30,33 +29,6 @@ KEDA's metrics-api trigger reads `outstanding` of `GET /v1/queues/{queue}`.
 """
 
 
-class QueueWorker(BaseModel):
-    """A live worker of the queue, from its heartbeat key `textfleet:worker:<queue>:<hostname>`."""
-
-    hostname: str
-    running: int = Field(description="jobs it was running at its last heartbeat")
-    http_port: int | None = Field(default=None, description="its side port (/healthz, /metrics), if any")
-
-
-class QueueDepth(BaseModel):
-    """Depth of one queue."""
-
-    queue: str
-    waiting: int = Field(description="Σ LLEN of `<queue>`, `<queue>:1` ... `<queue>:9`")
-    in_flight: int = Field(description="outstanding - waiting")
-    outstanding: int = Field(description="max(ZCARD textfleet:outstanding:<queue>, waiting)")
-
-
-class QueueDepthWithWorkers(QueueDepth):
-    workers: list[QueueWorker] = Field(description="live workers, from their heartbeat keys")
-
-
-class QueuesOut(BaseModel):
-    """Every queue's depth and live workers."""
-
-    queues: dict[str, QueueDepthWithWorkers]
-
-
 @router.get(
     "",
     summary="Depth and live workers of every queue",
@@ -64,9 +36,8 @@ class QueuesOut(BaseModel):
     " `textfleet:worker:<queue>:<hostname>` (hostname, running jobs, side port).",
     response_model=QueuesOut,
 )
-async def list_queues(redis: RedisDep) -> QueuesOut:
-    depths = await queue_depths(redis, with_workers=True)
-    return QueuesOut.model_validate({"queues": depths})
+async def list_queues(stats: QueueStatsDep) -> QueuesOut:
+    return QueuesOut.model_validate({"queues": await stats.depths(with_workers=True)})
 
 
 @router.get(
@@ -76,7 +47,7 @@ async def list_queues(redis: RedisDep) -> QueuesOut:
     response_model=QueueDepth,
     responses={404: {"model": ErrorResponse, "description": "no such queue"}},
 )
-async def get_queue(queue: str, redis: RedisDep) -> QueueDepth | JSONResponse:
+async def get_queue(queue: str, stats: QueueStatsDep) -> QueueDepth | JSONResponse:
     names = [q.value for q in Queue]
     if queue not in names:
         return error_response(
@@ -85,5 +56,5 @@ async def get_queue(queue: str, redis: RedisDep) -> QueueDepth | JSONResponse:
             f"no such queue; queues are: {', '.join(names)}",
             field="queue",
         )
-    depths = await queue_depths(redis)
+    depths = await stats.depths()
     return QueueDepth.model_validate(depths[queue])

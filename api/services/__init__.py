@@ -1,1 +1,0 @@
-"""Request-independent logic of the API (what a route does, without HTTP)."""
