@@ -23,7 +23,6 @@ import multiprocessing
 import resource
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import update
 
+from bench.loadgen import api_stack
+from bench.report import percentile
 from shared.db import Job, session_scope
 from shared.db.models import utcnow
 from shared.events import announce_terminals
@@ -74,13 +75,6 @@ class WaitFloodReport:
     release_max_ms: float = 0.0
     probes: dict[str, dict[str, float]] = field(default_factory=dict)
     log_render_worst_ms: dict[str, float] = field(default_factory=dict)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def _raise_nofile() -> None:
@@ -245,13 +239,11 @@ def measure_log_render(repeat: int = 5) -> dict[str, float]:
 
 def run_wait_flood(settings: Settings, config: WaitFloodConfig, console: Console) -> WaitFloodReport:
     """Run the flood on the bench's stack (the API only) and write `waitflood.json`."""
-    from bench.workloads.engines import _stack
-
     _raise_nofile()
     report = WaitFloodReport(
         config={k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
     )
-    with _stack(settings, console) as stack, httpx.Client(base_url=stack.url, timeout=60) as http:
+    with api_stack(settings, console) as stack, httpx.Client(base_url=stack.url, timeout=60) as http:
         bodies = [{"task": "sentiment", "input": {"text": f"wait flood {i}"}} for i in range(config.jobs)]
         response = http.post("/v1/jobs/batch", json={"jobs": bodies})
         response.raise_for_status()

@@ -40,6 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from sqlalchemy import insert, update
 
+from bench.report import percentile
 from bench.workloads.webhooks_report import markdown_table, render_table
 from shared import webhook_queue
 from shared.db import repository, session_scope
@@ -75,15 +76,6 @@ class WebhookBenchConfig:
             timeout_s=1.0,
             out_dir=out_dir,
         )
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0..100) by nearest rank; 0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
 
 
 def _free_port() -> int:
