@@ -35,6 +35,7 @@ __all__ = [
     "find_generation_gguf",
     "is_prepared",
     "prepare_all",
+    "prepare_dir",
     "prepare_encoder",
     "prepare_generation_model",
 ]
@@ -133,7 +134,8 @@ def is_prepared(target: Path, stamp: dict[str, Any] | None = None) -> bool:
 
 @contextmanager
 def _atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield an empty temporary directory next to `target`; on success it replaces `target`."""
+    """Yield an empty temporary directory next to `target`; on success it replaces `target` (a
+    complete copy that another process renamed into place first is kept)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
@@ -148,7 +150,10 @@ def _atomic_dir(target: Path) -> Iterator[Path]:
         except OSError:
             if old is not None and not target.exists():
                 old.rename(target)  # put the previous version back
-            raise
+                raise
+            if _read_marker(target) is None:
+                raise
+            # else another process put its own complete copy in place between our two renames
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
@@ -228,7 +233,7 @@ def prepare_generation_model(models_dir: Path, *, progress: Progress | None = No
     Returns the directory at once when it is already prepared from the same file."""
     gguf_path = find_generation_gguf()
     target = Path(models_dir).expanduser() / GENERATION_DIRNAME
-    return _prepare(
+    return prepare_dir(
         "generation",
         target,
         gguf_path,
@@ -257,7 +262,7 @@ def prepare_encoder(models_dir: Path, *, progress: Progress | None = None) -> Pa
         )
 
     target = Path(models_dir).expanduser() / ENCODER_DIRNAME
-    return _prepare(
+    return prepare_dir(
         "encoder",
         target,
         source,
@@ -268,7 +273,7 @@ def prepare_encoder(models_dir: Path, *, progress: Progress | None = None) -> Pa
     )
 
 
-def _prepare(
+def prepare_dir(
     model: str,
     target: Path,
     source: Path,
@@ -277,12 +282,19 @@ def _prepare(
     doing: str,
     ready: str,
     progress: Progress | None,
+    stamp: dict[str, Any] | None = None,
+    already: str | None = None,
 ) -> Path:
     """Build `target` from `source` with `build(tmp_dir)`, atomically and with a marker; instant when
-    the marker says it was already built from the same source."""
-    stamp = _source_stamp(model, source)
+    the marker carries `stamp` (default: the source's name and size), i.e. it was already built from
+    the same source. `already`, if given, is said when nothing had to be done.
+
+    Every prepared directory (generation model, encoder, classifier heads) is written through here."""
+    stamp = stamp if stamp is not None else _source_stamp(model, source)
     if is_prepared(target, stamp):
         log.debug("model_already_prepared", model=model, path=str(target))
+        if already is not None:
+            _say(progress, already)
         return target
     _say(progress, doing)
     log.info("model_prepare_started", model=model, source=str(source), path=str(target))
