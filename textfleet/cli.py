@@ -13,6 +13,7 @@ textfleet demo                  start the stack, run one job of every task, prin
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from typing import Annotated, Any
@@ -22,7 +23,6 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench.cli import bench as bench_command
 from shared.constants import Queue, TaskName
 from shared.settings import get_settings
 from textfleet.chaos.cli import chaos as chaos_command
@@ -35,7 +35,11 @@ db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 app.command("chaos")(chaos_command)
-app.command("bench")(bench_command)
+# `textfleet bench` wherever the `bench` package is installed (a checkout); the images leave it out.
+if importlib.util.find_spec("bench") is not None:
+    from bench.cli import bench as bench_command
+
+    app.command("bench")(bench_command)
 
 console = Console()
 err_console = Console(stderr=True)
