@@ -4,4 +4,4 @@ Heavy dependencies (vllm, torch, transformers) are imported lazily, inside the f
 models, so importing this package stays cheap.
 """
 
-__all__ = ["celery_app", "cli", "execution", "handlers", "runtime", "worker"]
+__all__ = ["celery_app", "execution", "handlers", "runtime", "worker"]

@@ -119,8 +119,8 @@ def test_webhook_worker(services: dict[str, dict[str, Any]]) -> None:
     deps = _depends_on(hooks)
     assert deps["migrate"]["condition"] == "service_completed_successfully"
     assert deps["redis"]["condition"] == "service_healthy"
-    # No model: the light API image, no models volume, no wait for model preparation.
-    assert hooks["build"]["dockerfile"] == "docker/Dockerfile.api"
+    # No model: the light webhook worker image, no models volume, no wait for model preparation.
+    assert hooks["build"]["dockerfile"] == "docker/Dockerfile.worker-webhooks"
     assert "models" not in deps
     assert not hooks.get("volumes")
     assert not hooks.get("profiles")
@@ -227,15 +227,32 @@ def test_named_volumes_for_models_and_pg_data(compose: dict[str, Any], services:
     assert "pg-data:/var/lib/postgresql/data" in services["postgres"]["volumes"]
 
 
-def test_api_image_has_no_torch_or_vllm(services: dict[str, dict[str, Any]]) -> None:
-    for name in ("api", "migrate"):
-        assert services[name]["build"]["dockerfile"] == "docker/Dockerfile.api", name
-    dockerfile = _dockerfile_instructions(DOCKER_DIR / "Dockerfile.api")
+@pytest.mark.parametrize("name", ["Dockerfile.api", "Dockerfile.worker-webhooks"])
+def test_light_images_have_no_torch_or_vllm(services: dict[str, dict[str, Any]], name: str) -> None:
+    for service in ("api", "migrate"):
+        assert services[service]["build"]["dockerfile"] == "docker/Dockerfile.api", service
+    dockerfile = _dockerfile_instructions(DOCKER_DIR / name)
     installs = _pip_installs(dockerfile)
-    assert ["."] in installs, "Dockerfile.api must install the package's base dependencies"
+    assert ["."] in installs, f"{name} must install the package's base dependencies"
     offending = [args for args in installs if any(HEAVY.search(arg) for arg in args)]
-    assert not offending, f"Dockerfile.api installs heavy dependencies: {offending}"
+    assert not offending, f"{name} installs heavy dependencies: {offending}"
     assert "apt-get" not in dockerfile
+
+
+#: The project's top-level packages each image holds: the API image no worker code, no image the bench.
+IMAGE_PACKAGES = {
+    "Dockerfile.api": {"api", "shared", "textfleet"},
+    "Dockerfile.worker-webhooks": {"shared", "textfleet", "workers"},
+    "Dockerfile.worker-cpu": {"shared", "textfleet", "workers"},
+    "Dockerfile.worker-gpu": {"shared", "textfleet", "workers"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(IMAGE_PACKAGES))
+def test_images_copy_only_the_packages_they_run(name: str) -> None:
+    copied = re.findall(r"^COPY (?!--from)(\S+) \./\S*$", _dockerfile_instructions(DOCKER_DIR / name), re.M)
+    packages = {path.rstrip("/") for path in copied if (REPO / path).is_dir()}
+    assert packages == IMAGE_PACKAGES[name]
 
 
 def test_gpu_profile_reserves_a_gpu(services: dict[str, dict[str, Any]]) -> None:
@@ -256,7 +273,7 @@ def test_gpu_profile_reserves_a_gpu(services: dict[str, dict[str, Any]]) -> None
             assert "devices" not in reservations, name
 
 
-@pytest.mark.parametrize("name", ["Dockerfile.api", "Dockerfile.worker-cpu", "Dockerfile.worker-gpu"])
+@pytest.mark.parametrize("name", sorted(IMAGE_PACKAGES))
 def test_dockerfile_basics(name: str) -> None:
     text = _dockerfile_instructions(DOCKER_DIR / name)
     bases = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, flags=re.MULTILINE)
@@ -278,6 +295,9 @@ def test_dockerfile_basics(name: str) -> None:
                 assert re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.+!-]*", arg), f"unpinned: {arg}"
     if name == "Dockerfile.api":
         assert "8000" in text
+    elif name == "Dockerfile.worker-webhooks":
+        assert "VOLUME" not in text  # no model
+        assert "9100" in text
     else:
         assert re.search(r'^VOLUME \["/models"\]$', text, flags=re.MULTILINE)
         assert "9100" in text

@@ -243,6 +243,7 @@ def test_workers_probe_the_side_port(rendered: dict[str, list[Manifest]], overla
         # a worker that exits (non-zero when it stopped by itself) is restarted
         assert _pod_spec(workload).get("restartPolicy", "Always") == "Always", name
         if name not in MODEL_WORKERS:
+            assert "worker-webhooks" in worker["image"], (name, worker["image"])  # not the API image
             assert not _pod_spec(workload).get("initContainers"), name
             assert not _pod_spec(workload).get("volumes"), f"{name} needs no models volume"
             continue

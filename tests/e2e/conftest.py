@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.utils.services import postgres_database, redis_database
-from workers.dev import free_port
+from textfleet.dev import free_port
 
 READY_MARK = "textfleet is ready:"
 START_TIMEOUT_S = 420
@@ -55,7 +55,7 @@ def stack(e2e_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
             "PYTHONUNBUFFERED": "1",
         }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "dev", "--port", str(port)],
+            [sys.executable, "-m", "textfleet", "dev", "--port", str(port)],
             env=env,
             stdout=subprocess.PIPE,
             text=True,

@@ -20,7 +20,7 @@ def test_quick_bench_writes_table_json_and_plot(tmp_path: Path) -> None:
     for name in ("TEXTFLEET_REDIS_URL", "TEXTFLEET_DATABASE_URL"):
         env.pop(name, None)  # the bench stack uses its own embedded Redis and SQLite
     done = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "bench", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "textfleet", "bench", "--quick", "--out", str(out)],
         env=env,
         capture_output=True,
         text=True,

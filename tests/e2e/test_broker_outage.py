@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.utils.fleets import running_fleet
-from workers.chaos import Fleet
+from textfleet.chaos.fleet import Fleet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

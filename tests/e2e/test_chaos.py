@@ -1,5 +1,5 @@
 """Chaos: no job lost, none finished twice, every webhook event delivered under one id, and no worker
-process that dies by itself — through worker kills and Redis restarts (workers/chaos).
+process that dies by itself — through worker kills and Redis restarts (textfleet/chaos).
 
 Real parts only: a Redis server the run starts itself without persistence (so a restart really loses
 every message it held), PostgreSQL, the API, a generation worker with the real vLLM engine, two
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.utils.services import postgres_database
-from workers.chaos import ChaosPlan, ChaosReport, run_chaos
+from textfleet.chaos.run import ChaosPlan, ChaosReport, run_chaos
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

@@ -19,7 +19,7 @@ import pytest
 
 from tests.utils.fleets import running_fleet
 from tests.utils.poison import poisons
-from workers.chaos import Fleet
+from textfleet.chaos.fleet import Fleet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.models, pytest.mark.timeout(900)]
 

@@ -209,7 +209,7 @@ def test_list_newest_first_with_filters(client: httpx.Client) -> None:
 
 
 def test_cli_submit_and_get(stack: str) -> None:
-    cli = [sys.executable, "-m", "workers.cli"]
+    cli = [sys.executable, "-m", "textfleet"]
     out = subprocess.run(
         [*cli, "submit", "sentiment", "--input", '{"text": "What a great day!"}', "--wait", "--url", stack],
         capture_output=True,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from shared.db.migrate import upgrade
 from tests.utils.services import postgres_database
-from workers.chaos import Fleet
-from workers.dev import free_port
+from textfleet.chaos.fleet import Fleet
+from textfleet.dev import free_port
 
 __all__ = ["running_fleet"]
 

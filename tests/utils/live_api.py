@@ -47,7 +47,7 @@ def live_api(log_path: Path, **env: str) -> Iterator[LiveApi]:
     environ.update({f"TEXTFLEET_{name.upper()}": value for name, value in env.items()})
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "textfleet", "api", "--host", "127.0.0.1", "--port", str(port)],
             env=environ,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -24,8 +24,8 @@ import pytest
 from celery import Celery
 
 from tests.utils.services import IN_CI
+from textfleet.dev import free_port, redis_server_argv, wait_for_redis
 from workers.broker import TRANSPORT
-from workers.dev import free_port, redis_server_argv, wait_for_redis
 
 pytestmark = pytest.mark.timeout(120)
 

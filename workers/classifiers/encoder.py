@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from shared.errors import ModelError, ModelNotPreparedError
+from workers.model_paths import is_local_path
 
 if TYPE_CHECKING:
     import torch
@@ -63,7 +64,7 @@ class SentenceEncoder:
 
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         local = Path(path).expanduser()
-        looks_local = local.is_absolute() or path.startswith((".", "~")) or local.exists()
+        looks_local = is_local_path(path)
         if looks_local and not local.is_dir():
             raise ModelNotPreparedError(
                 f"the classifier encoder is not at {path}; run `textfleet models prepare` "

@@ -1,6 +1,6 @@
 """Classifier heads: small calibrated PyTorch MLPs over the encoder's pooled hidden states.
 
-A head is a model directory written by `textfleet train` (`workers.classifiers.train`):
+A head is a model directory written by `textfleet train` (`textfleet.training.train`):
 
 * `head.safetensors`: the weights (feature mean/scale, one hidden layer, output, calibration);
 * `head.json`: task, kind (multilabel: one sigmoid per label; multiclass: softmax), label names,

@@ -27,6 +27,7 @@ import structlog
 
 from shared.errors import EngineError, InvalidInputError, ModelNotPreparedError
 from workers.engines.base import GenerationOutput, GenerationRequest
+from workers.model_paths import is_local_path
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -69,8 +70,7 @@ def _is_local_path(model: str, explicit: bool) -> bool:
     """Whether `model` names a local directory rather than a Hugging Face id."""
     if not explicit:
         return True  # the prepared default under models_dir
-    # Hugging Face ids are `name` or `org/name`; anything path-like or existing is a directory.
-    return model.startswith(("/", "~", ".")) or model.count("/") > 1 or Path(model).expanduser().exists()
+    return is_local_path(model)
 
 
 def _check_model_dir(model: str, explicit: bool) -> str:

@@ -48,7 +48,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def heads_dir(models_dir: Path) -> Path:
-    from workers.classifiers.install import prepare_heads
+    from textfleet.models.heads import prepare_heads
 
     return prepare_heads(models_dir / "heads")
 

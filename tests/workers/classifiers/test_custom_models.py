@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from shared.constants import TaskName
 from shared.errors import InvalidInputError
 from shared.settings import Settings, get_settings
+from textfleet.cli import app
 from workers.classifiers.suite import EncoderClassifierSuite
-from workers.cli import app
 
 pytestmark = pytest.mark.models
 

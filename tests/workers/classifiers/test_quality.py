@@ -19,8 +19,8 @@ from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 from shared.constants import TaskName
 from shared.settings import Settings
 from tests.workers.classifiers.conftest import DATA_DIR, missing
-from workers.classifiers.corpora import Example, corpus, split_of
-from workers.classifiers.defaults import shippable
+from textfleet.training.corpora import Example, corpus, split_of
+from textfleet.training.defaults import shippable
 from workers.classifiers.suite import EncoderClassifierSuite
 
 pytestmark = pytest.mark.models

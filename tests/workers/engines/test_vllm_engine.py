@@ -14,8 +14,8 @@ from shared.constraints import OutputConstraint, output_problem, parse_json_outp
 from shared.errors import EngineError, InvalidInputError, ModelNotPreparedError
 from shared.schemas import GenerateParams
 from shared.settings import Settings
+from textfleet.models.prepare import prepare_generation_model
 from workers.engines import GenerationEngine, GenerationOutput, GenerationRequest, VLLMEngine
-from workers.models.prepare import prepare_generation_model
 
 MAX_MODEL_LEN = 512
 
@@ -317,7 +317,7 @@ def test_a_constraint_the_backend_rejects_is_invalid_input(engine: VLLMEngine) -
 @pytest.mark.models
 def test_structured_bench_harness_measures_a_case_and_the_grammar_cache(engine: VLLMEngine) -> None:
     # The harness of `textfleet bench --scenario structured`, tiny: it asserts nothing about speed.
-    from workers.bench_structured import CASES, markdown_table, measure_case, measure_grammar_cache
+    from bench.workloads.structured import CASES, markdown_table, measure_case, measure_grammar_cache
 
     regex_case = next(case for case in CASES if case.constraint.kind == "regex")
     row = measure_case(engine, regex_case, 2)

@@ -1,0 +1,1 @@
+"""`textfleet bench`: workloads (`bench.workloads`), load generation (`loadgen`), reporting (`report`)."""

@@ -1,0 +1,1 @@
+"""One module per `textfleet bench --scenario`: what each scenario runs and measures."""
