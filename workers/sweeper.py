@@ -131,7 +131,7 @@ def _recover_running(state: _Sweep, missing_since: dict[tuple[str, str], float] 
         verdict = _verdict(state, row, alive)
         if verdict == "requeue":
             back.append(row)
-        elif verdict is not None:
+        elif isinstance(verdict, dict):
             failures.append(Completion(row.id, JobStatus.FAILED, error=verdict))
     codes = {c.job_id: (c.error or {}).get("code") for c in failures}
     for ended in _end(state, failures):
