@@ -6,9 +6,10 @@
    order (one lock order for every batch), the transaction run again if it lost a lock conflict;
 2. the `completed` webhook delivery row of each job that subscribes to it, in the same transaction,
    so the event exists if and only if the state does;
-3. after the commit, in one Redis round trip: the job leaves its queue's outstanding set and its
-   status is published on its events channel (`shared.events`); a running job ended by anyone but
-   its own worker (a cancel, the sweeper) is aborted in its engine (`CANCEL_CHANNEL`);
+3. after the commit, in one Redis round trip per batch: the job leaves its queue's outstanding set
+   and its status is published on its events channel (`shared.events`); a running job ended by
+   anyone but its own worker (a cancel, the sweeper) is aborted in its engine (`CANCEL_CHANNEL`, one
+   more round trip);
 4. the delivery ids are made due in the webhook queue.
 
 Steps 3 and 4 are best effort: the database already holds the truth, waiters re-read after their

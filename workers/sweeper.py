@@ -1,6 +1,9 @@
 """The fleet-wide sweeper: no job is lost between the database and the queue, or with a dead worker.
 
-Every worker runs a `Sweeper` thread; a Redis lock lets one of them sweep per interval. A sweep:
+Every worker runs a `Sweeper` thread; a Redis lock lets one of them sweep per interval. A sweep runs
+these stages, each a small function with its own transaction; jobs end through `shared.lifecycle`
+(written, their webhook event recorded, announced) and change state only through
+`shared.db.repository`:
 
 1. expires `queued` jobs whose `params.ttl_s` has passed (they never run);
 2. re-sends `queued` jobs whose message is older than `requeue_after_s` (a crash between insert and
@@ -116,38 +119,43 @@ def _recover_running(state: _Sweep, missing_since: dict[tuple[str, str], float] 
     """3. `running` jobs whose worker vanished go back to the queue while attempts remain, else fail
     (`worker_lost`); those past their time limit plus `running_grace_s` fail (`timeout`). A failed
     job's engine request is aborted, in case its worker still runs it."""
-    settings = state.settings
-    with session_scope(settings.database_url) as session:
+    with session_scope(state.settings.database_url) as session:
         rows = repository.running_jobs(session, limit=BATCH)
     pairs = {(TASK_QUEUES[TaskName(r.task)].value, r.worker or "") for r in rows}
     alive = _alive_workers(state.client, pairs)
     if missing_since is not None:
-        alive |= _not_yet_lost(missing_since, pairs - alive, settings.worker_heartbeat_s * 2)
+        alive |= _not_yet_lost(missing_since, pairs - alive, state.settings.worker_heartbeat_s * 2)
     failures: list[Completion] = []
     back: list[AnyRow] = []
     for row in rows:
-        limit = float(row.params.get("timeout_s") or settings.default_timeout_s)
-        overdue = (
-            row.started_at is not None
-            and row.started_at + timedelta(seconds=limit + settings.running_grace_s) < state.now
-        )
-        lost = (TASK_QUEUES[TaskName(row.task)].value, row.worker or "") not in alive
-        if overdue:
-            error = {"code": "timeout", "message": f"ran past timeout_s={limit}"}
-        elif lost and row.attempts >= settings.max_attempts:
-            message = f"its worker vanished on attempt {row.attempts} of {settings.max_attempts}"
-            error = {"code": "worker_lost", "message": message}
-        else:
-            if lost:
-                back.append(row)
-            continue
-        failures.append(Completion(row.id, JobStatus.FAILED, error=error))
+        verdict = _verdict(state, row, alive)
+        if verdict == "requeue":
+            back.append(row)
+        elif isinstance(verdict, dict):
+            failures.append(Completion(row.id, JobStatus.FAILED, error=verdict))
     codes = {c.job_id: (c.error or {}).get("code") for c in failures}
     for ended in _end(state, failures):
         state.done[f"failed_{codes[ended.job_id]}"] += 1
     requeued = retry_conflicts(lambda: _requeue(state, sorted(back, key=lambda r: str(r.id))))
     state.resend += requeued
     state.done["recovered_running"] += len(requeued)
+
+
+def _verdict(state: _Sweep, row: AnyRow, alive: set[tuple[str, str]]) -> dict[str, str] | str | None:
+    """What becomes of a running job: the error it fails with, "requeue", or None (left running)."""
+    settings = state.settings
+    limit = float(row.params.get("timeout_s") or settings.default_timeout_s)
+    if (
+        row.started_at is not None
+        and row.started_at + timedelta(seconds=limit + settings.running_grace_s) < state.now
+    ):
+        return {"code": "timeout", "message": f"ran past timeout_s={limit}"}
+    if (TASK_QUEUES[TaskName(row.task)].value, row.worker or "") in alive:
+        return None
+    if row.attempts >= settings.max_attempts:
+        message = f"its worker vanished on attempt {row.attempts} of {settings.max_attempts}"
+        return {"code": "worker_lost", "message": message}
+    return "requeue"
 
 
 def _requeue(state: _Sweep, rows: list[AnyRow]) -> list[tuple[str, TaskName, int]]:

@@ -28,6 +28,7 @@ from shared.schemas import TERMINAL_STATUSES, JobError, JobOut, JobStatus, Usage
 
 __all__ = [
     "CANCELED_ERROR",
+    "AnyRow",
     "claim",
     "delete_jobs",
     "expired_error",
