@@ -22,6 +22,7 @@ from api.jobs.intake import IntakeBatcher
 from api.jobs.router import router as jobs_router
 from api.jobs.service import JobService
 from api.jobs.waits import JobWaiter
+from api.limits import LimitsMiddleware
 from api.metrics.middleware import MetricsMiddleware
 from api.metrics.router import router as metrics_router
 from api.queues.router import router as queues_router
@@ -29,6 +30,7 @@ from api.queues.service import QueueStats
 from api.webhooks.router import router as webhooks_router
 from shared.constants import OPEN_FILES_TARGET, REDIS_CONNECT_TIMEOUT_S
 from shared.db.session import get_engine, get_sessionmaker
+from shared.limits import Limits
 from shared.logging import configure_logging
 from shared.queueing import make_celery
 from shared.settings import Settings, get_settings
@@ -123,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in (health_router, jobs_router, queues_router, metrics_router, webhooks_router):
         app.include_router(router)
+    app.add_middleware(LimitsMiddleware, limits=Limits.from_settings(settings))
     app.add_middleware(MetricsMiddleware)
     return app
 

@@ -29,11 +29,6 @@ from shared.settings import Settings, get_settings
 
 __all__ = ["celery_priority", "get_celery", "make_celery", "publish", "redis_client", "send_job", "send_jobs"]
 
-#: Seconds an unacknowledged message stays invisible before Redis redelivers it. Above the longest
-#: allowed run time, so a slow job is not delivered twice while it is still running.
-VISIBILITY_TIMEOUT_S = 3600
-
-
 def celery_priority(priority: int) -> int:
     """Celery's Redis transport runs priority 0 first; ours runs 9 first."""
     return PRIORITY_MAX - priority
@@ -57,7 +52,7 @@ def make_celery(settings: Settings) -> Celery:
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
         broker_transport_options={
-            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            "visibility_timeout": settings.broker_visibility_timeout_s,
             "priority_steps": list(range(PRIORITY_MAX + 1)),
             "sep": ":",
             "queue_order_strategy": "priority",

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from shared.constants import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN, TaskName
+from shared.limits import current_limits
 from shared.response_format import JsonSchema, ResponseFormat
 from shared.results import (
     TERMINAL_STATUSES,
@@ -40,7 +41,6 @@ from shared.results import (
     Usage,
     WebhookDeliveryOut,
 )
-from shared.settings import get_settings
 from shared.tasks import TASKS, TaskRegistry
 from shared.validation import RequestModel, check_no_credentials
 
@@ -80,28 +80,28 @@ __all__ = [
 
 
 def _bounded_text(value: str) -> str:
-    limit = get_settings().max_input_chars
+    limit = current_limits().max_input_chars
     if len(value) > limit:
         raise ValueError(f"text is {len(value)} characters long; the maximum is {limit}")
     return value
 
 
 def _bounded_max_tokens(value: int | None) -> int | None:
-    limit = get_settings().max_tokens_limit
+    limit = current_limits().max_tokens_limit
     if value is not None and value > limit:
         raise ValueError(f"max_tokens is {value}; the maximum is {limit}")
     return value
 
 
 def _bounded_timeout(value: float | None) -> float | None:
-    limit = get_settings().max_timeout_s
+    limit = current_limits().max_timeout_s
     if value is not None and value > limit:
         raise ValueError(f"timeout_s is {value}; the maximum is {limit}")
     return value
 
 
 def _bounded_ttl(value: float | None) -> float | None:
-    limit = get_settings().max_ttl_s
+    limit = current_limits().max_ttl_s
     if value is not None and value > limit:
         raise ValueError(f"ttl_s is {value}; the maximum is {limit}")
     return value
@@ -152,7 +152,7 @@ class GenerateInput(_Strict):
             raise ValueError("give exactly one of `prompt` or `messages`")
         if self.messages is not None:
             total = sum(len(m.content) for m in self.messages)
-            limit = get_settings().max_input_chars
+            limit = current_limits().max_input_chars
             if total > limit:
                 raise ValueError(f"messages hold {total} characters in all; the maximum is {limit}")
         return self

@@ -23,7 +23,7 @@ from jsonschema.exceptions import SchemaError
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
-from shared.settings import get_settings
+from shared.limits import current_limits
 
 __all__ = [
     "REJECTED_KEYWORDS",
@@ -109,7 +109,7 @@ _ROOT_ONLY = frozenset({"$schema", "$id"})
 
 def check_regex(pattern: str, what: str = "regex") -> str:
     """Raise ValueError when `pattern` is not a regular expression the decoder can constrain to."""
-    limit = get_settings().max_schema_chars
+    limit = current_limits().max_schema_chars
     if len(pattern) > limit:
         raise ValueError(f"{what} is {len(pattern)} characters long; the maximum is {limit}")
     if "\x00" in pattern:
@@ -277,7 +277,7 @@ def check_schema(schema: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(schema, dict):
         raise ValueError("the schema must be a JSON object")
     text = schema_json(schema)
-    limit = get_settings().max_schema_chars
+    limit = current_limits().max_schema_chars
     if len(text) > limit:
         raise ValueError(f"the schema is {len(text)} characters long as JSON; the maximum is {limit}")
     problem = _schema_problem(text)

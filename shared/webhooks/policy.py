@@ -24,7 +24,7 @@ USER_AGENT = "textfleet-webhooks/0.1"
 
 #: Delay after the n-th failed attempt (n = 1, 2, ...): 5 s, 30 s, 2 min, 10 min, 30 min, then every
 #: 50 min until `webhook_max_age_s` after the event. The ceiling stays below the broker's visibility
-#: timeout (1 h, `shared.queueing.VISIBILITY_TIMEOUT_S`): a Redis message held back (Celery `countdown`)
+#: timeout (1 h, setting `broker_visibility_timeout_s`): a Redis message held back (Celery `countdown`)
 #: longer than that would be handed out twice. With the default 24 h: about 33 attempts.
 BACKOFF_SCHEDULE_S: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0, 3000.0)
 #: Retry delays are drawn from [(1 - BACKOFF_JITTER) x, x] of the schedule (`shared.backoff`), so the
