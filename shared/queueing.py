@@ -29,6 +29,7 @@ from shared.settings import Settings, get_settings
 
 __all__ = ["celery_priority", "get_celery", "make_celery", "publish", "redis_client", "send_job", "send_jobs"]
 
+
 def celery_priority(priority: int) -> int:
     """Celery's Redis transport runs priority 0 first; ours runs 9 first."""
     return PRIORITY_MAX - priority

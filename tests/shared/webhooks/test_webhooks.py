@@ -16,7 +16,6 @@ from shared.db import session_scope
 from shared.db.models import Job, WebhookDelivery, utcnow
 from shared.queueing import make_celery
 from shared.settings import Settings
-from shared.settings import Settings
 from shared.webhooks import (
     BACKOFF_JITTER,
     BACKOFF_SCHEDULE_S,
