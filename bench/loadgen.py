@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import Progress
 from sqlalchemy import func, select
 
-from shared.constants import Queue
+from shared.constants import OUTSTANDING_PREFIX, Queue
 from shared.db import Job, repository, session_scope
 from shared.schemas import TERMINAL_STATUSES
 from shared.settings import Settings
@@ -139,7 +139,7 @@ def purge(database_url: str, redis_url: str) -> None:
         repository.purge_queued(session, "bench intake")
     client = redis.Redis.from_url(redis_url)
     keys = [key for queue in Queue for key in client.scan_iter(match=f"{queue.value}*")]
-    keys += list(client.scan_iter(match="textfleet:outstanding:*"))
+    keys += list(client.scan_iter(match=f"{OUTSTANDING_PREFIX}*"))
     if keys:
         client.delete(*keys)
     client.close()

@@ -2,9 +2,8 @@
 
 * `encoder.SentenceEncoder`: all-MiniLM-L6-v2 with mean pooling (any layers' hidden states).
 * `heads`: calibrated MLP heads (model directories); `defaults/` holds the shipped ones, trained
-  from `../shared/data` (`corpora`, `pipeline`, `train`, `defaults`: `make models-train`) and
-  installed by `textfleet models prepare` (`install`).
-* `evaluate`, `metrics`, `plots`: `textfleet eval`; `commands`: the train/eval/models list CLI.
+  from `../shared/data` by `textfleet.training` (`make models-train`; also `textfleet eval`) and
+  installed by `textfleet models prepare` (`textfleet.models.heads`).
 * `registry`: custom models under `models_dir/custom`; `policy`: per-request moderation policy.
 * `workers.batching.MicroBatcher` (shared with the DB path) gathers single requests into batches.
 * `suite.EncoderClassifierSuite`: the `base.ClassifierSuite` that workers use.
