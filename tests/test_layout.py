@@ -109,3 +109,19 @@ def test_the_cli_imports_no_worker_code_until_a_command_runs() -> None:
     assert "bench.cli" in modules  # a checkout registers `textfleet bench`
     leaked = sorted(m for m in modules if m.split(".")[0] in ("workers", "api", "torch", "vllm"))
     assert not leaked, f"`textfleet` pulled in {leaked[:20]}"
+
+
+#: The style rule: one concept per module, none over this many lines (migrations are generated data).
+MAX_MODULE_LINES = 400
+PRODUCT_PACKAGES = ("api", "shared", "workers", "textfleet", "bench")
+
+
+def test_no_product_module_is_over_the_line_limit() -> None:
+    sizes = {
+        str(path.relative_to(ROOT)): len(path.read_text(encoding="utf-8").splitlines())
+        for package in PRODUCT_PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+        if "migrations" not in path.parts
+    }
+    assert len(sizes) > 50  # the scan sees the packages
+    assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES} == {}
