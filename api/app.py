@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from api.errors import install_error_handlers
+from api.openai.router import router as openai_router
 from api.routes import health, jobs, metrics, queues
 from api.routes import webhooks as webhook_routes
 from api.services.waits import JobEvents, JobReader, read_jobs
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(queues.router)
     app.include_router(metrics.router)
     app.include_router(webhook_routes.router)
+    app.include_router(openai_router)
     app.add_middleware(metrics.MetricsMiddleware)
     return app
 
