@@ -2,10 +2,11 @@
 
 What is streamed, honestly: a job's result is recorded when the job ends, and workers publish no
 partial output, so a stream sends the opening chunk (chat: the assistant role) at once, an SSE comment
-(`: keep-alive`) every `KEEPALIVE_S` while the job runs, then the whole text in one content chunk, the
-chunk with `finish_reason`, with `stream_options.include_usage` a last chunk with `usage` and no
-choices, and `data: [DONE]`. A job that fails sends `data: {"error": {...}}` (the `openai` client raises
-it as an `APIError`) and `data: [DONE]`. A client that disconnects cancels its jobs.
+(`: keep-alive`) every `KEEPALIVE_S` while the job runs, then the whole text in one content chunk and
+the chunk with `finish_reason` (completions: one chunk per prompt with both), with
+`stream_options.include_usage` a last chunk with `usage` and no choices, and `data: [DONE]`. A job
+that fails sends `data: {"error": {...}}` (the `openai` client raises it as an `APIError`) and
+`data: [DONE]`. A client that disconnects cancels its jobs.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def chat_chunks(jobs: list[JobOut], model: str, include_usage: bool) -> list[dic
 
 
 def completion_chunks(jobs: list[JobOut], model: str, include_usage: bool) -> list[dict[str, Any]]:
-    """The chunks of finished completion jobs (one choice per prompt): text, finish reason, (usage)."""
+    """The chunks of finished completion jobs: one per prompt (its whole text and finish reason), and
+    with `include_usage` one with `usage` and no choices."""
     head = {
         "id": f"cmpl-{jobs[0].id}",
         "object": "text_completion",
@@ -83,9 +85,9 @@ def completion_chunks(jobs: list[JobOut], model: str, include_usage: bool) -> li
     chunks: list[dict[str, Any]] = []
     for index, job in enumerate(jobs):
         assert job.result is not None
-        for text, finish in ((job.result["text"], None), ("", job.result["finish_reason"])):
-            choice = {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
-            chunks.append({**head, "choices": [choice]})
+        finish = job.result["finish_reason"]
+        choice = {"index": index, "text": job.result["text"], "logprobs": None, "finish_reason": finish}
+        chunks.append({**head, "choices": [choice]})
     if include_usage:
         chunks.append({**head, "choices": [], "usage": usage(jobs).model_dump()})
     return chunks
