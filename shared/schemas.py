@@ -186,6 +186,12 @@ class GenerateParams(_Deadlines):
         '`"block"`, a flagged output fails the job with `content_flagged` instead of being returned.',
     )
 
+    stream: bool = Field(
+        False,
+        description="Publish the text as it grows on the job's stream channel, which `stream` requests "
+        "of the OpenAI endpoints relay as server-sent events; not with `moderate_output` (unchecked text).",
+    )
+
     @model_validator(mode="after")
     def _min_below_max(self) -> GenerateParams:
         if self.max_tokens is not None and self.min_tokens > self.max_tokens:

@@ -25,7 +25,7 @@ from api.openai.protocol import (
     ModerationResponse,
 )
 from api.openai.service import OpenAIService
-from api.openai.streaming import chat_chunks, chat_opening, completion_chunks, event_stream
+from api.openai.streaming import ChatFormat, CompletionFormat, event_stream
 from api.openai.translate import (
     chat_job,
     chat_response,
@@ -116,13 +116,9 @@ async def create_chat_completion(
     include_usage = _include_usage(body)
     job = chat_job(body, service.ttl_s)
     if body.stream:
-        [submitted] = await service.submit([job])
-        return event_stream(
-            service,
-            [(submitted, job)],
-            [chat_opening(submitted, body.model, include_usage)],
-            lambda done: chat_chunks(done, body.model, include_usage),
-        )
+        submitted = await service.submit([job])
+        form = ChatFormat(submitted, body.model, include_usage)
+        return event_stream(service, list(zip(submitted, [job], strict=True)), form)
     [done] = _succeeded(await service.run([job]))
     return chat_response(done, body.model)
 
@@ -136,10 +132,6 @@ async def create_completion(body: CompletionRequest, service: ServiceDep) -> Com
     jobs = completion_jobs(body, service.ttl_s)
     if body.stream:
         submitted = await service.submit(jobs)
-        return event_stream(
-            service,
-            list(zip(submitted, jobs, strict=True)),
-            [],
-            lambda done: completion_chunks(done, body.model, include_usage),
-        )
+        form = CompletionFormat(submitted, body.model, include_usage)
+        return event_stream(service, list(zip(submitted, jobs, strict=True)), form)
     return completion_response(_succeeded(await service.run(jobs)), body.model)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import structlog
 from starlette.concurrency import run_in_threadpool
 
+from api.openai.updates import TextUpdates, text_updates
 from api.services import jobs as job_service
 from api.services.waits import JobEvents, JobReader, wait_for_job
 from shared.constants import PRIORITY_MAX
@@ -69,6 +71,10 @@ class OpenAIService:
         return min(INTERACTIVE_TTL_S, self.settings.max_ttl_s)
 
     # --- Jobs ----------------------------------------------------------------------------------
+
+    def text_updates(self, job_ids: Sequence[str]) -> AbstractAsyncContextManager[TextUpdates]:
+        """The streamed text of the jobs as it grows (see `api.openai.updates`)."""
+        return text_updates(self.settings.redis_url, job_ids)
 
     async def submit(self, bodies: Sequence[JobCreate]) -> list[JobOut]:
         """Store and enqueue validated jobs (all or none), in one transaction and one Redis write."""

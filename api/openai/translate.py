@@ -97,6 +97,8 @@ def _params(request: ChatCompletionRequest | CompletionRequest, ttl_s: float) ->
     if response_format is not None:
         params["response_format"] = response_format.model_dump(mode="json", exclude_none=True)
     params["ttl_s"] = ttl_s
+    if request.stream:
+        params["stream"] = True
     return params
 
 

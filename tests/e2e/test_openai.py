@@ -97,6 +97,24 @@ def test_chat_completion_streamed_matches_the_plain_one(oai: openai.OpenAI, mode
     assert len({c.id for c in chunks}) == 1
 
 
+def test_chat_completion_streams_tokens_as_they_are_generated(
+    oai: openai.OpenAI, model: str, client: httpx.Client
+) -> None:
+    stream = oai.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "Tell me a long story about a lighthouse keeper."}],
+        max_tokens=48,
+        stream=True,
+        extra_body={"min_tokens": 48},  # 48 tokens whatever the model says: several steps to stream
+    )
+    chunks = list(stream)
+    deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(deltas) >= 3, f"the text came in {len(deltas)} piece(s): not streamed as it was generated"
+    job = _job(client, chunks[0].id)
+    assert job["params"]["stream"] is True
+    assert "".join(deltas) == job["result"]["text"], "the pieces add up to the recorded text"
+
+
 def test_chat_completion_with_a_response_format(oai: openai.OpenAI, model: str) -> None:
     schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
     response_format: Any = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}

@@ -19,7 +19,7 @@ import gc
 import os
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
@@ -273,7 +273,7 @@ class VLLMEngine:
                 code="prompt_too_long",
             )
         params = self._sampling_params(request, len(prompt_ids))
-        coro = self._generate_async(request.request_id, prompt_ids, params)
+        coro = self._generate_async(request.request_id, prompt_ids, params, request.on_text)
         try:
             future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         except RuntimeError as exc:  # the loop closed under us
@@ -394,13 +394,20 @@ class VLLMEngine:
                 presence_penalty=p.presence_penalty,
                 frequency_penalty=p.frequency_penalty,
                 repetition_penalty=p.repetition_penalty,
-                output_kind=RequestOutputKind.FINAL_ONLY,
+                # a streamed request gets its text after each step, others only once at the end
+                output_kind=RequestOutputKind.CUMULATIVE if request.on_text else RequestOutputKind.FINAL_ONLY,
                 **extra,
             )
         except (VLLMClientError, ValueError, TypeError) as exc:
             raise InvalidInputError(f"invalid sampling parameters: {exc}", field="params") from exc
 
-    async def _generate_async(self, request_id: str, prompt_ids: list[int], params: Any) -> GenerationOutput:
+    async def _generate_async(
+        self,
+        request_id: str,
+        prompt_ids: list[int],
+        params: Any,
+        on_text: Callable[[str], None] | None = None,
+    ) -> GenerationOutput:
         from vllm.exceptions import VLLMClientError
         from vllm.inputs import tokens_input
         from vllm.v1.engine.exceptions import EngineDeadError
@@ -413,6 +420,8 @@ class VLLMEngine:
             # Already tokenized: a rendered engine input skips vLLM's (deprecated) raw-prompt path.
             async for output in llm.generate(tokens_input(prompt_ids), params, request_id):
                 final = output
+                if on_text is not None and output.outputs and not output.finished:
+                    on_text(output.outputs[0].text)
         except asyncio.CancelledError:
             raise
         except EngineDeadError as exc:

@@ -11,7 +11,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from api.openai.errors import failure_body, job_error
 from api.openai.moderation import category_map, moderation_response, moderation_result
-from api.openai.streaming import chat_chunks, chat_opening, completion_chunks
+from api.openai.streaming import ChatFormat, CompletionFormat, final_chunks
 from api.openai.translate import chat_response, completion_response
 from shared.results import JobStatus
 from shared.settings import MODERATION_CATEGORIES
@@ -85,13 +85,25 @@ def test_chat_response_and_chunks_are_openais_shape() -> None:
     response = ChatCompletion.model_validate(chat_response(job, "m").model_dump())
     assert response.id == f"chatcmpl-{job.id}" and response.choices[0].message.content == "Blue."
     assert response.usage is not None and response.usage.total_tokens == 23
-    chunks = [chat_opening(job, "m", True), *chat_chunks([job], "m", True)]
+    form = ChatFormat([job], "m", True)
+    ending = final_chunks(form, [job], ["Bl"])
+    assert ending is not None
+    chunks = [*form.opening(), form.delta(0, "Bl"), *ending]
     parsed = [ChatCompletionChunk.model_validate(chunk) for chunk in chunks]
     assert parsed[0].choices[0].delta.role == "assistant"
-    assert "".join(c.choices[0].delta.content or "" for c in parsed if c.choices) == "Blue."
-    assert [c.choices[0].finish_reason for c in parsed if c.choices] == [None, None, "stop"]
+    assert [c.choices[0].delta.content for c in parsed if c.choices] == ["", "Bl", "ue.", None]
+    assert [c.choices[0].finish_reason for c in parsed if c.choices] == [None, None, None, "stop"]
     assert parsed[-1].choices == [] and parsed[-1].usage is not None and parsed[-1].usage.total_tokens == 23
-    assert all("usage" not in chunk for chunk in chat_chunks([job], "m", False))
+    assert len({c.id for c in parsed}) == 1
+    plain = final_chunks(ChatFormat([job], "m", False), [job], [""])
+    assert plain is not None and all("usage" not in chunk for chunk in plain)
+    whole = final_chunks(ChatFormat([job], "m", False), [job], ["Blue."])
+    assert whole is not None and [c["choices"][0]["delta"] for c in whole] == [{}], "nothing left to send"
+
+
+def test_a_streamed_text_the_result_does_not_start_with_ends_nothing() -> None:
+    job = finished_job()  # "Blue."; the stream had sent "Gre" from an attempt that died
+    assert final_chunks(ChatFormat([job], "m", False), [job], ["Gre"]) is None
 
 
 def test_completion_response_and_chunks_have_one_choice_per_prompt() -> None:
@@ -99,11 +111,19 @@ def test_completion_response_and_chunks_have_one_choice_per_prompt() -> None:
     response = Completion.model_validate(completion_response(jobs, "m").model_dump())
     assert [c.index for c in response.choices] == [0, 1]
     assert response.usage is not None and response.usage.completion_tokens == 6
-    chunks = [Completion.model_validate(chunk) for chunk in completion_chunks(jobs, "m", True)]
-    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 46
-    for index in (0, 1):
-        texts = [c.choices[0].text for c in chunks if c.choices and c.choices[0].index == index]
-        assert "".join(texts) == "Blue."
+    form = CompletionFormat(jobs, "m", True)
+    ending = final_chunks(form, jobs, ["", "Blu"])
+    assert ending is not None
+    chunks = [form.delta(1, "Blu"), *ending]
+    for index, expected in ((0, ["Blue."]), (1, ["Blu", "e."])):
+        assert [
+            c["choices"][0]["text"] for c in chunks if c["choices"] and c["choices"][0]["index"] == index
+        ] == expected
+    # mid-stream chunks carry finish_reason null, as OpenAI's own do; the others are valid `Completion`s
+    assert chunks[0]["choices"][0]["finish_reason"] is None
+    parsed = [Completion.model_validate(chunk) for chunk in chunks[1:]]
+    assert [c.choices[0].finish_reason for c in parsed if c.choices] == ["stop", "stop"]
+    assert parsed[-1].usage is not None and parsed[-1].usage.total_tokens == 46
 
 
 @pytest.mark.parametrize(
