@@ -1,12 +1,14 @@
 """Server-sent events for `"stream": true`, in OpenAI's chunk format, ending with `data: [DONE]`.
 
-What is streamed, honestly: a job's result is recorded when the job ends, and workers publish no
-partial output, so a stream sends the opening chunk (chat: the assistant role) at once, an SSE comment
-(`: keep-alive`) every `KEEPALIVE_S` while the job runs, then the whole text in one content chunk and
-the chunk with `finish_reason` (completions: one chunk per prompt with both), with
-`stream_options.include_usage` a last chunk with `usage` and no choices, and `data: [DONE]`. A job
-that fails sends `data: {"error": {...}}` (the `openai` client raises it as an `APIError`) and
-`data: [DONE]`. A client that disconnects cancels its jobs.
+A stream sends its opening chunks at once (chat: the assistant role), then, while its jobs run, a
+chunk with what each text update (`api.openai.updates`: the worker's text so far) adds, and an SSE
+comment (`: keep-alive`) after `KEEPALIVE_S` of silence. When the jobs end, the recorded results close
+it: per choice, what the result adds to the text already sent and the finish reason (completions: one
+chunk with both), with `stream_options.include_usage` a chunk with `usage` and no choices, then
+`data: [DONE]`. Updates are best effort, the results are the truth: the pieces always add up to the
+recorded text. A job that fails sends `data: {"error": {...}}` (the `openai` client raises it as an
+`APIError`), as does one whose recorded text does not start with what was sent (it ran again after a
+worker failure and generated anew); then `data: [DONE]`. A client that disconnects cancels its jobs.
 """
 
 from __future__ import annotations
