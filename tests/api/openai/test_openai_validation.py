@@ -131,3 +131,11 @@ def test_models_name_the_generation_and_moderation_models(client: openai.OpenAI)
     for model_id in ids:
         card = client.models.retrieve(model_id)
         assert card.id == model_id and card.owned_by == "textfleet" and card.object == "model"
+
+
+def test_the_endpoints_are_in_the_openapi_document(api: TestClient) -> None:
+    paths = api.get("/openapi.json").json()["paths"]
+    for path in ("/v1/chat/completions", "/v1/completions", "/v1/moderations", "/v1/models"):
+        assert path in paths
+    body = paths["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["$ref"].endswith("/ChatCompletionRequest")
