@@ -19,9 +19,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import structlog
 from fastapi.responses import StreamingResponse
 
-from api.openai.errors import JobFailedError, failure_body, job_error
+from api.openai.errors import JobFailedError, error_body, failure_body, job_error
 from api.openai.service import OpenAIService
 from api.openai.translate import created, usage
 from shared.results import JobStatus
@@ -35,6 +36,8 @@ __all__ = [
     "event_stream",
     "final_chunks",
 ]
+
+log = structlog.get_logger(__name__)
 
 #: Seconds between keep-alive comments while a streamed job runs (proxies drop idle connections).
 KEEPALIVE_S = 15.0
@@ -159,6 +162,7 @@ async def _events(
     for chunk in form.opening():
         yield _event(chunk)
     ids = [job.id for job, _ in submitted]
+    index_of = {job_id: index for index, job_id in enumerate(ids)}
     waiting = asyncio.ensure_future(
         asyncio.gather(*(service.finish(job.id, body) for job, body in submitted))
     )
@@ -168,8 +172,9 @@ async def _events(
             quiet_since = time.monotonic()
             while not waiting.done():
                 update = await updates.next(timeout_s=_POLL_S)
-                if update is not None:
-                    index, text = ids.index(update[0]), update[1]
+                index = index_of.get(update[0], -1) if update is not None else -1
+                if update is not None and index >= 0:
+                    text = update[1]
                     if text.startswith(sent[index]) and len(text) > len(sent[index]):
                         yield _event(form.delta(index, text[len(sent[index]) :]))
                         sent[index] = text
@@ -177,7 +182,15 @@ async def _events(
                 if time.monotonic() - quiet_since >= KEEPALIVE_S:
                     yield _KEEPALIVE
                     quiet_since = time.monotonic()
-        jobs: list[JobOut] = list(waiting.result())
+        try:
+            jobs: list[JobOut] = list(waiting.result())
+        except Exception as exc:  # the database went away while we waited: say so, end the stream
+            log.warning("openai.stream_wait_failed", job_ids=ids, error_type=type(exc).__name__)
+            yield _event(
+                error_body(503, "the job's state could not be read; retry", "database_unavailable", None)
+            )
+            yield _DONE
+            return
         failed = next((job for job in jobs if job.status is not JobStatus.SUCCEEDED), None)
         ending = final_chunks(form, jobs, sent) if failed is None else None
         if failed is not None:
