@@ -25,6 +25,8 @@ from api.jobs.waits import JobWaiter
 from api.limits import LimitsMiddleware
 from api.metrics.middleware import MetricsMiddleware
 from api.metrics.router import router as metrics_router
+from api.openai.router import router as openai_router
+from api.openai.service import OpenAIService
 from api.queues.router import router as queues_router
 from api.queues.service import QueueStats
 from api.webhooks.router import router as webhooks_router
@@ -87,6 +89,8 @@ def _start_services(app: FastAPI, settings: Settings) -> None:
     state.intake = IntakeBatcher(lambda bodies: jobs.create(bodies, log_each=True))
     # Long polling: one subscription for the whole process, fanned out in memory.
     state.waiter = JobWaiter(settings.redis_url, jobs.read_many, max_waiters=settings.wait_max_waiters)
+    # OpenAI-compatible endpoints: jobs through the same services, at interactive priority.
+    state.openai = OpenAIService(settings, jobs, state.waiter)
     state.queue_stats = QueueStats(state.redis)
     state.readiness = Readiness(get_engine(settings.database_url), state.redis)
 
@@ -123,7 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.celery = make_celery(settings)
     install_error_handlers(app)
-    for router in (health_router, jobs_router, queues_router, metrics_router, webhooks_router):
+    for router in (health_router, jobs_router, queues_router, metrics_router, webhooks_router, openai_router):
         app.include_router(router)
     app.add_middleware(LimitsMiddleware, limits=Limits.from_settings(settings))
     app.add_middleware(MetricsMiddleware)

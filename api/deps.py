@@ -21,6 +21,7 @@ from api.health.service import Readiness
 from api.jobs.intake import IntakeBatcher
 from api.jobs.service import JobService
 from api.jobs.waits import JobWaiter
+from api.openai.service import OpenAIService
 from api.queues.service import QueueStats
 from shared.settings import Settings
 
@@ -29,6 +30,7 @@ __all__ = [
     "CeleryDep",
     "IntakeDep",
     "JobsDep",
+    "OpenAIDep",
     "QueueStatsDep",
     "ReadinessDep",
     "RedisDep",
@@ -85,6 +87,12 @@ async def get_waiter(request: Request) -> JobWaiter:
     return waiter
 
 
+async def get_openai(request: Request) -> OpenAIService:
+    """The app's OpenAI-compatible service (`api.openai.service`)."""
+    service: OpenAIService = request.app.state.openai
+    return service
+
+
 async def get_queue_stats(request: Request) -> QueueStats:
     """The app's queue depth reader."""
     stats: QueueStats = request.app.state.queue_stats
@@ -106,4 +114,5 @@ JobsDep = Annotated[JobService, Depends(get_jobs)]
 IntakeDep = Annotated[IntakeBatcher, Depends(get_intake)]
 WaiterDep = Annotated[JobWaiter, Depends(get_waiter)]
 QueueStatsDep = Annotated[QueueStats, Depends(get_queue_stats)]
+OpenAIDep = Annotated[OpenAIService, Depends(get_openai)]
 ReadinessDep = Annotated[Readiness, Depends(get_readiness)]

@@ -18,6 +18,7 @@ __all__ = [
     "PRIORITY_MAX",
     "PRIORITY_MIN",
     "REDIS_KEY_PREFIX",
+    "STREAM_CHANNEL_PREFIX",
     "SWEEPER_LOCK",
     "TASK_QUEUES",
     "WEBHOOK_TASK",
@@ -26,6 +27,7 @@ __all__ = [
     "TaskName",
     "celery_task_name",
     "job_events_channel",
+    "job_stream_channel",
     "outstanding_key",
 ]
 
@@ -37,6 +39,8 @@ CELERY_TASK_PREFIX = "textfleet."
 REDIS_KEY_PREFIX = "textfleet:"
 #: Pub/sub channel per job; a worker publishes the new status when a job becomes terminal.
 EVENTS_CHANNEL_PREFIX = f"{REDIS_KEY_PREFIX}events:job:"
+#: Pub/sub channel per streamed generation; its worker publishes the whole text so far as it grows.
+STREAM_CHANNEL_PREFIX = f"{REDIS_KEY_PREFIX}stream:job:"
 #: `textfleet:worker:<queue>:<hostname>` -> JSON heartbeat with a TTL, written by live workers.
 WORKER_HEARTBEAT_PREFIX = f"{REDIS_KEY_PREFIX}worker:"
 
@@ -64,6 +68,11 @@ def celery_task_name(task: str) -> str:
 def job_events_channel(job_id: str) -> str:
     """The Redis pub/sub channel on which a job's terminal status is announced."""
     return f"{EVENTS_CHANNEL_PREFIX}{job_id}"
+
+
+def job_stream_channel(job_id: str) -> str:
+    """The Redis pub/sub channel on which a streamed generation's text so far is published."""
+    return f"{STREAM_CHANNEL_PREFIX}{job_id}"
 
 
 def outstanding_key(queue: Queue | str) -> str:

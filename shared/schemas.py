@@ -186,6 +186,12 @@ class GenerateParams(_Deadlines):
         '`"block"`, a flagged output fails the job with `content_flagged` instead of being returned.',
     )
 
+    stream: bool = Field(
+        False,
+        description="Publish the text as it grows on the job's stream channel, which `stream` requests "
+        "of the OpenAI endpoints relay as server-sent events; not with `moderate_output` (unchecked text).",
+    )
+
     @model_validator(mode="after")
     def _min_below_max(self) -> GenerateParams:
         if self.max_tokens is not None and self.min_tokens > self.max_tokens:
@@ -302,7 +308,7 @@ class _JobCreateBase(_Strict):
     # Narrowed by each task's model (`job_create_models`); declared here for type checkers.
     task: TaskName
     input: BaseModel
-    params: BaseModel
+    params: _Deadlines
 
     @model_validator(mode="after")
     def _webhook_consistent(self) -> _JobCreateBase:

@@ -9,6 +9,7 @@ from workers.extract import check_output
 from workers.guardrails import fleet_moderator, guard_input, guard_output
 from workers.handlers import HandlerResult
 from workers.runtime import WorkerRuntime
+from workers.streaming import TextPublisher
 
 __all__ = ["SUMMARY_SYSTEM_PROMPT", "generate", "summarize", "summary_messages"]
 
@@ -39,6 +40,8 @@ def generate(
         messages=[m.model_dump() for m in input_.messages] if input_.messages is not None else None,
         max_tokens=params.max_tokens or rt.settings.default_max_tokens,
         constraint=params.response_format.constraint() if params.response_format is not None else None,
+        # unchecked text is never streamed ahead of its moderation
+        on_text=TextPublisher(rt.redis, job_id) if params.stream and not params.moderate_output else None,
     )
     out = rt.require_generation().generate(request, timeout_s=timeout_s)
     if request.constraint is not None:

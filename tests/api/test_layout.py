@@ -7,7 +7,12 @@ import ast
 from pathlib import Path
 
 API = Path(__file__).resolve().parents[2] / "api"
-FEATURES = ("jobs", "webhooks", "queues", "health", "metrics")
+#: Every folder of `api/` is a feature.
+FEATURES = sorted(p.name for p in API.iterdir() if p.is_dir() and not p.name.startswith("_"))
+
+
+def test_the_features_are_found() -> None:
+    assert {"jobs", "webhooks", "queues", "health", "metrics", "openai"} <= set(FEATURES)
 
 
 def _imports(path: Path) -> set[str]:

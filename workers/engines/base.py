@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -25,6 +26,8 @@ class GenerationRequest:
     extra: dict[str, object] = field(default_factory=dict)
     #: decode only outputs that satisfy this (JSON Schema, JSON object, regex, choice); None: free text
     constraint: OutputConstraint | None = None
+    #: called with the whole text so far as it grows (in the engine's thread: must be quick); None: not
+    on_text: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)

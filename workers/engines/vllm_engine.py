@@ -20,7 +20,7 @@ import gc
 import os
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
@@ -162,7 +162,7 @@ class VLLMEngine:
                 code="prompt_too_long",
             )
         params = sampling_params(request, len(prompt_ids), self.max_model_len)
-        coro = self._generate_async(request.request_id, prompt_ids, params)
+        coro = self._generate_async(request.request_id, prompt_ids, params, request.on_text)
         try:
             future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         except RuntimeError as exc:  # the loop closed under us
@@ -255,7 +255,13 @@ class VLLMEngine:
             except Exception as exc:
                 raise InvalidInputError(f"the input could not be tokenized: {exc}", field="input") from exc
 
-    async def _generate_async(self, request_id: str, prompt_ids: list[int], params: Any) -> GenerationOutput:
+    async def _generate_async(
+        self,
+        request_id: str,
+        prompt_ids: list[int],
+        params: Any,
+        on_text: Callable[[str], None] | None = None,
+    ) -> GenerationOutput:
         from vllm.exceptions import VLLMClientError
         from vllm.inputs import tokens_input
         from vllm.v1.engine.exceptions import EngineDeadError
@@ -268,6 +274,8 @@ class VLLMEngine:
             # Already tokenized: a rendered engine input skips vLLM's (deprecated) raw-prompt path.
             async for output in llm.generate(tokens_input(prompt_ids), params, request_id):
                 final = output
+                if on_text is not None and output.outputs and not output.finished:
+                    on_text(output.outputs[0].text)
         except asyncio.CancelledError:
             raise
         except EngineDeadError as exc:

@@ -55,7 +55,8 @@ def sampling_params(request: GenerationRequest, prompt_tokens: int, max_model_le
             presence_penalty=p.presence_penalty,
             frequency_penalty=p.frequency_penalty,
             repetition_penalty=p.repetition_penalty,
-            output_kind=RequestOutputKind.FINAL_ONLY,
+            # a streamed request gets its text after each step, others only once at the end
+            output_kind=RequestOutputKind.CUMULATIVE if request.on_text else RequestOutputKind.FINAL_ONLY,
             **extra,
         )
     except (VLLMClientError, ValueError, TypeError) as exc:
