@@ -1,0 +1,272 @@
+"""Batch logic: create (validate, then store and enqueue every request as a job), read with live
+`request_counts`, list, cancel, expire, and stream the output and error files from the jobs.
+
+A batch's status moves forward only, each move a conditional UPDATE on the status it had (written once,
+in `_move`). Reading a batch advances it: `in_progress` becomes `completed` once every job is terminal,
+`expired` once its window has passed (its queued jobs canceled, what finished kept), and `cancelling`
+becomes `cancelled` once no job runs any more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+from ulid import ULID
+
+from api.batches.protocol import FINAL_STATUSES, BatchCreate, RequestCounts, window
+from api.batches.validation import Request, parse_batch_file
+from api.files.service import FilesService, new_file_id
+from shared.db import repository
+from shared.db.batch_models import Batch, BatchRequest, FileObject
+from shared.db.models import Job, utcnow
+from shared.errors import ConflictError, InvalidInputError, JobNotFoundError, QueueUnavailableError
+from shared.events import announce_terminals
+from shared.files.settings import FilesSettings
+from shared.metrics import count_submitted
+from shared.queueing import redis_client, send_jobs
+from shared.results import TERMINAL_STATUSES, JobStatus
+from shared.schemas import JobCreate
+
+__all__ = ["BatchesService"]
+
+log = structlog.get_logger(__name__)
+
+_TERMINAL = [status.value for status in TERMINAL_STATUSES]
+
+
+def _job_row(body: JobCreate, created_at: datetime) -> dict[str, Any]:
+    """The `jobs` row of a validated request: as `POST /v1/jobs` stores it (input and params as given)."""
+    return repository.new_job_row(
+        task=body.task.value,
+        input_=body.input.model_dump(mode="json", exclude_unset=True, exclude_none=True),
+        params=body.params.model_dump(mode="json", exclude_unset=True, exclude_none=True),
+        metadata=dict(body.metadata),
+        priority=body.priority,
+        created_at=created_at,
+        webhook=str(body.webhook) if body.webhook is not None else None,
+        webhook_events=body.events or None,
+    )
+
+
+class BatchesService:
+    """Batches of one app: its settings, file service and Celery producer."""
+
+    def __init__(self, settings: FilesSettings, files: FilesService, celery: Any, *, chunk_size: int) -> None:
+        self.settings = settings
+        self.files = files
+        self.celery = celery
+        self.chunk_size = chunk_size
+
+    # --- Create -----------------------------------------------------------------------------------
+
+    def create(self, session: Session, body: BatchCreate, *, webhooks_enabled: bool) -> Batch:
+        """A batch from an uploaded file: `in_progress` with every request queued as a job, or
+        `failed` with the errors of its bad lines (then nothing was stored but the batch)."""
+        source = self.files.get(session, body.input_file_id)
+        if source.purpose != "batch":
+            raise InvalidInputError(
+                f"file {source.id!r} has purpose {source.purpose!r}; a batch needs purpose 'batch'",
+                field="input_file_id",
+                code="invalid_input_file",
+            )
+        data = self.files.content(session, source)
+        session.rollback()
+        parsed = parse_batch_file(
+            data,
+            endpoint=body.endpoint,
+            priority=self.settings.batch_priority,
+            max_requests=self.settings.batch_max_requests,
+            max_errors=self.settings.batch_max_errors,
+            webhooks_enabled=webhooks_enabled,
+        )
+        now = utcnow()
+        batch = Batch(
+            id=f"batch_{ULID()}",
+            endpoint=body.endpoint,
+            input_file_id=source.id,
+            completion_window=body.completion_window,
+            meta=body.metadata,
+            created_at=now,
+            expires_at=now + window(body.completion_window),
+            priority=self.settings.batch_priority,
+            total=0,
+        )
+        if parsed.errors:
+            batch.status, batch.errors, batch.failed_at = "failed", parsed.errors, now
+            session.add(batch)
+            session.commit()
+            log.info("batch.failed_validation", batch_id=batch.id, errors=len(parsed.errors))
+            return batch
+        return self._start(session, batch, parsed.requests, now)
+
+    def _start(self, session: Session, batch: Batch, requests: Sequence[Request], now: datetime) -> Batch:
+        batch.status, batch.in_progress_at, batch.total = "in_progress", now, len(requests)
+        batch.output_file_id, batch.error_file_id = new_file_id(), new_file_id()
+        rows = [_job_row(request.job, now) for request in requests]
+        try:
+            session.add(batch)
+            for file_id, suffix in ((batch.output_file_id, "output"), (batch.error_file_id, "error")):
+                session.add(
+                    FileObject(
+                        id=file_id,
+                        purpose="batch_output",
+                        filename=f"{batch.id}_{suffix}.jsonl",
+                        bytes=0,
+                        storage="jobs",
+                        batch_id=batch.id,
+                        created_at=now,
+                    )
+                )
+            session.flush()
+            repository.insert_job_rows(session, rows, chunk_size=self.chunk_size)
+            links = [
+                {
+                    "job_id": row["id"],
+                    "batch_id": batch.id,
+                    "custom_id": r.custom_id,
+                    "line": r.line,
+                    "model": r.model,
+                }
+                for row, r in zip(rows, requests, strict=True)
+            ]
+            for start in range(0, len(links), self.chunk_size):
+                session.execute(insert(BatchRequest), links[start : start + self.chunk_size])
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        try:
+            send_jobs(
+                self.celery,
+                [
+                    (row["id"], request.job.task, row["priority"])
+                    for row, request in zip(rows, requests, strict=True)
+                ],
+            )
+        except QueueUnavailableError:
+            self._undo(session, batch.id, [row["id"] for row in rows])
+            raise
+        count_submitted(row["task"] for row in rows)
+        log.info("batch.created", batch_id=batch.id, requests=len(rows), endpoint=batch.endpoint)
+        return batch
+
+    def _undo(self, session: Session, batch_id: str, job_ids: list[str]) -> None:
+        """Remove a batch whose jobs the broker refused (its messages that did arrive find no job)."""
+        try:
+            repository.delete_jobs(session, job_ids)
+            session.execute(delete(BatchRequest).where(BatchRequest.batch_id == batch_id))
+            session.execute(delete(FileObject).where(FileObject.batch_id == batch_id))
+            session.execute(delete(Batch).where(Batch.id == batch_id))
+            session.commit()
+        except Exception:
+            session.rollback()
+            log.exception("batch.enqueue_cleanup_failed", batch_id=batch_id)
+
+    # --- Read -------------------------------------------------------------------------------------
+
+    def _row(self, session: Session, batch_id: str) -> Batch:
+        batch = session.get(Batch, batch_id)
+        if batch is None:
+            raise JobNotFoundError(f"no batch with id {batch_id!r}", code="batch_not_found")
+        return batch
+
+    def counts(self, session: Session, batch: Batch) -> RequestCounts:
+        """`request_counts` from the jobs: completed = succeeded; failed = every other terminal state."""
+        by_status = dict(
+            session.execute(
+                select(Job.status, func.count())
+                .select_from(BatchRequest)
+                .join(Job, Job.id == BatchRequest.job_id)
+                .where(BatchRequest.batch_id == batch.id)
+                .group_by(Job.status)
+            ).all()
+        )
+        completed = int(by_status.get(JobStatus.SUCCEEDED.value, 0))
+        done = sum(int(n) for status, n in by_status.items() if status in _TERMINAL)
+        return RequestCounts(total=batch.total, completed=completed, failed=done - completed)
+
+    def get(self, session: Session, batch_id: str) -> tuple[Batch, RequestCounts]:
+        """The batch, advanced to where its jobs are, with its counts."""
+        batch = self._row(session, batch_id)
+        counts = self.counts(session, batch)
+        if batch.status not in FINAL_STATUSES:
+            self._advance(session, batch, counts)
+        session.commit()
+        return batch, counts
+
+    def _advance(self, session: Session, batch: Batch, counts: RequestCounts) -> None:
+        finished = counts.completed + counts.failed == counts.total
+        now = utcnow()
+        if batch.status == "in_progress" and finished:
+            self._move(session, batch, "in_progress", "completed", finalizing_at=now, completed_at=now)
+        elif batch.status == "in_progress" and now >= batch.expires_at:
+            if self._move(session, batch, "in_progress", "expired", expired_at=now):
+                self._cancel_queued(session, batch)
+        elif batch.status == "cancelling" and finished:
+            self._move(session, batch, "cancelling", "cancelled", cancelled_at=now)
+
+    def _move(self, session: Session, batch: Batch, expected: str, status: str, **times: datetime) -> bool:
+        """The one status transition: a conditional UPDATE, so concurrent readers move a batch once."""
+        moved = session.execute(
+            update(Batch)
+            .where(Batch.id == batch.id, Batch.status == expected)
+            .values(status=status, **times)
+            .execution_options(synchronize_session=False)
+        )
+        won = bool(moved.rowcount)  # type: ignore[attr-defined]
+        session.commit()
+        session.refresh(batch)
+        if won:
+            log.info("batch.status", batch_id=batch.id, status=status, was=expected)
+        return won
+
+    def list(
+        self, session: Session, *, limit: int, after: str | None
+    ) -> tuple[list[tuple[Batch, RequestCounts]], bool]:
+        """A page of batches, newest first, each advanced like `get`; and whether more follow."""
+        query = select(Batch.id).order_by(Batch.id.desc()).limit(limit + 1)
+        if after is not None:
+            query = query.where(Batch.id < after)
+        ids = list(session.scalars(query).all())
+        return [self.get(session, batch_id) for batch_id in ids[:limit]], len(ids) > limit
+
+    # --- Cancel and expire ------------------------------------------------------------------------
+
+    def cancel(self, session: Session, batch_id: str) -> tuple[Batch, RequestCounts]:
+        """Cancel a batch: its queued jobs are canceled, running ones finish; `cancelled` once none runs."""
+        batch = self._row(session, batch_id)
+        if batch.status in {"cancelling", "cancelled"}:
+            return self.get(session, batch_id)
+        if batch.status != "in_progress" or not self._move(
+            session, batch, "in_progress", "cancelling", cancelling_at=utcnow()
+        ):
+            raise ConflictError(f"batch is already {batch.status}; only a batch in progress can be cancelled")
+        self._cancel_queued(session, batch)
+        return self.get(session, batch_id)
+
+    def _cancel_queued(self, session: Session, batch: Batch) -> None:
+        """Cancel every queued job of the batch (each a conditional update: a job a worker claimed
+        meanwhile runs to its end); announced to the fleet in one pipelined write."""
+        queued = session.execute(
+            select(Job.id, Job.task)
+            .select_from(BatchRequest)
+            .join(Job, Job.id == BatchRequest.job_id)
+            .where(BatchRequest.batch_id == batch.id, Job.status == JobStatus.QUEUED.value)
+        ).all()
+        canceled = [(job_id, task) for job_id, task in queued if repository.cancel_queued(session, job_id)]
+        session.commit()
+        log.info("batch.jobs_canceled", batch_id=batch.id, jobs=len(canceled))
+        try:
+            client = redis_client(str(self.celery.conf.broker_url))
+            for start in range(0, len(canceled), 10_000):
+                chunk = canceled[start : start + 10_000]
+                announce_terminals(
+                    client, [(job_id, task, JobStatus.CANCELED.value) for job_id, task in chunk]
+                )
+        except Exception as exc:  # the sweeper prunes the outstanding set; the database holds the truth
+            log.warning("batch.cancel_announce_failed", batch_id=batch.id, error=str(exc))

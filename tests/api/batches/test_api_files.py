@@ -1,0 +1,55 @@
+"""`/v1/files` on real databases (PostgreSQL and SQLite), bytes in the database store."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.utils.batches import jsonl, moderation_lines
+
+
+def _upload(api: TestClient, data: bytes, purpose: str = "batch") -> dict[str, object]:
+    response = api.post("/v1/files", files={"file": ("in.jsonl", data)}, data={"purpose": purpose})
+    assert response.status_code == 200, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+def test_upload_retrieve_list_download_delete(api: TestClient) -> None:
+    data = jsonl(moderation_lines(3))
+    created = _upload(api, data)
+    assert created["object"] == "file"
+    assert created["bytes"] == len(data)
+    assert created["purpose"] == "batch"
+    assert created["filename"] == "in.jsonl"
+    file_id = str(created["id"])
+    assert file_id.startswith("file-")
+
+    assert api.get(f"/v1/files/{file_id}").json() == created
+    listed = api.get("/v1/files", params={"purpose": "batch"}).json()
+    assert file_id in [item["id"] for item in listed["data"]]
+    content = api.get(f"/v1/files/{file_id}/content")
+    assert content.status_code == 200
+    assert content.content == data
+
+    deleted = api.delete(f"/v1/files/{file_id}")
+    assert deleted.json() == {"id": file_id, "object": "file", "deleted": True}
+    missing = api.get(f"/v1/files/{file_id}")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "file_not_found"
+
+
+def test_unknown_purpose_is_refused(api: TestClient) -> None:
+    response = api.post("/v1/files", files={"file": ("in.jsonl", b"{}\n")}, data={"purpose": "nonsense"})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_purpose"
+
+
+def test_file_over_the_limit_is_refused(make_client: object) -> None:
+    api = make_client(files_max_bytes="100")  # type: ignore[operator]
+    response = api.post("/v1/files", files={"file": ("in.jsonl", b"x" * 101)}, data={"purpose": "batch"})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "file_too_large"
+    assert (
+        api.post("/v1/files", files={"file": ("in.jsonl", b"x" * 100)}, data={"purpose": "batch"}).status_code
+        == 200
+    )
