@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
+import boto3  # type: ignore[import-untyped]
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.utils.batches import jsonl, moderation_lines
+from tests.utils.s3 import S3Server, seaweedfs
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
 
 
 def _upload(api: TestClient, data: bytes, purpose: str = "batch") -> dict[str, object]:
@@ -53,3 +65,27 @@ def test_file_over_the_limit_is_refused(make_client: object) -> None:
         api.post("/v1/files", files={"file": ("in.jsonl", b"x" * 100)}, data={"purpose": "batch"}).status_code
         == 200
     )
+
+
+def test_uploads_live_in_s3_when_configured(s3_server: S3Server, make_client: Any) -> None:
+    api = make_client(**s3_server.env())
+    data = jsonl(moderation_lines(2))
+    file_id = str(_upload(api, data)["id"])
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server.endpoint_url,
+        aws_access_key_id=s3_server.access_key_id,
+        aws_secret_access_key=s3_server.secret_access_key,
+        region_name="us-east-1",
+    )
+    stored = client.get_object(Bucket=s3_server.bucket, Key=f"textfleet/files/{file_id}")["Body"].read()
+    assert stored == data  # the bytes are in the bucket, not the database
+    assert api.get(f"/v1/files/{file_id}/content").content == data
+    batch = api.post(
+        "/v1/batches",
+        json={"input_file_id": file_id, "endpoint": "/v1/moderations", "completion_window": "24h"},
+    ).json()
+    assert batch["request_counts"]["total"] == 2  # a batch reads its input from the bucket
+    assert api.delete(f"/v1/files/{file_id}").json()["deleted"] is True
+    with pytest.raises(client.exceptions.NoSuchKey):
+        client.get_object(Bucket=s3_server.bucket, Key=f"textfleet/files/{file_id}")
