@@ -24,6 +24,7 @@ from rich.table import Table
 
 from shared.constants import Queue, TaskName
 from shared.settings import get_settings
+from textfleet.batch_cli import app as batch_app
 from workers.bench_cli import bench as bench_command
 from workers.chaos.cli import chaos as chaos_command
 
@@ -36,6 +37,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 app.command("chaos")(chaos_command)
 app.command("bench")(bench_command)
+app.add_typer(batch_app, name="batch")
 
 console = Console()
 err_console = Console(stderr=True)
