@@ -19,6 +19,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from api.batches.router import router as batches_router
 from api.errors import install_error_handlers
 from api.files.router import router as files_router
+from api.openai.router import router as openai_router
 from api.routes import health, jobs, metrics, queues
 from api.routes import webhooks as webhook_routes
 from api.services.waits import JobEvents, JobReader, read_jobs
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(queues.router)
     app.include_router(metrics.router)
     app.include_router(webhook_routes.router)
+    app.include_router(openai_router)
     app.include_router(files_router)
     app.include_router(batches_router)
     app.add_middleware(metrics.MetricsMiddleware)
