@@ -1,31 +1,29 @@
-"""A batch line's request as a textfleet job: OpenAI request bodies translated to `JobCreate`.
+"""A batch line's request as textfleet jobs, through the same translations as the synchronous OpenAI
+endpoints (`api.openai`): one job per input of a moderation, per prompt of a completion, one per chat
+completion; a `/v1/jobs` line is exactly a `POST /v1/jobs` body.
 
-Each translation builds the job's plain JSON and validates it as a `JobCreate`, so a batch line is held
-to exactly the rules of `POST /v1/jobs` (limits, NUL, categories, ...), and its error names the field.
+Differences from the synchronous endpoints: the jobs run at the batch's priority (not the interactive
+one) and with no queue time limit of their own (the batch's window applies); `stream` is refused.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from shared.constants import TaskName
+from api.openai.moderation import moderation_jobs
+from api.openai.protocol import ChatCompletionRequest, CompletionRequest, ModerationRequest
+from api.openai.translate import chat_job, check_model, check_supported, completion_jobs
+from shared.errors import InvalidInputError
 from shared.schemas import JobCreate
 
-__all__ = ["OPENAI_MODERATION_MODELS", "Line", "to_job"]
+__all__ = ["Line", "LineError", "to_jobs"]
 
 _JOB = TypeAdapter(JobCreate)
-
-#: OpenAI's moderation model names: they select textfleet's default moderation model.
-OPENAI_MODERATION_MODELS = frozenset(
-    {
-        "omni-moderation-latest",
-        "omni-moderation-2024-09-26",
-        "text-moderation-latest",
-        "text-moderation-stable",
-    }
-)
+#: Any positive queue time limit satisfies the translators; it is removed from the batch's jobs.
+_NO_TTL = 1.0
 
 
 class Line(BaseModel):
@@ -39,96 +37,58 @@ class Line(BaseModel):
     body: dict[str, Any]
 
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LineError(Exception):
+    """Why a line's body cannot run: `param` is its dotted path from the line (`body.input`)."""
+
+    def __init__(self, message: str, param: str | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
 
 
-class _Message(_Open):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str
-    name: str | None = None
+def _for_batch(job: JobCreate, priority: int) -> JobCreate:
+    """A translated job at the batch's priority, without the interactive queue time limit."""
+    params = job.params.model_copy(update={"ttl_s": None})
+    return job.model_copy(update={"priority": priority, "params": params})
 
 
-class _Sampling(_Open):
-    model: Annotated[str, Field(min_length=1, max_length=128)]
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    n: Literal[1] | None = None
-    stream: Literal[False] | None = None
-    user: str | None = None
-
-
-class _Chat(_Sampling):
-    messages: Annotated[list[_Message], Field(min_length=1)]
-    max_completion_tokens: int | None = None
-    response_format: dict[str, Any] | None = None
-
-
-class _Completion(_Sampling):
-    prompt: str
-
-
-class _Moderation(_Open):
-    input: str | Annotated[list[str], Field(min_length=1, max_length=1)]
-    model: Annotated[str, Field(min_length=1, max_length=128)] | None = None
-
-
-def _params(body: _Sampling, *, max_tokens: int | None) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "max_tokens": max_tokens,
-        "temperature": body.temperature,
-        "top_p": body.top_p,
-        "stop": body.stop,
-        "seed": body.seed,
-        "presence_penalty": body.presence_penalty,
-        "frequency_penalty": body.frequency_penalty,
-    }
-    return {key: value for key, value in params.items() if value is not None}
-
-
-def _job(data: dict[str, Any], priority: int) -> JobCreate:
-    data.setdefault("priority", priority)
-    return _JOB.validate_python(data)
-
-
-def to_job(url: str, body: dict[str, Any], priority: int) -> tuple[JobCreate, str | None]:
-    """The job that runs a request to `url` with `body`, and the model the request named.
-
-    Raises pydantic's ValidationError (its locations relative to `body`) when the body is invalid."""
-    if url == "/v1/jobs":
-        return _job(dict(body), priority), None
+def _translated(url: str, body: dict[str, Any], generation_model: str) -> tuple[list[JobCreate], str | None]:
     if url == "/v1/moderations":
-        moderation = _Moderation.model_validate(body)
-        text = moderation.input if isinstance(moderation.input, str) else moderation.input[0]
-        params: dict[str, Any] = {}
-        if moderation.model is not None and moderation.model not in OPENAI_MODERATION_MODELS:
-            params["model"] = moderation.model  # a custom model (`textfleet train`)
-        job = _job({"task": TaskName.MODERATE.value, "input": {"text": text}, "params": params}, priority)
-        return job, moderation.model or "omni-moderation-latest"
+        moderation = ModerationRequest.model_validate(body)
+        return list(moderation_jobs(moderation, _NO_TTL)), moderation.model
     if url == "/v1/chat/completions":
-        chat = _Chat.model_validate(body)
-        messages = [
-            {"role": "system" if m.role == "developer" else m.role, "content": m.content}
-            for m in chat.messages
-        ]
-        params = _params(chat, max_tokens=chat.max_completion_tokens or chat.max_tokens)
-        if chat.response_format is not None:
-            params["response_format"] = chat.response_format
-        job = _job(
-            {"task": TaskName.GENERATE.value, "input": {"messages": messages}, "params": params}, priority
-        )
-        return job, chat.model
-    if url == "/v1/completions":
-        completion = _Completion.model_validate(body)
-        params = _params(completion, max_tokens=completion.max_tokens)
-        job = _job(
-            {"task": TaskName.GENERATE.value, "input": {"prompt": completion.prompt}, "params": params},
-            priority,
-        )
-        return job, completion.model
-    raise ValueError(f"unknown url {url!r}")
+        chat = ChatCompletionRequest.model_validate(body)
+        _check_generation(chat, generation_model)
+        return [chat_job(chat, _NO_TTL)], chat.model
+    completion = CompletionRequest.model_validate(body)
+    _check_generation(completion, generation_model)
+    return list(completion_jobs(completion, _NO_TTL)), completion.model
+
+
+def _check_generation(request: ChatCompletionRequest | CompletionRequest, generation_model: str) -> None:
+    if request.stream:
+        raise InvalidInputError("stream is not supported in a batch", field="stream")
+    check_supported(request)
+    check_model(request.model, generation_model)
+
+
+def to_jobs(
+    url: str, body: dict[str, Any], priority: int, generation_model: str
+) -> tuple[list[JobCreate], str | None]:
+    """The jobs that run a request to `url` with `body`, and the model the request named.
+
+    Raises pydantic's ValidationError (locations relative to `body`) or LineError."""
+    if url == "/v1/jobs":
+        data = dict(body)  # a line that sets its own priority keeps it
+        data.setdefault("priority", priority)
+        return [_JOB.validate_python(data)], None
+    try:
+        jobs, model = _translated(url, body, generation_model)
+    except RequestValidationError as exc:  # a translator's error, its location already the request's
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise LineError(f"{where}: {str(first['msg']).removeprefix('Value error, ')}", where) from None
+    except InvalidInputError as exc:
+        field = f"body.{exc.field}" if exc.field else None
+        raise LineError(f"{field}: {exc.message}" if field else exc.message, field) from None
+    return [_for_batch(job, priority) for job in jobs], model

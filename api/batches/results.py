@@ -1,135 +1,73 @@
 """A finished request as a line of a batch's output or error file (OpenAI's batch result shape).
 
 Success goes to the output file: `{"id", "custom_id", "response": {"status_code": 200, "request_id",
-"body"}, "error": null}`, `body` being what the synchronous endpoint answers (a `chat.completion`,
-`text_completion` or moderation object; for `/v1/jobs`, the job). A failed job goes to the error file
-with its status code and an OpenAI error body; a request the batch canceled or expired before it ran
-has `response: null` and `error: {"code": "batch_cancelled" | "batch_expired", "message"}`.
+"body"}, "error": null}`, `body` being exactly what the synchronous endpoint answers (built by the same
+functions, `api.openai`); for `/v1/jobs`, the job as `GET /v1/jobs/{id}` shows it. A request whose job
+failed goes to the error file with the status and OpenAI error body the synchronous endpoint would have
+answered; one the batch canceled or expired before it ran has `response: null` and `error: {"code":
+"batch_cancelled" | "batch_expired", "message"}`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared.db import repository
-from shared.db.models import Job
+from api.openai.errors import failure_body, job_error
+from api.openai.moderation import moderation_response
+from api.openai.translate import chat_response, completion_response
 from shared.results import JobStatus
+from shared.schemas import JobOut
 
 __all__ = ["is_output", "result_line"]
 
-#: Job error codes that are the request's fault (a 400 in the line), not the server's (a 500).
-_CLIENT_ERRORS = frozenset({"invalid_request", "validation_error", "content_flagged", "unstorable_input"})
+
+def is_output(jobs: list[JobOut]) -> bool:
+    """Whether a finished request's line belongs in the output file (else in the error file)."""
+    return all(job.status is JobStatus.SUCCEEDED for job in jobs)
 
 
-def is_output(job: Job) -> bool:
-    """Whether the job's line belongs in the output file (else in the error file)."""
-    return job.status == JobStatus.SUCCEEDED.value
-
-
-def _usage(job: Job) -> dict[str, int]:
-    prompt, completion = job.prompt_tokens or 0, job.completion_tokens or 0
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-
-def _created(job: Job) -> int:
-    return int((job.finished_at or job.created_at).timestamp())
-
-
-def _finish_reason(result: dict[str, Any]) -> str:
-    reason = str(result.get("finish_reason") or "stop")
-    return reason if reason in {"stop", "length"} else "stop"
-
-
-def response_body(endpoint: str, job: Job, model: str | None) -> dict[str, Any]:
-    """What the synchronous endpoint would have answered for this succeeded job."""
-    result = job.result or {}
+def response_body(endpoint: str, jobs: list[JobOut], model: str | None) -> dict[str, Any]:
+    """What the synchronous endpoint answers for these succeeded jobs."""
     if endpoint == "/v1/moderations":
-        categories: dict[str, bool] = result.get("categories", {})
-        return {
-            "id": f"modr-{job.id}",
-            "model": model,
-            "results": [
-                {
-                    "flagged": result.get("flagged", False),
-                    "categories": categories,
-                    "category_scores": result.get("category_scores", {}),
-                    "category_applied_input_types": {name: ["text"] for name in categories},
-                }
-            ],
-        }
+        return moderation_response(jobs, model).model_dump(mode="json")
     if endpoint == "/v1/chat/completions":
-        return {
-            "id": f"chatcmpl-{job.id}",
-            "object": "chat.completion",
-            "created": _created(job),
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": result.get("text", ""), "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": _finish_reason(result),
-                }
-            ],
-            "usage": _usage(job),
-        }
+        return chat_response(jobs[0], model or "").model_dump(mode="json")
     if endpoint == "/v1/completions":
-        return {
-            "id": f"cmpl-{job.id}",
-            "object": "text_completion",
-            "created": _created(job),
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "text": result.get("text", ""),
-                    "logprobs": None,
-                    "finish_reason": _finish_reason(result),
-                }
-            ],
-            "usage": _usage(job),
-        }
-    return repository.to_out(job).model_dump(mode="json")
+        return completion_response(jobs, model or "").model_dump(mode="json")
+    return jobs[0].model_dump(mode="json")
+
+
+def _unrun(batch_status: str, job: JobOut) -> dict[str, str] | None:
+    """The error of a request the batch stopped before it ran (None for one that ran and failed)."""
+    if job.status not in (JobStatus.CANCELED, JobStatus.EXPIRED) or job.started_at is not None:
+        return None
+    code = {"cancelling": "batch_cancelled", "cancelled": "batch_cancelled", "expired": "batch_expired"}
+    if batch_status not in code:
+        return None
+    return {"code": code[batch_status], "message": f"the batch was {batch_status} before this request ran"}
 
 
 def result_line(
-    endpoint: str, batch_status: str, custom_id: str, model: str | None, job: Job
+    endpoint: str, batch_status: str, custom_id: str, model: str | None, jobs: list[JobOut]
 ) -> dict[str, Any]:
-    """The output- or error-file line of a terminal job."""
+    """The output- or error-file line of a request whose jobs are all terminal."""
+    first = jobs[0]
     line: dict[str, Any] = {
-        "id": f"batch_req_{job.id}",
+        "id": f"batch_req_{first.id}",
         "custom_id": custom_id,
         "response": None,
         "error": None,
     }
-    if job.status == JobStatus.SUCCEEDED.value:
-        line["response"] = {
-            "status_code": 200,
-            "request_id": job.id,
-            "body": response_body(endpoint, job, model),
-        }
-    elif job.status == JobStatus.FAILED.value:
-        error = job.error or {"code": "server_error", "message": "the job failed"}
-        client_fault = error.get("code") in _CLIENT_ERRORS
-        line["response"] = {
-            "status_code": 400 if client_fault else 500,
-            "request_id": job.id,
-            "body": {
-                "error": {
-                    "message": error.get("message", ""),
-                    "type": "invalid_request_error" if client_fault else "server_error",
-                    "param": error.get("field"),
-                    "code": error.get("code"),
-                }
-            },
-        }
-    else:  # canceled or expired before it ran (or while it ran)
-        code = {
-            "cancelled": "batch_cancelled",
-            "cancelling": "batch_cancelled",
-            "expired": "batch_expired",
-        }.get(batch_status)
-        if code is None:
-            code = "request_expired" if job.status == JobStatus.EXPIRED.value else "request_cancelled"
-        line["error"] = {"code": code, "message": f"the request was not completed ({job.status})"}
+    if is_output(jobs):
+        body = response_body(endpoint, jobs, model)
+        line["response"] = {"status_code": 200, "request_id": first.id, "body": body}
+        return line
+    failed = next(job for job in jobs if job.status is not JobStatus.SUCCEEDED)
+    unrun = _unrun(batch_status, failed)
+    if unrun is not None:
+        line["error"] = unrun
+        return line
+    body = failure_body(job_error(failed))
+    status = 500 if body["error"]["type"] == "server_error" else 400
+    line["response"] = {"status_code": status, "request_id": failed.id, "body": body}
     return line

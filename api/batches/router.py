@@ -11,6 +11,7 @@ from api.batches.protocol import BatchCreate, BatchList, BatchOut, batch_out
 from api.batches.service import BatchesService
 from api.deps import SessionDep, SettingsDep
 from api.files.router import files_service
+from api.openai.router import get_service
 from shared.schemas import ErrorResponse
 from shared.settings import Settings
 
@@ -48,7 +49,11 @@ async def create_batch(
     downloaded while it runs."""
     service = batches_service(request)
     batch = await run_in_threadpool(
-        service.create, session, body, webhooks_enabled=settings.webhook_secret is not None
+        service.create,
+        session,
+        body,
+        webhooks_enabled=settings.webhook_secret is not None,
+        generation_model=get_service(request).generation_model,
     )
     counts = await run_in_threadpool(service.counts, session, batch)
     session.rollback()

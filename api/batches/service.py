@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 from ulid import ULID
 
@@ -64,7 +64,9 @@ class BatchesService:
 
     # --- Create -----------------------------------------------------------------------------------
 
-    def create(self, session: Session, body: BatchCreate, *, webhooks_enabled: bool) -> Batch:
+    def create(
+        self, session: Session, body: BatchCreate, *, webhooks_enabled: bool, generation_model: str
+    ) -> Batch:
         """A batch from an uploaded file: `in_progress` with every request queued as a job, or
         `failed` with the errors of its bad lines (then nothing was stored but the batch)."""
         source = self.files.get(session, body.input_file_id)
@@ -83,6 +85,7 @@ class BatchesService:
             max_requests=self.settings.batch_max_requests,
             max_errors=self.settings.batch_max_errors,
             webhooks_enabled=webhooks_enabled,
+            generation_model=generation_model,
         )
         now = utcnow()
         batch = Batch(
@@ -107,7 +110,8 @@ class BatchesService:
     def _start(self, session: Session, batch: Batch, requests: Sequence[Request], now: datetime) -> Batch:
         batch.status, batch.in_progress_at, batch.total = "in_progress", now, len(requests)
         batch.output_file_id, batch.error_file_id = new_file_id(), new_file_id()
-        rows = [_job_row(request.job, now) for request in requests]
+        jobs = [(request, item, job) for request in requests for item, job in enumerate(request.jobs)]
+        rows = [_job_row(job, now) for _request, _item, job in jobs]
         try:
             session.add(batch)
             for file_id, suffix in ((batch.output_file_id, "output"), (batch.error_file_id, "error")):
@@ -128,11 +132,12 @@ class BatchesService:
                 {
                     "job_id": row["id"],
                     "batch_id": batch.id,
-                    "custom_id": r.custom_id,
-                    "line": r.line,
-                    "model": r.model,
+                    "custom_id": request.custom_id,
+                    "line": request.line,
+                    "item": item,
+                    "model": request.model,
                 }
-                for row, r in zip(rows, requests, strict=True)
+                for row, (request, item, _job) in zip(rows, jobs, strict=True)
             ]
             for start in range(0, len(links), self.chunk_size):
                 session.execute(insert(BatchRequest), links[start : start + self.chunk_size])
@@ -144,8 +149,8 @@ class BatchesService:
             send_jobs(
                 self.celery,
                 [
-                    (row["id"], request.job.task, row["priority"])
-                    for row, request in zip(rows, requests, strict=True)
+                    (row["id"], job.task, row["priority"])
+                    for row, (_r, _i, job) in zip(rows, jobs, strict=True)
                 ],
             )
         except QueueUnavailableError:
@@ -176,19 +181,21 @@ class BatchesService:
         return batch
 
     def counts(self, session: Session, batch: Batch) -> RequestCounts:
-        """`request_counts` from the jobs: completed = succeeded; failed = every other terminal state."""
-        by_status = dict(
-            session.execute(
-                select(Job.status, func.count())
-                .select_from(BatchRequest)
-                .join(Job, Job.id == BatchRequest.job_id)
-                .where(BatchRequest.batch_id == batch.id)
-                .group_by(Job.status)
-            ).all()
+        """`request_counts` from the jobs, one SQL aggregate: a request is done when all its jobs are
+        terminal; completed when all succeeded, failed when done otherwise."""
+        terminal = func.min(case((Job.status.in_(_TERMINAL), 1), else_=0))
+        succeeded = func.min(case((Job.status == JobStatus.SUCCEEDED.value, 1), else_=0))
+        per_request = (
+            select(terminal.label("done"), succeeded.label("ok"))
+            .select_from(BatchRequest)
+            .join(Job, Job.id == BatchRequest.job_id)
+            .where(BatchRequest.batch_id == batch.id)
+            .group_by(BatchRequest.line)
+            .subquery()
         )
-        completed = int(by_status.get(JobStatus.SUCCEEDED.value, 0))
-        done = sum(int(n) for status, n in by_status.items() if status in _TERMINAL)
-        return RequestCounts(total=batch.total, completed=completed, failed=done - completed)
+        done, ok = session.execute(select(func.sum(per_request.c.done), func.sum(per_request.c.ok))).one()
+        completed = int(ok or 0)
+        return RequestCounts(total=batch.total, completed=completed, failed=int(done or 0) - completed)
 
     def get(self, session: Session, batch_id: str) -> tuple[Batch, RequestCounts]:
         """The batch, advanced to where its jobs are, with its counts."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api.batches.requests import Line, to_job
+from api.batches.requests import Line, LineError, to_jobs
 from shared.schemas import JobCreate
 from shared.validation import string_problem
 
@@ -21,12 +21,12 @@ __all__ = ["Parsed", "Request", "parse_batch_file"]
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One valid line: its custom_id, line number, the model it named, and its job."""
+    """One valid line: its custom_id, line number, the model it named, and its jobs (one per input)."""
 
     custom_id: str
     line: int
     model: str | None
-    job: JobCreate
+    jobs: list[JobCreate]
 
 
 @dataclass(slots=True)
@@ -56,6 +56,7 @@ def parse_batch_file(
     max_requests: int,
     max_errors: int,
     webhooks_enabled: bool,
+    generation_model: str,
 ) -> Parsed:
     """Validate every line of `data` (JSONL) for a batch on `endpoint`."""
     parsed = Parsed(requests=[], errors=[])
@@ -67,7 +68,7 @@ def parse_batch_file(
         if not raw.strip():
             continue
         count += 1
-        error = _check_line(raw, number, endpoint, priority, seen, webhooks_enabled)
+        error = _check_line(raw, number, endpoint, priority, seen, webhooks_enabled, generation_model)
         if isinstance(error, dict):
             parsed.errors.append(error)
         else:
@@ -90,7 +91,13 @@ def parse_batch_file(
 
 
 def _check_line(
-    raw: bytes, number: int, endpoint: str, priority: int, seen: set[str], webhooks_enabled: bool
+    raw: bytes,
+    number: int,
+    endpoint: str,
+    priority: int,
+    seen: set[str],
+    webhooks_enabled: bool,
+    generation_model: str,
 ) -> Request | dict[str, Any]:
     try:
         value = json.loads(raw)
@@ -117,15 +124,17 @@ def _check_line(
         )
     seen.add(line.custom_id)
     try:
-        job, model = to_job(line.url, line.body, priority)
+        jobs, model = to_jobs(line.url, line.body, priority, generation_model)
     except ValidationError as exc:
         param, message = _first_problem(exc, "body")
         return _error(number, "invalid_body", message, param)
-    if job.webhook is not None and not webhooks_enabled:
+    except LineError as exc:
+        return _error(number, "invalid_body", exc.message, exc.param)
+    if any(job.webhook is not None for job in jobs) and not webhooks_enabled:
         return _error(
             number,
             "invalid_body",
             "webhooks are not enabled on this deployment (TEXTFLEET_WEBHOOK_SECRET is not set)",
             "body.webhook",
         )
-    return Request(custom_id=line.custom_id, line=number, model=model, job=job)
+    return Request(custom_id=line.custom_id, line=number, model=model, jobs=jobs)

@@ -73,7 +73,8 @@ class Batch(Base):
 
 
 class BatchRequest(Base):
-    """One request of a batch: the job that runs it, its `custom_id` and its line in the input file."""
+    """A job of a batch's request: its `custom_id`, its line in the input file, and which of the
+    request's jobs it is (`item`: a moderation of several inputs is a job per input, in order)."""
 
     __tablename__ = "batch_requests"
 
@@ -81,10 +82,11 @@ class BatchRequest(Base):
     batch_id: Mapped[str] = mapped_column(String(40))
     custom_id: Mapped[str] = mapped_column(String(512))
     line: Mapped[int] = mapped_column(Integer)
+    item: Mapped[int] = mapped_column(Integer, default=0)
     #: The `model` the request named (echoed in its OpenAI response body).
     model: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
     __table_args__ = (
-        UniqueConstraint("batch_id", "custom_id", name="uq_batch_requests_batch_custom_id"),
-        Index("ix_batch_requests_batch_job", "batch_id", "job_id"),
+        UniqueConstraint("batch_id", "custom_id", "item", name="uq_batch_requests_batch_custom_id_item"),
+        Index("ix_batch_requests_batch_line", "batch_id", "line"),
     )

@@ -61,8 +61,8 @@ class S3Store:
     name = "s3"
 
     def __init__(self, settings: FilesSettings) -> None:
-        import boto3  # type: ignore[import-untyped]  # lazily: only deployments that use S3 need it
-        from botocore.config import Config  # type: ignore[import-untyped]
+        import boto3  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        from botocore.config import Config  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
         secret = settings.files_s3_secret_access_key
         self._client: Any = boto3.client(

@@ -67,10 +67,11 @@ def upgrade() -> None:
         sa.Column("batch_id", sa.String(40), nullable=False),
         sa.Column("custom_id", sa.String(512), nullable=False),
         sa.Column("line", sa.Integer(), nullable=False),
+        sa.Column("item", sa.Integer(), nullable=False),
         sa.Column("model", sa.String(128), nullable=True),
-        sa.UniqueConstraint("batch_id", "custom_id", name="uq_batch_requests_batch_custom_id"),
+        sa.UniqueConstraint("batch_id", "custom_id", "item", name="uq_batch_requests_batch_custom_id_item"),
     )
-    op.create_index("ix_batch_requests_batch_job", "batch_requests", ["batch_id", "job_id"])
+    op.create_index("ix_batch_requests_batch_line", "batch_requests", ["batch_id", "line"])
 
 
 def downgrade() -> None:

@@ -11,9 +11,9 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from shared.db.batch_models import Batch
+from shared.db.batch_models import Batch, BatchRequest
 from shared.db.models import utcnow
 from shared.db.session import session_scope
 from tests.api.conftest import Broker, Rows
@@ -85,9 +85,9 @@ def test_counts_partial_output_and_completion(api: TestClient, database_url: str
     assert first["response"]["request_id"] == ids["req-0"]
     result = first["response"]["body"]["results"][0]
     assert result["flagged"] is True
-    assert result["category_scores"] == {"hate": 0.9}
-    assert result["category_applied_input_types"] == {"hate": ["text"]}
-    assert first["response"]["body"]["model"] == "omni-moderation-latest"
+    assert result["category_scores"]["hate"] == 0.9  # OpenAI's 13 categories, as /v1/moderations answers
+    assert result["category_applied_input_types"]["hate"] == ["text"]
+    assert len(result["categories"]) == 13
     [failed] = _lines(api, running["error_file_id"])
     assert failed["custom_id"] == "req-4"
     assert failed["response"]["status_code"] == 500
@@ -128,7 +128,7 @@ def test_bad_lines_fail_the_batch_with_their_line_numbers(api: TestClient, rows:
         (6, "invalid_body"),
         (7, "invalid_request"),
     ]
-    assert errors[3]["param"] == "body.moderate.input.text"
+    assert errors[3]["param"] == "body.input"
     assert all(e["message"].startswith(f"line {e['line']}: ") for e in errors)
     assert rows.count() == before  # nothing runs
 
@@ -136,24 +136,30 @@ def test_bad_lines_fail_the_batch_with_their_line_numbers(api: TestClient, rows:
 def test_chat_and_completion_lines_become_generate_jobs(
     api: TestClient, rows: Rows, database_url: str
 ) -> None:
+    model = api.get("/v1/models").json()["data"][0]["id"]
     chat = batch_line(
         "c",
         "/v1/chat/completions",
-        {"model": "m", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5},
+        {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5},
     )
     batch = _create(api, [chat], endpoint="/v1/chat/completions")
     job_id = batch_job_ids(database_url, batch["id"])["c"]
     job = rows.get(job_id)
     assert job is not None
-    assert (job.task, job.input, job.params) == (
+    assert (job.task, job.input, job.params, job.priority) == (
         "generate",
         {"messages": [{"role": "user", "content": "Hi"}]},
-        {"max_tokens": 5},
+        {"max_tokens": 5},  # no interactive queue time limit: the batch's window applies
+        2,
     )
     rows.set(
         job_id,
         status="succeeded",
-        result={"text": "Hello", "finish_reason": "stop"},
+        result={
+            "text": "Hello",
+            "finish_reason": "stop",
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+        },
         prompt_tokens=3,
         completion_tokens=1,
         finished_at=utcnow(),
@@ -161,13 +167,46 @@ def test_chat_and_completion_lines_become_generate_jobs(
     [line] = _lines(api, batch["output_file_id"])
     body = line["response"]["body"]
     assert body["object"] == "chat.completion"
-    assert body["model"] == "m"
-    assert body["choices"][0]["message"] == {"role": "assistant", "content": "Hello", "refusal": None}
+    assert body["model"] == model
+    assert body["choices"][0]["message"]["content"] == "Hello"
     assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
 
-    bad = batch_line("x", "/v1/completions", {"model": "m", "prompt": "Hi", "n": 2})
-    failed = _create(api, [bad], endpoint="/v1/completions")
-    assert failed["errors"]["data"][0]["param"] == "body.n"
+    bad = [
+        batch_line("n", "/v1/completions", {"model": model, "prompt": "Hi", "n": 2}),
+        batch_line("m", "/v1/completions", {"model": "gpt-4o", "prompt": "Hi"}),
+        batch_line("s", "/v1/completions", {"model": model, "prompt": "Hi", "stream": True}),
+    ]
+    failed = _create(api, bad, endpoint="/v1/completions")
+    assert [(e["line"], e["param"]) for e in failed["errors"]["data"]] == [
+        (1, "body.n"),
+        (2, "body.model"),
+        (3, "body.stream"),
+    ]
+
+
+def test_a_request_of_several_inputs_is_one_line(api: TestClient, database_url: str, rows: Rows) -> None:
+    lines = [batch_line("many", "/v1/moderations", {"input": ["one", "two", "three"]})]
+    batch = _create(api, lines)
+    assert batch["request_counts"]["total"] == 1
+    with session_scope(database_url) as session:
+        job_ids = [
+            job_id
+            for (job_id,) in session.execute(
+                select(BatchRequest.job_id)
+                .where(BatchRequest.batch_id == batch["id"])
+                .order_by(BatchRequest.item)
+            )
+        ]
+    assert [rows.get(job_id).input["text"] for job_id in job_ids] == ["one", "two", "three"]  # type: ignore[union-attr]
+    finish_batch_jobs(database_url, job_ids[:2], result=MODERATION)
+    assert api.get(f"/v1/batches/{batch['id']}").json()["request_counts"]["completed"] == 0
+    assert _lines(api, batch["output_file_id"]) == []  # not before all its inputs are done
+    finish_batch_jobs(database_url, job_ids[2:], result=MODERATION)
+    done = api.get(f"/v1/batches/{batch['id']}").json()
+    assert done["status"] == "completed"
+    assert done["request_counts"] == {"total": 1, "completed": 1, "failed": 0}
+    [line] = _lines(api, batch["output_file_id"])
+    assert len(line["response"]["body"]["results"]) == 3
 
 
 def test_jobs_lines_keep_their_own_priority(api: TestClient, rows: Rows, database_url: str) -> None:
