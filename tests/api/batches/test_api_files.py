@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import boto3  # type: ignore[import-untyped]
 import pytest
 from fastapi.testclient import TestClient
 
@@ -68,6 +67,8 @@ def test_file_over_the_limit_is_refused(make_client: object) -> None:
 
 
 def test_uploads_live_in_s3_when_configured(s3_server: S3Server, make_client: Any) -> None:
+    import boto3  # type: ignore[import-untyped]
+
     api = make_client(**s3_server.env())
     data = jsonl(moderation_lines(2))
     file_id = str(_upload(api, data)["id"])
