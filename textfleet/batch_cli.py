@@ -227,3 +227,36 @@ def download(
             raise typer.BadParameter(f"batch is {batch['status']} and has no such file")
         lines = client.download(file_id, output)
         console.print(f"{lines} lines written to {output} ({_counts(batch)})")
+
+
+@app.command()
+def bench(
+    requests: Annotated[int, typer.Option(help="Moderation requests in each run.")] = 50_000,
+    chunk: Annotated[
+        int, typer.Option(help="Jobs per POST /v1/jobs/batch (the API's bulk_max_jobs).")
+    ] = 10_000,
+    timeout: Annotated[float, typer.Option(help="Give up on a run after this many seconds.")] = 3600.0,
+    output: Annotated[Path | None, typer.Option(help="Also write the results here (JSON).")] = None,
+    url: Annotated[str, URL_OPTION] = DEFAULT_URL,
+) -> None:
+    """The same moderation work as one OpenAI batch and through POST /v1/jobs/batch, on an idle fleet:
+    submission time and throughput of each."""
+    from textfleet.batch_bench import run_batch, run_jobs
+
+    with httpx.Client(base_url=url.rstrip("/"), timeout=600) as http:
+        results = [
+            run_batch(http, requests, timeout_s=timeout),
+            run_jobs(http, requests, chunk=chunk, timeout_s=timeout),
+        ]
+    table = Table("path", "requests", "submission s", "total s", "requests/s")
+    for result in results:
+        table.add_row(
+            result.path,
+            str(result.requests),
+            f"{result.submit_s:.2f}",
+            f"{result.total_s:.1f}",
+            f"{result.throughput:.1f}",
+        )
+    console.print(table)
+    if output is not None:
+        output.write_text(json.dumps([result.as_dict() for result in results], indent=2) + "\n")
