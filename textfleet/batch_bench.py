@@ -47,7 +47,9 @@ def texts(count: int) -> list[str]:
     return [f"{subjects[i % 6]} {verdicts[(i // 6) % 6]} (sample {i})." for i in range(count)]
 
 
-def run_batch(http: httpx.Client, count: int, *, timeout_s: float, poll_s: float = 1.0) -> BenchResult:
+def run_batch(
+    http: httpx.Client, count: int, *, timeout_s: float, poll_s: float = 1.0, wait: bool = True
+) -> BenchResult:
     lines = "".join(
         json.dumps(
             {"custom_id": f"r{i}", "method": "POST", "url": "/v1/moderations", "body": {"input": text}}
@@ -71,6 +73,8 @@ def run_batch(http: httpx.Client, count: int, *, timeout_s: float, poll_s: float
     if batch["status"] != "in_progress":
         raise RuntimeError(f"batch {batch['status']}: {batch.get('errors')}")
     submitted = time.perf_counter()
+    if not wait:
+        return BenchResult("openai batch", count, submitted - started, 0.0)
     deadline = started + timeout_s
     with Progress(*_COLUMNS, console=console) as progress:
         task = progress.add_task("batch", total=count)
@@ -94,13 +98,15 @@ def _outstanding(http: httpx.Client) -> int:
 
 
 def run_jobs(
-    http: httpx.Client, count: int, *, chunk: int, timeout_s: float, poll_s: float = 1.0
+    http: httpx.Client, count: int, *, chunk: int, timeout_s: float, poll_s: float = 1.0, wait: bool = True
 ) -> BenchResult:
     jobs = [{"task": "moderate", "input": {"text": text}} for text in texts(count)]
     started = time.perf_counter()
     for start in range(0, count, chunk):
         http.post("/v1/jobs/batch", json={"jobs": jobs[start : start + chunk]}).raise_for_status()
     submitted = time.perf_counter()
+    if not wait:
+        return BenchResult("POST /v1/jobs/batch", count, submitted - started, 0.0)
     deadline = started + timeout_s
     with Progress(*_COLUMNS, console=console) as progress:
         task = progress.add_task("POST /v1/jobs/batch", total=count)

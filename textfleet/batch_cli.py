@@ -237,6 +237,9 @@ def bench(
     ] = 10_000,
     timeout: Annotated[float, typer.Option(help="Give up on a run after this many seconds.")] = 3600.0,
     output: Annotated[Path | None, typer.Option(help="Also write the results here (JSON).")] = None,
+    submit_only: Annotated[
+        bool, typer.Option(help="Measure submission only (no workers needed; total and rate are then 0).")
+    ] = False,
     url: Annotated[str, URL_OPTION] = DEFAULT_URL,
 ) -> None:
     """The same moderation work as one OpenAI batch and through POST /v1/jobs/batch, on an idle fleet:
@@ -245,8 +248,8 @@ def bench(
 
     with httpx.Client(base_url=url.rstrip("/"), timeout=600) as http:
         results = [
-            run_batch(http, requests, timeout_s=timeout),
-            run_jobs(http, requests, chunk=chunk, timeout_s=timeout),
+            run_batch(http, requests, timeout_s=timeout, wait=not submit_only),
+            run_jobs(http, requests, chunk=chunk, timeout_s=timeout, wait=not submit_only),
         ]
     table = Table("path", "requests", "submission s", "total s", "requests/s")
     for result in results:

@@ -123,3 +123,29 @@ def test_a_bad_file_names_its_lines(served: LiveApi, tmp_path: Path) -> None:
     assert code == 1
     assert "failed" in output
     assert "line 2: body.input: Field required" in output
+
+
+def test_bench_submission_of_both_paths(served: LiveApi, database_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    before = _batch_ids(database_url)
+    code, output = _run(
+        "bench",
+        "--requests",
+        "300",
+        "--chunk",
+        "100",
+        "--submit-only",
+        "--output",
+        str(out),
+        "--url",
+        served.url,
+    )
+    assert code == 0, output
+    results = json.loads(out.read_text())
+    assert [(r["path"], r["requests"]) for r in results] == [
+        ("openai batch", 300),
+        ("POST /v1/jobs/batch", 300),
+    ]
+    assert all(r["submit_s"] > 0 for r in results)
+    [batch_id] = _batch_ids(database_url) - before
+    assert len(batch_job_ids(database_url, batch_id)) == 300
