@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from shared.batches import FINAL_STATUSES
+
 __all__ = ["BatchClient", "app"]
 
 app = typer.Typer(
@@ -25,8 +27,6 @@ console = Console()
 
 URL_OPTION = typer.Option(envvar="TEXTFLEET_URL", help="API base URL.")
 DEFAULT_URL = "http://127.0.0.1:8000"
-#: Statuses after which a batch no longer changes.
-FINAL = frozenset({"failed", "completed", "expired", "cancelled"})
 
 
 class BatchClient:
@@ -130,7 +130,7 @@ def follow(client: BatchClient, batch: dict[str, Any], *, poll_s: float, timeout
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(_counts(batch), total=batch["request_counts"]["total"] or None)
-        while batch["status"] not in FINAL:
+        while batch["status"] not in FINAL_STATUSES:
             if time.monotonic() > deadline:
                 raise typer.BadParameter(
                     f"still {batch['status']} after {timeout_s:g} s", param_hint="--timeout"

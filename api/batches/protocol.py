@@ -28,8 +28,6 @@ ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/moderations", "/v1/
 BatchStatus = Literal[
     "validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled"
 ]
-#: Statuses after which nothing changes any more.
-FINAL_STATUSES = frozenset({"failed", "completed", "expired", "cancelled"})
 
 _WINDOW = re.compile(r"^([1-9][0-9]{0,3})([hm])$")
 

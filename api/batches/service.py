@@ -1,10 +1,6 @@
 """Batch logic: create (validate, then store and enqueue every request as a job), read with live
-`request_counts`, list, cancel, expire, and stream the output and error files from the jobs.
-
-A batch's status moves forward only, each move a conditional UPDATE on the status it had (written once,
-in `_move`). Reading a batch advances it: `in_progress` becomes `completed` once every job is terminal,
-`expired` once its window has passed (its queued jobs canceled, what finished kept), and `cancelling`
-becomes `cancelled` once no job runs any more.
+`request_counts`, list and cancel. Reading a batch moves it on (`shared.batches.advance`, which the
+sweeper also runs), so a client always sees it where its jobs are.
 """
 
 from __future__ import annotations
@@ -13,30 +9,28 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import redis
 import structlog
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 from ulid import ULID
 
-from api.batches.protocol import FINAL_STATUSES, BatchCreate, RequestCounts, window
+from api.batches.protocol import BatchCreate, RequestCounts, window
 from api.batches.validation import Request, parse_batch_file
 from api.files.service import FilesService, new_file_id
+from shared import batches
 from shared.db import repository
 from shared.db.batch_models import Batch, BatchRequest, FileObject
-from shared.db.models import Job, utcnow
+from shared.db.models import utcnow
 from shared.errors import ConflictError, InvalidInputError, JobNotFoundError, QueueUnavailableError
-from shared.events import announce_terminals
 from shared.files.settings import FilesSettings
 from shared.metrics import count_submitted
 from shared.queueing import redis_client, send_jobs
-from shared.results import TERMINAL_STATUSES, JobStatus
 from shared.schemas import JobCreate
 
 __all__ = ["BatchesService"]
 
 log = structlog.get_logger(__name__)
-
-_TERMINAL = [status.value for status in TERMINAL_STATUSES]
 
 
 def _job_row(body: JobCreate, created_at: datetime) -> dict[str, Any]:
@@ -181,56 +175,19 @@ class BatchesService:
         return batch
 
     def counts(self, session: Session, batch: Batch) -> RequestCounts:
-        """`request_counts` from the jobs, one SQL aggregate: a request is done when all its jobs are
-        terminal; completed when all succeeded, failed when done otherwise."""
-        terminal = func.min(case((Job.status.in_(_TERMINAL), 1), else_=0))
-        succeeded = func.min(case((Job.status == JobStatus.SUCCEEDED.value, 1), else_=0))
-        per_request = (
-            select(terminal.label("done"), succeeded.label("ok"))
-            .select_from(BatchRequest)
-            .join(Job, Job.id == BatchRequest.job_id)
-            .where(BatchRequest.batch_id == batch.id)
-            .group_by(BatchRequest.line)
-            .subquery()
-        )
-        done, ok = session.execute(select(func.sum(per_request.c.done), func.sum(per_request.c.ok))).one()
-        completed = int(ok or 0)
-        return RequestCounts(total=batch.total, completed=completed, failed=int(done or 0) - completed)
+        return RequestCounts(**batches.counts(session, batch)._asdict())
 
     def get(self, session: Session, batch_id: str) -> tuple[Batch, RequestCounts]:
-        """The batch, advanced to where its jobs are, with its counts."""
+        """The batch, moved on to where its jobs are (`shared.batches.advance`), with its counts."""
         batch = self._row(session, batch_id)
-        counts = self.counts(session, batch)
-        if batch.status not in FINAL_STATUSES:
-            self._advance(session, batch, counts)
+        current = batches.counts(session, batch)
+        if batch.status in batches.ACTIVE_STATUSES:
+            current = batches.advance(session, batch, self._redis(), current)
         session.commit()
-        return batch, counts
+        return batch, RequestCounts(**current._asdict())
 
-    def _advance(self, session: Session, batch: Batch, counts: RequestCounts) -> None:
-        finished = counts.completed + counts.failed == counts.total
-        now = utcnow()
-        if batch.status == "in_progress" and finished:
-            self._move(session, batch, "in_progress", "completed", finalizing_at=now, completed_at=now)
-        elif batch.status == "in_progress" and now >= batch.expires_at:
-            if self._move(session, batch, "in_progress", "expired", expired_at=now):
-                self._cancel_queued(session, batch)
-        elif batch.status == "cancelling" and finished:
-            self._move(session, batch, "cancelling", "cancelled", cancelled_at=now)
-
-    def _move(self, session: Session, batch: Batch, expected: str, status: str, **times: datetime) -> bool:
-        """The one status transition: a conditional UPDATE, so concurrent readers move a batch once."""
-        moved = session.execute(
-            update(Batch)
-            .where(Batch.id == batch.id, Batch.status == expected)
-            .values(status=status, **times)
-            .execution_options(synchronize_session=False)
-        )
-        won = bool(moved.rowcount)  # type: ignore[attr-defined]
-        session.commit()
-        session.refresh(batch)
-        if won:
-            log.info("batch.status", batch_id=batch.id, status=status, was=expected)
-        return won
+    def _redis(self) -> redis.Redis:
+        return redis_client(str(self.celery.conf.broker_url))
 
     def list(
         self, session: Session, *, limit: int, after: str | None
@@ -249,31 +206,9 @@ class BatchesService:
         batch = self._row(session, batch_id)
         if batch.status in {"cancelling", "cancelled"}:
             return self.get(session, batch_id)
-        if batch.status != "in_progress" or not self._move(
+        if batch.status != "in_progress" or not batches.move(
             session, batch, "in_progress", "cancelling", cancelling_at=utcnow()
         ):
             raise ConflictError(f"batch is already {batch.status}; only a batch in progress can be cancelled")
-        self._cancel_queued(session, batch)
+        batches.cancel_queued(session, batch, self._redis())
         return self.get(session, batch_id)
-
-    def _cancel_queued(self, session: Session, batch: Batch) -> None:
-        """Cancel every queued job of the batch (each a conditional update: a job a worker claimed
-        meanwhile runs to its end); announced to the fleet in one pipelined write."""
-        queued = session.execute(
-            select(Job.id, Job.task)
-            .select_from(BatchRequest)
-            .join(Job, Job.id == BatchRequest.job_id)
-            .where(BatchRequest.batch_id == batch.id, Job.status == JobStatus.QUEUED.value)
-        ).all()
-        canceled = [(job_id, task) for job_id, task in queued if repository.cancel_queued(session, job_id)]
-        session.commit()
-        log.info("batch.jobs_canceled", batch_id=batch.id, jobs=len(canceled))
-        try:
-            client = redis_client(str(self.celery.conf.broker_url))
-            for start in range(0, len(canceled), 10_000):
-                chunk = canceled[start : start + 10_000]
-                announce_terminals(
-                    client, [(job_id, task, JobStatus.CANCELED.value) for job_id, task in chunk]
-                )
-        except Exception as exc:  # the sweeper prunes the outstanding set; the database holds the truth
-            log.warning("batch.cancel_announce_failed", batch_id=batch.id, error=str(exc))

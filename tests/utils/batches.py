@@ -11,7 +11,7 @@ from shared.db.batch_models import BatchRequest
 from shared.db.models import Job, utcnow
 from shared.db.session import session_scope
 
-__all__ = ["batch_job_ids", "batch_line", "finish_batch_jobs", "jsonl", "moderation_lines"]
+__all__ = ["batch_job_ids", "batch_line", "batch_rows", "finish_batch_jobs", "jsonl", "moderation_lines"]
 
 
 def batch_line(custom_id: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -60,3 +60,40 @@ def finish_batch_jobs(
                 finished_at=utcnow(),
             )
         )
+
+
+def batch_rows(
+    database_url: str, jobs: int, *, status: str = "in_progress", expires_in_s: float = 3600
+) -> str:
+    """A batch of `jobs` queued moderation jobs (one request each) written straight to the database."""
+    from datetime import timedelta
+
+    from ulid import ULID
+
+    from shared.db.batch_models import Batch
+    from tests.utils.factories import job_row
+
+    now = utcnow()
+    batch_id = f"batch_{ULID()}"
+    rows = [job_row("moderate") for _ in range(jobs)]
+    with session_scope(database_url) as session:
+        session.add(
+            Batch(
+                id=batch_id,
+                status=status,
+                endpoint="/v1/moderations",
+                input_file_id="file-x",
+                completion_window="24h",
+                total=jobs,
+                priority=2,
+                created_at=now,
+                in_progress_at=now,
+                expires_at=now + timedelta(seconds=expires_in_s),
+            )
+        )
+        session.add_all(rows)
+        session.add_all(
+            BatchRequest(job_id=row.id, batch_id=batch_id, custom_id=f"req-{i}", line=i + 1, item=0)
+            for i, row in enumerate(rows)
+        )
+    return batch_id
