@@ -27,6 +27,7 @@ import structlog
 from celery import Celery
 from sqlalchemy import delete, func, select, update
 
+from shared.batches import advance_active
 from shared.constants import CANCEL_CHANNEL, SWEEPER_LOCK, TASK_QUEUES, Queue, TaskName, outstanding_key
 from shared.db import repository, session_scope
 from shared.db.models import IdempotencyKey, Job, WebhookDelivery, utcnow
@@ -199,6 +200,8 @@ def sweep(
 
         enqueue_deliveries(celery, deliveries)
     done["outstanding_dropped"] += _prune_outstanding(settings, client)
+    with session_scope(url) as session:  # batches complete, expire and end cancelling unread (issue 13)
+        done["batches_moved"] += advance_active(session, client)
     return +done
 
 
