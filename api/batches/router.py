@@ -11,16 +11,17 @@ from api.batches.protocol import BatchCreate, BatchList, BatchOut, batch_out
 from api.batches.service import BatchesService
 from api.deps import SessionDep, SettingsDep
 from api.files.router import files_service
+from api.openai.errors import OpenAIRoute
 from api.openai.router import get_service
-from shared.schemas import ErrorResponse
 from shared.settings import Settings
 
 __all__ = ["batches_service", "router"]
 
-router = APIRouter(prefix="/v1/batches", tags=["batches"])
+router = APIRouter(prefix="/v1/batches", tags=["batches"], route_class=OpenAIRoute)
 
 _ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (404, 409, 422, 503)
+    code: {"description": 'OpenAI\'s `{"error": {"message", "type", "param", "code"}}`'}
+    for code in (400, 404, 409, 503)
 }
 
 

@@ -12,15 +12,18 @@ from api.batches.output import output_lines
 from api.deps import SessionDep, SettingsDep
 from api.files.protocol import FileDeleted, FileList, FileOut, file_out
 from api.files.service import FilesService
+from api.openai.errors import OpenAIRoute
 from shared.errors import InvalidInputError
 from shared.files.settings import FilesSettings
-from shared.schemas import ErrorResponse
 
 __all__ = ["files_service", "router"]
 
-router = APIRouter(prefix="/v1/files", tags=["files"])
+router = APIRouter(prefix="/v1/files", tags=["files"], route_class=OpenAIRoute)
 
-_ERRORS: dict[int | str, dict[str, object]] = {code: {"model": ErrorResponse} for code in (404, 422, 503)}
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"description": 'OpenAI\'s `{"error": {"message", "type", "param", "code"}}`'}
+    for code in (400, 404, 503)
+}
 
 
 def files_service(request: Request) -> FilesService:

@@ -51,14 +51,14 @@ def test_upload_retrieve_list_download_delete(api: TestClient) -> None:
 
 def test_unknown_purpose_is_refused(api: TestClient) -> None:
     response = api.post("/v1/files", files={"file": ("in.jsonl", b"{}\n")}, data={"purpose": "nonsense"})
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_purpose"
 
 
 def test_file_over_the_limit_is_refused(make_client: object) -> None:
     api = make_client(files_max_bytes="100")  # type: ignore[operator]
     response = api.post("/v1/files", files={"file": ("in.jsonl", b"x" * 101)}, data={"purpose": "batch"})
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.json()["error"]["code"] == "file_too_large"
     assert (
         api.post("/v1/files", files={"file": ("in.jsonl", b"x" * 100)}, data={"purpose": "batch"}).status_code
