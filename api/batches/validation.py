@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from api.batches.requests import Line, LineError, to_jobs
+from shared.constants import TaskName
 from shared.schemas import JobCreate
 from shared.validation import string_problem
 
@@ -35,6 +36,9 @@ class Parsed:
     errors: list[dict[str, Any]]
 
 
+_TASKS = frozenset(task.value for task in TaskName)
+
+
 def _error(line: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
     return {"code": code, "message": f"line {line}: {message}", "param": param, "line": line}
 
@@ -43,6 +47,8 @@ def _first_problem(exc: ValidationError, prefix: str) -> tuple[str, str]:
     """(param, message) of a validation error's first problem; `param` a dotted path like `body.input`."""
     first = exc.errors(include_url=False, include_input=False)[0]
     loc = [str(part) for part in first["loc"]]
+    if loc and loc[0] in _TASKS:  # the union's tag of a `/v1/jobs` body: `moderate.input.text`
+        loc = loc[1:]
     param = ".".join([prefix, *loc]) if prefix else ".".join(loc)
     message = str(first["msg"]).removeprefix("Value error, ")
     return param, f"{param}: {message}" if param else message

@@ -216,6 +216,8 @@ def test_jobs_lines_keep_their_own_priority(api: TestClient, rows: Rows, databas
     ]
     batch = _create(api, lines, endpoint="/v1/jobs")
     ids = batch_job_ids(database_url, batch["id"])
+    bad = batch_line("c", "/v1/jobs", {"task": "moderate", "input": {"text": ""}})
+    assert _create(api, [bad], endpoint="/v1/jobs")["errors"]["data"][0]["param"] == "body.input.text"
     assert rows.get(ids["a"]).priority == 2  # type: ignore[union-attr]
     assert rows.get(ids["b"]).priority == 7  # type: ignore[union-attr]
 
