@@ -130,7 +130,7 @@ def cancel_queued(session: Session, batch: Batch, client: redis.Redis) -> int:
     return len(canceled)
 
 
-def advance_active(session: Session, client: redis.Redis, *, limit: int = 100) -> int:
+def advance_active(session: Session, client: redis.Redis, *, limit: int = 1000) -> int:
     """`advance` every batch still running (the sweeper's part: batches complete, expire and finish
     cancelling with nobody reading them). How many changed status."""
     active = session.scalars(
