@@ -40,9 +40,10 @@ def _finished(batch: Any) -> int:
     return int(counts.completed + counts.failed)
 
 
-def test_a_batch_survives_a_worker_kill_and_a_redis_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_a_batch_survives_a_worker_kill_and_a_redis_restart(database: str, tmp_path: Path) -> None:
     env = {**RECOVERY_ENV, "TEXTFLEET_LOG_FORMAT": "json", "TEXTFLEET_CLASSIFY_CONCURRENCY": "16"}
-    with running_fleet("postgresql", tmp_path, env=env, workers=("classify",)) as fleet:
+    with running_fleet(database, tmp_path, env=env, workers=("classify",)) as fleet:
         with openai.OpenAI(
             base_url=f"{fleet.api_url}/v1", api_key="textfleet", timeout=120, max_retries=3
         ) as oai:
