@@ -15,7 +15,11 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from api.batches.router import router as batches_router
+from api.batches.service import BatchesService
 from api.errors import install_error_handlers
+from api.files.router import router as files_router
+from api.files.service import FilesService
 from api.health.router import router as health_router
 from api.health.service import Readiness
 from api.jobs.intake import IntakeBatcher
@@ -91,6 +95,11 @@ def _start_services(app: FastAPI, settings: Settings) -> None:
     state.waiter = JobWaiter(settings.redis_url, jobs.read_many, max_waiters=settings.wait_max_waiters)
     # OpenAI-compatible endpoints: jobs through the same services, at interactive priority.
     state.openai = OpenAIService(settings, jobs, state.waiter)
+    # Files and batches (OpenAI's Batch API): file bytes in the database or an S3-compatible store.
+    state.files = FilesService(settings.files)
+    state.batches = BatchesService(
+        settings.files, state.files, state.celery, chunk_size=settings.bulk_chunk_size
+    )
     state.queue_stats = QueueStats(state.redis)
     state.readiness = Readiness(get_engine(settings.database_url), state.redis)
 
@@ -127,7 +136,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.celery = make_celery(settings)
     install_error_handlers(app)
-    for router in (health_router, jobs_router, queues_router, metrics_router, webhooks_router, openai_router):
+    for router in (
+        health_router,
+        jobs_router,
+        queues_router,
+        metrics_router,
+        webhooks_router,
+        openai_router,
+        files_router,
+        batches_router,
+    ):
         app.include_router(router)
     app.add_middleware(LimitsMiddleware, limits=Limits.from_settings(settings))
     app.add_middleware(MetricsMiddleware)

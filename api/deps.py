@@ -17,6 +17,8 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 from sqlalchemy.orm import Session
 
+from api.batches.service import BatchesService
+from api.files.service import FilesService
 from api.health.service import Readiness
 from api.jobs.intake import IntakeBatcher
 from api.jobs.service import JobService
@@ -27,7 +29,9 @@ from shared.settings import Settings
 
 __all__ = [
     "AsyncRedis",
+    "BatchesDep",
     "CeleryDep",
+    "FilesDep",
     "IntakeDep",
     "JobsDep",
     "OpenAIDep",
@@ -93,6 +97,18 @@ async def get_openai(request: Request) -> OpenAIService:
     return service
 
 
+async def get_files(request: Request) -> FilesService:
+    """The app's file store service (`api.files.service`)."""
+    service: FilesService = request.app.state.files
+    return service
+
+
+async def get_batches(request: Request) -> BatchesService:
+    """The app's batch service (`api.batches.service`)."""
+    service: BatchesService = request.app.state.batches
+    return service
+
+
 async def get_queue_stats(request: Request) -> QueueStats:
     """The app's queue depth reader."""
     stats: QueueStats = request.app.state.queue_stats
@@ -115,4 +131,6 @@ IntakeDep = Annotated[IntakeBatcher, Depends(get_intake)]
 WaiterDep = Annotated[JobWaiter, Depends(get_waiter)]
 QueueStatsDep = Annotated[QueueStats, Depends(get_queue_stats)]
 OpenAIDep = Annotated[OpenAIService, Depends(get_openai)]
+FilesDep = Annotated[FilesService, Depends(get_files)]
+BatchesDep = Annotated[BatchesService, Depends(get_batches)]
 ReadinessDep = Annotated[Readiness, Depends(get_readiness)]

@@ -21,6 +21,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.files.settings import FilesSettings
 from shared.settings_rules import cross_field_problems
 
 __all__ = [
@@ -325,6 +326,13 @@ class Settings(BaseSettings):
     )
     webhook_breaker_max_cooldown_s: float = Field(
         300.0, gt=0, description="Longest cooldown; each failed probe doubles it up to this."
+    )
+
+    # --- Files and batches (OpenAI's Batch API) -----------------------------------------------
+    files: FilesSettings = Field(
+        default_factory=FilesSettings,
+        description="Where uploaded files live and how batches run: the `TEXTFLEET_FILES_*` and "
+        "`TEXTFLEET_BATCH_*` variables (`shared.files.settings`), read from the same environment.",
     )
 
     # --- Secrets ------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from celery import Celery
 from sqlalchemy import delete, select
 
 from shared import lifecycle
+from shared.batches import advance_active
 from shared.constants import SWEEPER_LOCK, TASK_QUEUES, Queue, TaskName, outstanding_key
 from shared.db import repository, session_scope
 from shared.db.conflicts import retry_conflicts
@@ -82,6 +83,7 @@ def sweep(
     _resend_lost_deliveries(state)
     _forget_idempotency_keys(state)
     state.done["outstanding_dropped"] += _prune_outstanding(settings, client)
+    _advance_batches(state)
     return +state.done
 
 
@@ -181,6 +183,12 @@ def _forget_idempotency_keys(state: _Sweep) -> None:
     with session_scope(state.settings.database_url) as session:
         expired_keys = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
     state.done["idempotency_keys_deleted"] += expired_keys.rowcount  # type: ignore[attr-defined]
+
+
+def _advance_batches(state: _Sweep) -> None:
+    """7. Batches complete, expire and end `cancelling` with nobody reading them (`shared.batches`)."""
+    with session_scope(state.settings.database_url) as session:
+        state.done["batches_moved"] += advance_active(session, state.client)
 
 
 def _alive_workers(client: redis.Redis, workers: set[tuple[str, str]]) -> set[tuple[str, str]]:

@@ -25,7 +25,7 @@ from shared.metrics import count_submitted
 from shared.queueing import send_jobs
 from shared.schemas import JobCreate, JobOut
 
-__all__ = ["IdempotentReplayError", "check_webhooks", "create_job", "create_jobs"]
+__all__ = ["IdempotentReplayError", "check_webhooks", "create_job", "create_jobs", "job_row"]
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +34,7 @@ class IdempotentReplayError(Exception):
     """A concurrent request stored the same Idempotency-Key first: answer with its jobs."""
 
 
-def _row(body: JobCreate, created_at: Any) -> dict[str, Any]:
+def job_row(body: JobCreate, created_at: Any) -> dict[str, Any]:
     """The row of a validated job: input and params as given (unset and null fields left out),
     metadata unchanged (its values are already plain JSON: null stays null)."""
     return repository.new_job_row(
@@ -82,7 +82,7 @@ def create_jobs(
     jobs; a concurrent request with the same key loses the insert race and raises IdempotentReplayError.
     """
     created_at = utcnow()
-    rows = [_row(body, created_at) for body in bodies]
+    rows = [job_row(body, created_at) for body in bodies]
     try:
         repository.insert_job_rows(session, rows, chunk_size=chunk_size)
         if idempotency is not None:

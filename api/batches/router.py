@@ -1,0 +1,69 @@
+"""`/v1/batches`: create (from an uploaded JSONL file), retrieve, list and cancel batches."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from api.batches.protocol import BatchCreate, BatchList, BatchOut, batch_out
+from api.deps import BatchesDep, OpenAIDep, SessionDep, SettingsDep
+from api.openai.errors import OpenAIRoute
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/batches", tags=["batches"], route_class=OpenAIRoute)
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"description": 'OpenAI\'s `{"error": {"message", "type", "param", "code"}}`'}
+    for code in (400, 404, 409, 503)
+}
+
+
+@router.post("", response_model=BatchOut, summary="Create a batch", responses=_ERRORS)
+async def create_batch(
+    body: BatchCreate, service: BatchesDep, openai: OpenAIDep, session: SessionDep, settings: SettingsDep
+) -> BatchOut:
+    """Validate the input file line by line and run each request as a job (at `batch_priority`).
+
+    A file with any bad line gives a batch with status `failed` and an `errors` list naming each bad
+    line (`line`, `code`, `message`, `param`); nothing of it runs. Otherwise the batch is `in_progress`
+    with every request queued; `output_file_id` and `error_file_id` are set at once and can be
+    downloaded while it runs."""
+    batch = await run_in_threadpool(
+        service.create,
+        session,
+        body,
+        webhooks_enabled=settings.webhook_secret is not None,
+        generation_model=openai.generation_model,
+    )
+    counts = await run_in_threadpool(service.counts, session, batch)
+    session.rollback()
+    return batch_out(batch, counts)
+
+
+@router.get("", response_model=BatchList, summary="List batches, newest first", responses=_ERRORS)
+def list_batches(
+    service: BatchesDep,
+    session: SessionDep,
+    after: Annotated[str | None, Query(description="`last_id` of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> BatchList:
+    items, more = service.list(session, limit=limit, after=after)
+    data = [batch_out(batch, counts) for batch, counts in items]
+    return BatchList(
+        data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None, has_more=more
+    )
+
+
+@router.get("/{batch_id}", response_model=BatchOut, summary="Get a batch", responses=_ERRORS)
+def get_batch(batch_id: str, service: BatchesDep, session: SessionDep) -> BatchOut:
+    return batch_out(*service.get(session, batch_id))
+
+
+@router.post("/{batch_id}/cancel", response_model=BatchOut, summary="Cancel a batch", responses=_ERRORS)
+def cancel_batch(batch_id: str, service: BatchesDep, session: SessionDep) -> BatchOut:
+    """Cancel a batch in progress: its queued requests are canceled (they go to the error file as
+    `batch_cancelled`), running ones finish; `cancelling` until none runs, then `cancelled`."""
+    return batch_out(*service.cancel(session, batch_id))
