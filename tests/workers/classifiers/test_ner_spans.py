@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -38,13 +40,14 @@ def _tokens(text: str) -> tuple[list[tuple[int, int]], list[int]]:
 
 
 @pytest.mark.parametrize(
-    ("n", "size", "overlap"), [(0, 10, 2), (5, 10, 2), (10, 10, 2), (11, 10, 2), (100, 10, 3), (1000, 254, 64)]
+    ("n", "size", "overlap"),
+    [(0, 10, 2), (5, 10, 2), (10, 10, 2), (11, 10, 2), (100, 10, 3), (1000, 254, 64)],
 )
 def test_windows_cover_every_token_within_size_with_overlap(n: int, size: int, overlap: int) -> None:
     windows = plan_windows(n, size, overlap)
     assert windows[0][0] == 0 and windows[-1][1] == n
     assert all(0 < end - start <= size or n == 0 for start, end in windows)
-    for (_, end), (start, _) in zip(windows, windows[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(windows):
         assert end - start >= overlap  # neighbours share at least `overlap` tokens
     assert set().union(*(range(a, b) for a, b in windows)) == set(range(n))
 
