@@ -1,0 +1,1 @@
+"""textfleet operator tooling: CLI, dev stack, client, model preparation and training."""

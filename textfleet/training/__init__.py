@@ -1,0 +1,1 @@
+"""Training and evaluation of the default heads (operator tooling; workers never import it)."""
