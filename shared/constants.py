@@ -38,6 +38,7 @@ class TaskName(StrEnum):
     RISK = "risk"  # fraud / financial-risk scoring (PyTorch classifier)
     SENTIMENT = "sentiment"  # negative / neutral / positive (PyTorch classifier)
     EXTRACT = "extract"  # JSON valid against a JSON Schema (vLLM, constrained decoding)
+    ENTITIES = "entities"  # named entities with character offsets (PyTorch token head + rules)
 
 
 class Queue(StrEnum):
@@ -56,6 +57,7 @@ TASK_QUEUES: dict[TaskName, Queue] = {
     TaskName.RISK: Queue.CLASSIFY,
     TaskName.SENTIMENT: Queue.CLASSIFY,
     TaskName.EXTRACT: Queue.GENERATE,
+    TaskName.ENTITIES: Queue.CLASSIFY,
 }
 
 #: Celery task names are `textfleet.<task>`; the message's only argument is the job id.

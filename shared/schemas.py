@@ -23,6 +23,8 @@ from shared.constants import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN, TaskN
 from shared.response_format import JsonSchema, ResponseFormat
 from shared.results import (
     TERMINAL_STATUSES,
+    EntitiesResult,
+    Entity,
     ErrorBody,
     ErrorResponse,
     ExtractResult,
@@ -45,6 +47,9 @@ __all__ = [
     "TERMINAL_STATUSES",
     "ChatMessage",
     "ClassifyParams",
+    "EntitiesJobCreate",
+    "EntitiesResult",
+    "Entity",
     "ErrorBody",
     "ErrorResponse",
     "ExtractJobCreate",
@@ -350,13 +355,20 @@ class ExtractJobCreate(_JobCreateBase):
     params: ExtractParams = Field(default_factory=ExtractParams)
 
 
+class EntitiesJobCreate(_JobCreateBase):
+    task: Literal[TaskName.ENTITIES]
+    input: TextInput
+    params: ClassifyParams = Field(default_factory=ClassifyParams)
+
+
 JobCreate = Annotated[
     GenerateJobCreate
     | SummarizeJobCreate
     | ModerateJobCreate
     | RiskJobCreate
     | SentimentJobCreate
-    | ExtractJobCreate,
+    | ExtractJobCreate
+    | EntitiesJobCreate,
     Field(discriminator="task"),
 ]
 
@@ -367,6 +379,7 @@ _PAYLOADS: dict[TaskName, tuple[type[BaseModel], type[BaseModel]]] = {
     TaskName.RISK: (TextInput, ClassifyParams),
     TaskName.SENTIMENT: (TextInput, ClassifyParams),
     TaskName.EXTRACT: (TextInput, ExtractParams),
+    TaskName.ENTITIES: (TextInput, ClassifyParams),
 }
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from shared.constants import TaskName
 from shared.schemas import (
+    EntitiesResult,
     GenerateInput,
     GenerateParams,
     GenerateResult,
@@ -138,4 +139,5 @@ HANDLERS: dict[TaskName, Handler] = {
     TaskName.RISK: _classifier(RiskResult, TaskName.RISK),
     TaskName.SENTIMENT: _classifier(SentimentResult, TaskName.SENTIMENT),
     TaskName.EXTRACT: _extract,
+    TaskName.ENTITIES: _classifier(EntitiesResult, TaskName.ENTITIES),
 }

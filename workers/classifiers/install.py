@@ -22,6 +22,7 @@ import structlog
 from shared.errors import ModelNotPreparedError
 from workers.classifiers.defaults import DEFAULT_TASKS, DEFAULTS_DIR
 from workers.classifiers.heads import HEAD_FILE, HEAD_META_FILE
+from workers.classifiers.ner_head import ENTITY_HEAD_DIR, ENTITY_HEAD_FILE, ENTITY_META_FILE
 
 __all__ = ["MARKER_NAME", "defaults_key", "is_prepared", "prepare_heads"]
 
@@ -35,8 +36,9 @@ MARKER_NAME = ".textfleet-prepared.json"
 
 def _shipped_files(source: Path) -> list[Path]:
     files = []
-    for task in DEFAULT_TASKS:
-        for name in (HEAD_FILE, HEAD_META_FILE):
+    shipped = [(task, (HEAD_FILE, HEAD_META_FILE)) for task in DEFAULT_TASKS]
+    for task, names in [*shipped, (ENTITY_HEAD_DIR, (ENTITY_HEAD_FILE, ENTITY_META_FILE))]:
+        for name in names:
             path = source / task / name
             if not path.is_file():
                 raise ModelNotPreparedError(
@@ -74,7 +76,7 @@ def prepare_heads(heads_dir: Path, *, progress: Progress | None = None, source: 
     heads_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{heads_dir.name}.tmp-", dir=heads_dir.parent))
     try:
-        for task in DEFAULT_TASKS:
+        for task in (*DEFAULT_TASKS, ENTITY_HEAD_DIR):
             shutil.copytree(source / task, tmp / task)
         stamp = {"key": defaults_key(source), "source": str(source), "created": time.time()}
         (tmp / MARKER_NAME).write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
