@@ -1,12 +1,13 @@
 """Names shared by the API and the workers: tasks, queues, Celery task names, Redis keys.
 
 Everything that crosses the process boundary by *name* lives here, so the API can send a job
-to a worker without importing the worker's code.
+to a worker without importing the worker's code. Task names and their queues are derived from the
+task registry (`shared.tasks`) and re-exported here.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
+from shared.tasks import TASK_QUEUES, Queue, TaskName
 
 __all__ = [
     "CANCEL_CHANNEL",
@@ -28,37 +29,6 @@ __all__ = [
     "outstanding_key",
 ]
 
-
-class TaskName(StrEnum):
-    """The kinds of job a client can submit (`task` in `POST /v1/jobs`)."""
-
-    GENERATE = "generate"  # free text generation on the vLLM engine
-    SUMMARIZE = "summarize"  # summary of a text, on the vLLM engine with a prompt template
-    MODERATE = "moderate"  # OpenAI-style moderation over 13 categories (PyTorch classifier)
-    RISK = "risk"  # fraud / financial-risk scoring (PyTorch classifier)
-    SENTIMENT = "sentiment"  # negative / neutral / positive (PyTorch classifier)
-    EXTRACT = "extract"  # JSON valid against a JSON Schema (vLLM, constrained decoding)
-    ENTITIES = "entities"  # named entities with character offsets (PyTorch token head + rules)
-
-
-class Queue(StrEnum):
-    """Celery queues (Redis lists) that workers consume."""
-
-    GENERATE = "generate"  # served by generation workers (one vLLM engine each)
-    CLASSIFY = "classify"  # served by classifier workers (one encoder + heads each)
-    WEBHOOKS = "webhooks"  # served by webhook workers (HTTP deliveries, no model)
-
-
-#: Which queue carries which task.
-TASK_QUEUES: dict[TaskName, Queue] = {
-    TaskName.GENERATE: Queue.GENERATE,
-    TaskName.SUMMARIZE: Queue.GENERATE,
-    TaskName.MODERATE: Queue.CLASSIFY,
-    TaskName.RISK: Queue.CLASSIFY,
-    TaskName.SENTIMENT: Queue.CLASSIFY,
-    TaskName.EXTRACT: Queue.GENERATE,
-    TaskName.ENTITIES: Queue.CLASSIFY,
-}
 
 #: Celery task names are `textfleet.<task>`; the message's only argument is the job id.
 CELERY_TASK_PREFIX = "textfleet."
@@ -86,9 +56,9 @@ PRIORITY_MAX = 9
 PRIORITY_DEFAULT = 5
 
 
-def celery_task_name(task: TaskName | str) -> str:
-    """The Celery task name that runs jobs of `task`."""
-    return f"{CELERY_TASK_PREFIX}{TaskName(task).value}"
+def celery_task_name(task: str) -> str:
+    """The Celery task name that runs jobs of `task` (a `TaskName` or a registered task's name)."""
+    return f"{CELERY_TASK_PREFIX}{task}"
 
 
 def job_events_channel(job_id: str) -> str:

@@ -7,7 +7,8 @@ by the workers (to parse what they run), so both sides agree on one definition.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
 from pydantic import (
     AfterValidator,
@@ -16,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    create_model,
     model_validator,
 )
 
@@ -41,22 +43,21 @@ from shared.results import (
     WebhookDeliveryOut,
 )
 from shared.settings import get_settings
+from shared.tasks import TASKS, TaskRegistry
 from shared.validation import RequestModel, check_no_credentials
 
 __all__ = [
+    "JOB_CREATE_MODELS",
     "TERMINAL_STATUSES",
     "ChatMessage",
     "ClassifyParams",
-    "EntitiesJobCreate",
     "EntitiesResult",
     "Entity",
     "ErrorBody",
     "ErrorResponse",
-    "ExtractJobCreate",
     "ExtractParams",
     "ExtractResult",
     "GenerateInput",
-    "GenerateJobCreate",
     "GenerateParams",
     "GenerateResult",
     "JobCreate",
@@ -64,19 +65,17 @@ __all__ = [
     "JobList",
     "JobOut",
     "JobStatus",
-    "ModerateJobCreate",
     "ModerateParams",
     "ModerationResult",
-    "RiskJobCreate",
     "RiskResult",
-    "SentimentJobCreate",
     "SentimentResult",
-    "SummarizeJobCreate",
     "SummarizeParams",
     "SummarizeResult",
     "TextInput",
     "Usage",
     "WebhookDeliveryOut",
+    "job_create_models",
+    "job_create_union",
     "parse_job_payload",
 ]
 
@@ -291,6 +290,8 @@ WebhookEvent = Literal["started", "completed"]
 
 
 class _JobCreateBase(_Strict):
+    """What every `POST /v1/jobs` body has; each task's `<Task>JobCreate` adds `task`, `input`, `params`."""
+
     metadata: Metadata = Field(default_factory=dict)
     priority: Priority = PRIORITY_DEFAULT
     webhook: Annotated[
@@ -302,6 +303,10 @@ class _JobCreateBase(_Strict):
         list[WebhookEvent] | None,
         Field(min_length=1, description="Which events to send: `started`, `completed` (default: completed)."),
     ] = None
+    # Narrowed by each task's model (`job_create_models`); declared here for type checkers.
+    task: TaskName
+    input: BaseModel
+    params: BaseModel
 
     @model_validator(mode="after")
     def _webhook_consistent(self) -> _JobCreateBase:
@@ -319,73 +324,44 @@ class _JobCreateBase(_Strict):
         return sorted(set(self.webhook_events or ["completed"]))
 
 
-class GenerateJobCreate(_JobCreateBase):
-    task: Literal[TaskName.GENERATE]
-    input: GenerateInput
-    params: GenerateParams = Field(default_factory=GenerateParams)
+def job_create_models(registry: TaskRegistry = TASKS) -> dict[str, type[_JobCreateBase]]:
+    """One `<Task>JobCreate` model per registered task (`task` fixed, its input and params models)."""
+    members: dict[str, str] = {member.value: member for member in TaskName}
+    models: dict[str, type[_JobCreateBase]] = {}
+    for spec in registry:
+        tag: Any = Literal[members.get(spec.name, spec.name)]
+        params = spec.params_model()
+        models[spec.name] = create_model(
+            "".join(part.capitalize() for part in spec.name.split("_")) + "JobCreate",
+            __base__=_JobCreateBase,
+            __module__=__name__,
+            task=(tag, ...),
+            input=(spec.input_model(), ...),
+            params=(params, Field(default_factory=params)),
+        )
+    return models
 
 
-class SummarizeJobCreate(_JobCreateBase):
-    task: Literal[TaskName.SUMMARIZE]
-    input: TextInput
-    params: SummarizeParams = Field(default_factory=SummarizeParams)
+def job_create_union(models: Mapping[str, type[_JobCreateBase]]) -> Any:
+    """The body of `POST /v1/jobs`: the `<Task>JobCreate` models, discriminated on `task`."""
+    members = tuple(models.values())
+    if len(members) == 1:
+        return members[0]
+    return Annotated[Union[members], Field(discriminator="task")]  # noqa: UP007 (a runtime tuple)
 
 
-class ModerateJobCreate(_JobCreateBase):
-    task: Literal[TaskName.MODERATE]
-    input: TextInput
-    params: ModerateParams = Field(default_factory=ModerateParams)
+#: Each registered task's `<Task>JobCreate` model, by task name (e.g. `JOB_CREATE_MODELS["risk"]`).
+JOB_CREATE_MODELS = job_create_models()
 
-
-class RiskJobCreate(_JobCreateBase):
-    task: Literal[TaskName.RISK]
-    input: TextInput
-    params: ClassifyParams = Field(default_factory=ClassifyParams)
-
-
-class SentimentJobCreate(_JobCreateBase):
-    task: Literal[TaskName.SENTIMENT]
-    input: TextInput
-    params: ClassifyParams = Field(default_factory=ClassifyParams)
-
-
-class ExtractJobCreate(_JobCreateBase):
-    task: Literal[TaskName.EXTRACT]
-    input: TextInput
-    params: ExtractParams = Field(default_factory=ExtractParams)
-
-
-class EntitiesJobCreate(_JobCreateBase):
-    task: Literal[TaskName.ENTITIES]
-    input: TextInput
-    params: ClassifyParams = Field(default_factory=ClassifyParams)
-
-
-JobCreate = Annotated[
-    GenerateJobCreate
-    | SummarizeJobCreate
-    | ModerateJobCreate
-    | RiskJobCreate
-    | SentimentJobCreate
-    | ExtractJobCreate
-    | EntitiesJobCreate,
-    Field(discriminator="task"),
-]
-
-_PAYLOADS: dict[TaskName, tuple[type[BaseModel], type[BaseModel]]] = {
-    TaskName.GENERATE: (GenerateInput, GenerateParams),
-    TaskName.SUMMARIZE: (TextInput, SummarizeParams),
-    TaskName.MODERATE: (TextInput, ModerateParams),
-    TaskName.RISK: (TextInput, ClassifyParams),
-    TaskName.SENTIMENT: (TextInput, ClassifyParams),
-    TaskName.EXTRACT: (TextInput, ExtractParams),
-    TaskName.ENTITIES: (TextInput, ClassifyParams),
-}
+if TYPE_CHECKING:
+    JobCreate: TypeAlias = _JobCreateBase
+else:
+    JobCreate = job_create_union(JOB_CREATE_MODELS)
 
 
 def parse_job_payload(
-    task: TaskName | str, input_: dict[str, Any], params: dict[str, Any]
+    task: str, input_: dict[str, Any], params: dict[str, Any], registry: TaskRegistry = TASKS
 ) -> tuple[BaseModel, BaseModel]:
     """Parse a stored job's input and params with its task's models (used by workers)."""
-    input_model, params_model = _PAYLOADS[TaskName(task)]
-    return input_model.model_validate(input_), params_model.model_validate(params)
+    spec = registry[task]
+    return spec.input_model().model_validate(input_), spec.params_model().model_validate(params)

@@ -176,7 +176,7 @@ def bare_moderation(settings: Settings, config: BenchConfig, progress: Progress)
         size = settings.classify_batch_size
         start = time.perf_counter()
         for i in range(0, len(texts), size):
-            suite.classify_batch(TaskName.MODERATE, texts[i : i + size])
+            suite.classify_batch(TaskName("moderate"), texts[i : i + size])
             progress.advance(bar, len(texts[i : i + size]))
         batched = len(texts) / (time.perf_counter() - start)
 
@@ -184,7 +184,7 @@ def bare_moderation(settings: Settings, config: BenchConfig, progress: Progress)
         bar = progress.add_task("bare classifier: one by one", total=single_n)
         start = time.perf_counter()
         for text in texts[:single_n]:
-            suite.classify_batch(TaskName.MODERATE, [text])
+            suite.classify_batch(TaskName("moderate"), [text])
             progress.advance(bar)
         single = single_n / (time.perf_counter() - start)
 
@@ -193,7 +193,7 @@ def bare_moderation(settings: Settings, config: BenchConfig, progress: Progress)
             chunk = texts[: max(level, 1) * 4]
             start = time.perf_counter()
             for i in range(0, len(chunk), level):
-                suite.classify_batch(TaskName.MODERATE, chunk[i : i + level])
+                suite.classify_batch(TaskName("moderate"), chunk[i : i + level])
             sweep[level] = len(chunk) / (time.perf_counter() - start)
     finally:
         suite.close()

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
 from shared.constraints import OutputConstraint, output_problem, parse_json_output
 from shared.errors import InvalidOutputError
 from shared.schemas import ExtractParams, ExtractResult, GenerateParams, TextInput
 from shared.structured import default_extract_schema, schema_json
 from workers.engines.base import GenerationOutput, GenerationRequest
+from workers.handlers import HandlerResult
 from workers.runtime import WorkerRuntime
 
-__all__ = ["EXTRACT_SYSTEM_PROMPT", "check_output", "extract", "extract_messages"]
+__all__ = ["EXTRACT_SYSTEM_PROMPT", "check_output", "extract_messages", "handle"]
 
 EXTRACT_SYSTEM_PROMPT = (
     "You extract information from a text. Answer with JSON only, matching this JSON Schema:\n{schema}"
@@ -48,12 +47,10 @@ def check_output(constraint: OutputConstraint, out: GenerationOutput, max_tokens
     raise InvalidOutputError(problem)
 
 
-def extract(
-    rt: WorkerRuntime, job_id: str, input_: BaseModel, params: BaseModel, timeout_s: float | None
-) -> tuple[dict[str, Any], dict[str, int]]:
-    """Run one `extract` job: constrained decoding, then the check. Returns (result, usage)."""
-    assert isinstance(input_, TextInput)
-    assert isinstance(params, ExtractParams)
+def handle(
+    rt: WorkerRuntime, job_id: str, input_: TextInput, params: ExtractParams, timeout_s: float | None
+) -> HandlerResult:
+    """Run one `extract` job: constrained decoding, then the check."""
     schema = params.schema_ if params.schema_ is not None else default_extract_schema()
     instructions = params.instructions or (DEFAULT_INSTRUCTIONS if params.schema_ is None else None)
     constraint = OutputConstraint.json_schema(schema)
@@ -69,4 +66,4 @@ def extract(
     check_output(constraint, out, max_tokens)
     usage = {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens}
     result = ExtractResult.model_validate({"data": parse_json_output(out.text), "usage": usage})
-    return result.model_dump(mode="json"), usage
+    return HandlerResult(result.model_dump(mode="json"), usage)

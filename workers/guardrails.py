@@ -28,6 +28,8 @@ __all__ = ["GUARDRAIL_WAIT_S", "Moderator", "fleet_moderator", "guard_input", "g
 
 log = structlog.get_logger(__name__)
 
+_MODERATE = TaskName("moderate")
+
 #: Longest wait for a guardrail's verdict when the job itself sets no `timeout_s`.
 GUARDRAIL_WAIT_S = 60.0
 #: Polling interval of the database while waiting (doubling from the first value up to the second).
@@ -42,7 +44,7 @@ def fleet_moderator(rt: WorkerRuntime, parent_id: str, timeout_s: float | None) 
 
     def moderate(text: str, which: str) -> dict[str, Any]:
         row = repository.new_job_row(
-            task=TaskName.MODERATE.value,
+            task=_MODERATE.value,
             input_={"text": text},
             params={},
             metadata={"guardrail_of": parent_id, "guardrail": which},
@@ -52,7 +54,7 @@ def fleet_moderator(rt: WorkerRuntime, parent_id: str, timeout_s: float | None) 
         with session_scope(rt.settings.database_url) as session:
             repository.insert_job_rows(session, [row])
         try:
-            send_job(rt.celery, row["id"], TaskName.MODERATE, PRIORITY_MAX)
+            send_job(rt.celery, row["id"], _MODERATE, PRIORITY_MAX)
         except Exception as exc:  # the sweeper re-sends it; meanwhile the parent is retried later
             raise GuardrailUnavailableError(f"could not enqueue the {which} moderation: {exc}") from exc
         return _wait_result(rt.settings.database_url, row["id"], which, timeout_s or GUARDRAIL_WAIT_S)

@@ -1,13 +1,8 @@
 """Worker-side metrics: what execution records per job, and gauges that read the runtime at scrape time.
 
 The metrics themselves are defined in `shared.metrics` (prometheus-client's default registry), which
-the side port (`workers.heartbeat.serve_side_port`) serves at `/metrics`. Nothing heavy is imported
-at module level: vLLM only inside `kv_cache_stat_logger()`.
-
-KV-cache usage: vLLM 0.32's AsyncLLM reports `SchedulerStats.kv_cache_usage` to its stat loggers only
-when stats are on. Passing `stat_loggers=[kv_cache_stat_logger()]` to `AsyncLLM.from_engine_args`
-turns them on *without* vLLM's default loggers (no log lines, no `vllm:*` Prometheus metrics) and sets
-`textfleet_engine_kv_cache_usage_ratio` on every engine step that reports scheduler stats.
+the side port (`workers.heartbeat.serve_side_port`) serves at `/metrics`. The KV-cache gauge is set by
+vLLM's stat logger (`workers.engines.vllm_start.kv_cache_stat_logger`).
 """
 
 from __future__ import annotations
@@ -21,7 +16,6 @@ import structlog
 from shared.constants import TaskName
 from shared.metrics import (
     ENGINE_BATCH_SIZE,
-    ENGINE_KV_CACHE_USAGE,
     ENGINE_RUNNING_REQUESTS,
     GENERATED_TOKENS,
     JOB_QUEUE_WAIT,
@@ -36,7 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "instrument_runtime",
-    "kv_cache_stat_logger",
     "observe_finished",
     "observe_run",
     "observe_started",
@@ -44,7 +37,8 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-_GENERATION_TASKS = frozenset({TaskName.GENERATE, TaskName.SUMMARIZE})
+#: Tasks whose tokens count in the generated/prompt token totals.
+_GENERATION_TASKS = frozenset({"generate", "summarize"})
 
 
 def observe_started(task: TaskName, created_at: datetime, started_at: datetime) -> None:
@@ -96,28 +90,3 @@ def instrument_runtime(runtime: WorkerRuntime) -> None:
 def _record_batch_sizes(batcher: Any) -> None:
     """Observe each batch's size of a `workers.batching.MicroBatcher` (through its `on_batch` hook)."""
     batcher.on_batch = ENGINE_BATCH_SIZE.observe
-
-
-def kv_cache_stat_logger() -> Callable[..., Any]:
-    """A vLLM stat-logger factory (`AsyncLLM.from_engine_args(..., stat_loggers=[...])`) that sets
-    `textfleet_engine_kv_cache_usage_ratio` from the scheduler's stats. Imports vLLM."""
-    from vllm.v1.metrics.loggers import StatLoggerBase
-
-    class KVCacheStatLogger(StatLoggerBase):
-        def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
-            self.engine_index = engine_index
-
-        def record(
-            self,
-            scheduler_stats: Any,
-            iteration_stats: Any,
-            mm_cache_stats: Any = None,
-            engine_idx: int = 0,
-        ) -> None:
-            if scheduler_stats is not None:
-                ENGINE_KV_CACHE_USAGE.set(float(scheduler_stats.kv_cache_usage))
-
-        def log_engine_initialized(self) -> None:
-            return None
-
-    return KVCacheStatLogger

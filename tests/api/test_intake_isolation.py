@@ -19,9 +19,11 @@ from shared.constants import TaskName
 from shared.errors import InvalidInputError, QueueUnavailableError
 from shared.logging import configure_logging
 from shared.queueing import make_celery
-from shared.schemas import ClassifyParams, JobCreate, JobOut, SentimentJobCreate, TextInput
+from shared.schemas import JOB_CREATE_MODELS, ClassifyParams, JobCreate, JobOut, TextInput
 from shared.settings import get_settings
 from tests.api.conftest import Broker, Rows
+
+SentimentJobCreate = JOB_CREATE_MODELS["sentiment"]
 
 MARKER = "MRK" + secrets.token_hex(8)
 

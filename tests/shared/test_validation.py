@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 from pydantic import JsonValue, ValidationError
 
-from shared.schemas import GenerateJobCreate, SentimentJobCreate
+from shared.schemas import JOB_CREATE_MODELS
 from shared.validation import KEY, RequestModel, check_clean_str, find_poison, string_problem
+
+GenerateJobCreate = JOB_CREATE_MODELS["generate"]
+SentimentJobCreate = JOB_CREATE_MODELS["sentiment"]
 
 
 class Inner(RequestModel):

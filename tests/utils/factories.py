@@ -26,10 +26,9 @@ def job_payload(task: str = "sentiment", **overrides: Any) -> dict[str, Any]:
 
 def job_row(task: str = "sentiment", **overrides: Any) -> Job:
     """A queued Job row (not yet added to a session)."""
-    payload = job_payload(task)
     fields: dict[str, Any] = {
         "task": task,
-        "input_": payload["input"],
+        "input_": overrides["input_"] if "input_" in overrides else job_payload(task)["input"],
         "params": {},
         "metadata": {},
         "priority": 5,

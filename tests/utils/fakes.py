@@ -79,7 +79,7 @@ class FakeClassifiers:
                 "level": "high" if score > 0.7 else "low",
                 "labels": {"fraud_scam": score},
             }
-        if task is TaskName.ENTITIES:
+        if task is TaskName("entities"):
             word = text.split()[0] if text.split() else ""
             start = text.find(word)
             return {

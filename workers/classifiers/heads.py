@@ -81,12 +81,14 @@ class HeadSpec:
 
 
 def head_specs() -> dict[str, HeadSpec]:
-    """The default heads, keyed by task name (their label sets are part of the API contract)."""
-    return {
-        "moderate": HeadSpec("moderate", "multilabel", MODERATION_CATEGORIES),
-        "risk": HeadSpec("risk", "multilabel", RISK_LABELS),
-        "sentiment": HeadSpec("sentiment", "multiclass", SENTIMENT_LABELS),
-    }
+    """The default heads, keyed by task name (their label sets are part of the API contract); one per
+    classifier task of the registry (`workers.classifiers.suite.CLASSIFIER_TASKS`)."""
+    specs = (
+        HeadSpec("moderate", "multilabel", MODERATION_CATEGORIES),
+        HeadSpec("risk", "multilabel", RISK_LABELS),
+        HeadSpec("sentiment", "multiclass", SENTIMENT_LABELS),
+    )
+    return {spec.name: spec for spec in specs}
 
 
 def build_head(dim: int, spec: HeadSpec) -> torch.nn.Module:

@@ -23,6 +23,7 @@ import structlog
 from shared.constants import TaskName
 from shared.errors import ModelError, ModelNotPreparedError
 from shared.settings import Settings
+from shared.tasks import TASKS, Engine
 from workers.batching import BatcherClosedError, MicroBatcher
 from workers.classifiers.registry import ModelRegistry
 
@@ -38,15 +39,14 @@ __all__ = ["CLASSIFIER_TASKS", "EncoderClassifierSuite"]
 
 log = structlog.get_logger(__name__)
 
-#: The tasks a classifier suite serves (head names in the heads file are these values).
-CLASSIFIER_TASKS: tuple[TaskName, ...] = (
-    TaskName.MODERATE,
-    TaskName.RISK,
-    TaskName.SENTIMENT,
-    TaskName.ENTITIES,
-)
-#: The tasks answered by a sentence head (the others: `entities`, by the entity head).
-SENTENCE_TASKS: tuple[TaskName, ...] = (TaskName.MODERATE, TaskName.RISK, TaskName.SENTIMENT)
+#: The tasks a classifier suite serves: the registry's classifier tasks (head names in the heads file
+#: are these values).
+CLASSIFIER_TASKS: tuple[TaskName, ...] = tuple(TaskName(name) for name in TASKS.by_engine(Engine.CLASSIFIER))
+_MODERATE = TaskName("moderate")
+_RISK = TaskName("risk")
+_ENTITIES = TaskName("entities")
+#: The tasks answered by a sentence head (`entities` is answered by the entity head).
+SENTENCE_TASKS: tuple[TaskName, ...] = tuple(task for task in CLASSIFIER_TASKS if task is not _ENTITIES)
 
 Item = tuple[TaskName, str, "Head | EntityHead"]
 Outcome = dict[str, Any] | ModelError
@@ -83,7 +83,7 @@ class EncoderClassifierSuite:
         self.entities = entities
         self.settings = settings
         self.registry = ModelRegistry(Path(settings.models_dir).expanduser(), encoder)
-        moderation = heads.heads[TaskName.MODERATE.value]
+        moderation = heads.heads[_MODERATE.value]
         self._thresholds = {
             label: settings.moderation_thresholds.get(
                 label, moderation.thresholds.get(label, settings.moderation_default_threshold)
@@ -164,7 +164,7 @@ class EncoderClassifierSuite:
         log.info("classifiers.closed", batches=self.batcher.stats.batches, items=self.batcher.stats.items)
 
     def _head(self, task: TaskName, model: str | None) -> Head | EntityHead:
-        if task is TaskName.ENTITIES:
+        if task is _ENTITIES:
             if self.entities is None:
                 raise ModelError(
                     "the entity head is not prepared; run `textfleet models prepare`",
@@ -173,7 +173,7 @@ class EncoderClassifierSuite:
             return self.entities.head
         if model is None:
             return self.heads.heads[task.value]
-        if task is not TaskName.MODERATE:
+        if task is not _MODERATE:
             raise ModelError(
                 f"custom models serve the moderate task, not {task.value}", code="invalid_params"
             )
@@ -194,8 +194,8 @@ class EncoderClassifierSuite:
 
     def _classify_items(self, items: list[Item]) -> list[Outcome]:
         started = time.perf_counter()
-        sentence_rows = [i for i, (task, _, _) in enumerate(items) if task is not TaskName.ENTITIES]
-        entity_rows = [i for i, (task, _, _) in enumerate(items) if task is TaskName.ENTITIES]
+        sentence_rows = [i for i, (task, _, _) in enumerate(items) if task is not _ENTITIES]
+        entity_rows = [i for i, (task, _, _) in enumerate(items) if task is _ENTITIES]
         heads = {id(items[i][2]): cast("Head", items[i][2]) for i in sentence_rows}
         total = self.encoder.layer_count
         layers = tuple(sorted({i % total for head in heads.values() for i in head.spec.features.layers}))
@@ -230,7 +230,7 @@ class EncoderClassifierSuite:
     def _result(self, task: TaskName, head: Head, values: list[float]) -> dict[str, Any]:
         labels = head.spec.labels
         scores = {label: _unit(value) for label, value in zip(labels, values, strict=True)}
-        if task is TaskName.MODERATE:
+        if task is _MODERATE:
             if head is self.heads.heads[task.value]:
                 thresholds = self._thresholds
             else:
@@ -242,7 +242,7 @@ class EncoderClassifierSuite:
                 "category_scores": scores,
                 "thresholds": dict(thresholds),
             }
-        if task is TaskName.RISK:
+        if task is _RISK:
             score = max(scores.values(), default=0.0)
             if score >= self.settings.risk_high_threshold:
                 level = "high"
@@ -259,7 +259,7 @@ class EncoderClassifierSuite:
         started = time.perf_counter()
         items: list[Item] = [(task, _WARMUP_TEXT, self.heads.heads[task.value]) for task in SENTENCE_TASKS]
         if self.entities is not None:
-            items.append((TaskName.ENTITIES, _WARMUP_TEXT, self.entities.head))
+            items.append((_ENTITIES, _WARMUP_TEXT, self.entities.head))
         self._classify_items(items)
         log.info("classifiers.warmed_up", ms=round((time.perf_counter() - started) * 1000, 2))
 
@@ -270,7 +270,8 @@ def _check_task(task: TaskName | str) -> TaskName:
     except ValueError:
         value = None
     if value not in CLASSIFIER_TASKS:
-        raise ModelError(f"{task!r} is not a classifier task (moderate, risk, sentiment or entities)")
+        known = ", ".join(CLASSIFIER_TASKS)
+        raise ModelError(f"{task!r} is not a classifier task ({known})")
     assert value is not None
     return value
 

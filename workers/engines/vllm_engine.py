@@ -8,7 +8,8 @@ continuously, so N threads share each forward pass instead of queueing behind on
 vLLM starts its engine core in a child process: code that creates a `VLLMEngine` must be runnable
 from an `if __name__ == "__main__":` guarded entry point (pytest and Celery workers are).
 
-Heavy imports (vllm, torch, transformers) happen inside functions, so importing this module is cheap.
+Starting vLLM is in `vllm_start`, request params -> SamplingParams in `vllm_sampling`. Heavy imports
+(vllm, torch, transformers) happen inside functions, so importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import os
 import threading
 import time
 from collections.abc import Coroutine
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from shared.errors import EngineError, InvalidInputError, ModelNotPreparedError
+from shared.errors import EngineError, InvalidInputError
 from workers.engines.base import GenerationOutput, GenerationRequest
+from workers.engines.vllm_sampling import sampling_params
+from workers.engines.vllm_start import STOP_TIMEOUT_S, Tokenizer, check_model_dir, launch, stop_loop
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -36,59 +38,6 @@ __all__ = ["VLLMEngine"]
 log = structlog.get_logger(__name__)
 
 _T = TypeVar("_T")
-
-#: SamplingParams fields a request's `extra` may set (anything else is rejected, not silently ignored).
-_EXTRA_SAMPLING_KEYS = frozenset(
-    {
-        "ignore_eos",
-        "min_p",
-        "stop_token_ids",
-        "include_stop_str_in_output",
-        "skip_special_tokens",
-        "spaces_between_special_tokens",
-        "logit_bias",
-        "bad_words",
-        "allowed_token_ids",
-    }
-)
-#: How long close() and a timeout's abort wait for the engine loop.
-_CONTROL_TIMEOUT_S = 30.0
-
-
-class _Tokenizer(Protocol):
-    """The part of a Hugging Face tokenizer the engine uses."""
-
-    chat_template: str | None
-
-    def encode(self, text: str, *, add_special_tokens: bool = ...) -> list[int]: ...
-
-    def apply_chat_template(self, conversation: list[dict[str, str]], **kwargs: Any) -> Any: ...
-
-
-def _is_local_path(model: str, explicit: bool) -> bool:
-    """Whether `model` names a local directory rather than a Hugging Face id."""
-    if not explicit:
-        return True  # the prepared default under models_dir
-    # Hugging Face ids are `name` or `org/name`; anything path-like or existing is a directory.
-    return model.startswith(("/", "~", ".")) or model.count("/") > 1 or Path(model).expanduser().exists()
-
-
-def _check_model_dir(model: str, explicit: bool) -> str:
-    """Resolve a local model directory, raising ModelNotPreparedError when it is not usable."""
-    if not _is_local_path(model, explicit):
-        return model
-    path = Path(model).expanduser()
-    if not path.is_dir():
-        raise ModelNotPreparedError(
-            f"generation model directory {path} does not exist; run `textfleet models prepare` "
-            "(or set TEXTFLEET_GENERATION_MODEL to a model directory or Hugging Face id)"
-        )
-    if not (path / "config.json").is_file():
-        raise ModelNotPreparedError(
-            f"{path} holds no config.json, so it is not a Hugging Face model directory; "
-            "run `textfleet models prepare` again"
-        )
-    return str(path)
 
 
 class VLLMEngine:
@@ -103,7 +52,7 @@ class VLLMEngine:
         llm: Any,
         loop: asyncio.AbstractEventLoop,
         thread: threading.Thread,
-        tokenizer: _Tokenizer,
+        tokenizer: Tokenizer,
         model: str,
         max_model_len: int,
     ) -> None:
@@ -124,7 +73,7 @@ class VLLMEngine:
     @classmethod
     def from_settings(cls, settings: Settings) -> VLLMEngine:
         """Start the engine described by `settings`, warm it up, and return it (about 30 s on CPU)."""
-        model = _check_model_dir(settings.generation_model_path, settings.generation_model is not None)
+        model = check_model_dir(settings.generation_model_path, settings.generation_model is not None)
         return cls.start(
             model,
             max_model_len=settings.max_model_len,
@@ -148,88 +97,28 @@ class VLLMEngine:
         cpu_kvcache_gib: int = 2,
         warmup: bool = True,
     ) -> VLLMEngine:
-        """Start an AsyncLLM on a new event-loop thread; see `from_settings`."""
+        """Start an AsyncLLM on a new event-loop thread and warm it up; see `from_settings`."""
         started = time.perf_counter()
-        os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
-        os.environ.setdefault("VLLM_DO_NOT_TRACK", "1")
-
-        from vllm.platforms import current_platform
-
-        on_cpu = bool(current_platform.is_cpu())
-        if on_cpu:
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cpu_kvcache_gib))
-
-        from transformers import AutoTokenizer
-        from vllm.config import StructuredOutputsConfig
-        from vllm.engine.arg_utils import AsyncEngineArgs
-        from vllm.v1.engine.async_llm import AsyncLLM
-
-        engine_args = AsyncEngineArgs(
-            model=model,
-            tokenizer=model,
+        launched = launch(
+            model,
             max_model_len=max_model_len,
             max_num_seqs=max_num_seqs,
             enforce_eager=enforce_eager,
-            dtype=cast(Any, dtype),
-            gpu_memory_utilization=gpu_memory_utilization,
-            # Stats on: vLLM's own Prometheus metrics (vllm:kv_cache_usage_perc, ...) land in this
-            # process's registry (served on the worker's side port) and feed our KV-cache gauge.
-            disable_log_stats=False,
-            enable_log_requests=False,
-            # Structured output (issue 14): xgrammar only, no silent fallback to another backend (the
-            # API admits only schemas xgrammar enforces), and no free whitespace between JSON tokens:
-            # small models otherwise loop on blanks until max_tokens and the JSON never closes.
-            structured_outputs_config=StructuredOutputsConfig(
-                backend="xgrammar", disable_any_whitespace=True
-            ),
-        )
-        tokenizer: _Tokenizer = AutoTokenizer.from_pretrained(model)
-
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def _run_loop() -> None:
-            asyncio.set_event_loop(loop)
-            loop.call_soon(ready.set)
-            loop.run_forever()
-
-        thread = threading.Thread(target=_run_loop, name="vllm-engine-loop", daemon=True)
-        thread.start()
-        ready.wait()
-
-        async def _create() -> Any:
-            # Created on the loop thread: its ZMQ sockets and output task belong to this loop.
-            from workers.metrics import kv_cache_stat_logger
-
-            return AsyncLLM.from_engine_args(engine_args, stat_loggers=[kv_cache_stat_logger()])
-
-        log.info(
-            "engine_starting",
-            model=model,
-            max_model_len=max_model_len,
-            max_num_seqs=max_num_seqs,
             dtype=dtype,
-            enforce_eager=enforce_eager,
-            device="cpu" if on_cpu else str(current_platform.device_type),
-            cpu_kvcache_gib=os.environ.get("VLLM_CPU_KVCACHE_SPACE") if on_cpu else None,
+            gpu_memory_utilization=gpu_memory_utilization,
+            cpu_kvcache_gib=cpu_kvcache_gib,
         )
-        try:
-            llm = asyncio.run_coroutine_threadsafe(_create(), loop).result()
-        except BaseException as exc:
-            _stop_loop(loop, thread)
-            raise EngineError(f"the vLLM engine failed to start for {model}: {exc}") from exc
-
         engine = cls(
-            llm=llm,
-            loop=loop,
-            thread=thread,
-            tokenizer=tokenizer,
+            llm=launched.llm,
+            loop=launched.loop,
+            thread=launched.thread,
+            tokenizer=launched.tokenizer,
             model=model,
             max_model_len=max_model_len,
         )
         # Only the engine may own the AsyncLLM: some library keeps a traceback through this frame,
         # and a reference left here would outlive close() (its __del__ then fails at exit).
-        del llm
+        del launched
         try:
             if warmup:
                 engine._warm_up()
@@ -272,7 +161,7 @@ class VLLMEngine:
                 field="input",
                 code="prompt_too_long",
             )
-        params = self._sampling_params(request, len(prompt_ids))
+        params = sampling_params(request, len(prompt_ids), self.max_model_len)
         coro = self._generate_async(request.request_id, prompt_ids, params)
         try:
             future = asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -299,7 +188,7 @@ class VLLMEngine:
         if llm is None or self._closed:
             return
         try:
-            self._call(llm.abort(request_id), timeout_s=_CONTROL_TIMEOUT_S)
+            self._call(llm.abort(request_id), timeout_s=STOP_TIMEOUT_S)
         except Exception as exc:
             log.warning("engine_abort_failed", request_id=request_id, error=repr(exc))
 
@@ -327,10 +216,10 @@ class VLLMEngine:
             await asyncio.gather(*tasks, return_exceptions=True)
 
         try:
-            self._call(_shutdown(llm), timeout_s=_CONTROL_TIMEOUT_S)
+            self._call(_shutdown(llm), timeout_s=STOP_TIMEOUT_S)
         except Exception as exc:
             log.warning("engine_shutdown_failed", error=repr(exc))
-        _stop_loop(self._loop, self._thread)
+        stop_loop(self._loop, self._thread)
         # AsyncLLM.__del__ shuts down again; let it run now, not at interpreter exit (where it fails).
         del llm
         gc.collect()
@@ -365,40 +254,6 @@ class VLLMEngine:
                 raise
             except Exception as exc:
                 raise InvalidInputError(f"the input could not be tokenized: {exc}", field="input") from exc
-
-    def _sampling_params(self, request: GenerationRequest, prompt_tokens: int) -> Any:
-        from vllm import SamplingParams
-        from vllm.exceptions import VLLMClientError
-        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
-
-        p = request.params
-        extra: dict[str, Any] = dict(request.extra)
-        unknown = sorted(set(extra) - _EXTRA_SAMPLING_KEYS)
-        if unknown:
-            raise InvalidInputError(f"unsupported sampling options: {', '.join(unknown)}", field="params")
-        # Never ask for more than the context has room for: vLLM would stop there anyway.
-        max_tokens = max(1, min(request.max_tokens, self.max_model_len - prompt_tokens))
-        stop = [p.stop] if isinstance(p.stop, str) else list(p.stop) if p.stop else None
-        try:
-            if request.constraint is not None:
-                extra["structured_outputs"] = StructuredOutputsParams(**request.constraint.engine_options())
-            return SamplingParams(
-                n=1,
-                max_tokens=max_tokens,
-                min_tokens=min(p.min_tokens, max_tokens),
-                temperature=p.temperature,
-                top_p=p.top_p,
-                top_k=0 if p.top_k in (-1, 0) else p.top_k,
-                stop=stop,
-                seed=p.seed,
-                presence_penalty=p.presence_penalty,
-                frequency_penalty=p.frequency_penalty,
-                repetition_penalty=p.repetition_penalty,
-                output_kind=RequestOutputKind.FINAL_ONLY,
-                **extra,
-            )
-        except (VLLMClientError, ValueError, TypeError) as exc:
-            raise InvalidInputError(f"invalid sampling parameters: {exc}", field="params") from exc
 
     async def _generate_async(self, request_id: str, prompt_ids: list[int], params: Any) -> GenerationOutput:
         from vllm.exceptions import VLLMClientError
@@ -435,12 +290,3 @@ class VLLMEngine:
             prompt_tokens=len(final.prompt_token_ids or prompt_ids),
             completion_tokens=len(completion.token_ids),
         )
-
-
-def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
-    """Stop an event loop running on `thread`, join the thread, and close the loop."""
-    if loop.is_running():
-        loop.call_soon_threadsafe(loop.stop)
-    thread.join(timeout=_CONTROL_TIMEOUT_S)
-    if not thread.is_alive() and not loop.is_closed():
-        loop.close()

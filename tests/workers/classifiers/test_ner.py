@@ -13,6 +13,7 @@ from workers.classifiers.suite import EncoderClassifierSuite
 
 pytestmark = pytest.mark.models
 
+ENTITIES = TaskName("entities")
 NEWS = "Angela Merkel met Emmanuel Macron in Paris, and Microsoft said it would open an office in Berlin."
 
 
@@ -24,7 +25,7 @@ def suite(classifier_settings: Settings) -> Iterator[EncoderClassifierSuite]:
 
 
 def _entities(suite: EncoderClassifierSuite, text: str) -> EntitiesResult:
-    result = EntitiesResult.model_validate(suite.classify(TaskName.ENTITIES, text, timeout_s=120))
+    result = EntitiesResult.model_validate(suite.classify(ENTITIES, text, timeout_s=120))
     previous_end = 0
     for entity in result.entities:
         assert text[entity.start : entity.end] == entity.text
@@ -82,15 +83,15 @@ def test_entities_share_a_forward_pass_with_sentence_tasks(suite: EncoderClassif
     before = suite.encoder.forward_passes
     outcomes = suite._classify_items(
         [
-            (TaskName.SENTIMENT, "I love it, fantastic!", suite.heads.heads["sentiment"]),
-            (TaskName.ENTITIES, NEWS, suite.entities.head),
-            (TaskName.RISK, "Send your PIN to claim the prize", suite.heads.heads["risk"]),
-            (TaskName.ENTITIES, "Tim Cook runs Apple.", suite.entities.head),
+            (TaskName("sentiment"), "I love it, fantastic!", suite.heads.heads["sentiment"]),
+            (ENTITIES, NEWS, suite.entities.head),
+            (TaskName("risk"), "Send your PIN to claim the prize", suite.heads.heads["risk"]),
+            (ENTITIES, "Tim Cook runs Apple.", suite.entities.head),
         ]
     )
     assert suite.encoder.forward_passes == before + 1
     assert SentimentResult.model_validate(outcomes[0]).label == "positive"
     mixed = EntitiesResult.model_validate(outcomes[1]).entities
-    alone = EntitiesResult.model_validate(suite.classify(TaskName.ENTITIES, NEWS)).entities
+    alone = EntitiesResult.model_validate(suite.classify(ENTITIES, NEWS)).entities
     assert [(e.type, e.start, e.end) for e in mixed] == [(e.type, e.start, e.end) for e in alone]
     assert [e.score for e in mixed] == pytest.approx([e.score for e in alone], abs=1e-3)

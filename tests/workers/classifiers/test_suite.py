@@ -16,8 +16,8 @@ from shared.errors import ModelError, ModelNotPreparedError
 from shared.schemas import ModerationResult, RiskResult, SentimentResult
 from shared.settings import MODERATION_CATEGORIES, Settings
 from workers.classifiers.base import ClassifierSuite
-from workers.classifiers.heads import RISK_LABELS
-from workers.classifiers.suite import EncoderClassifierSuite
+from workers.classifiers.heads import RISK_LABELS, head_specs
+from workers.classifiers.suite import CLASSIFIER_TASKS, EncoderClassifierSuite
 
 pytestmark = pytest.mark.models
 
@@ -181,3 +181,9 @@ def test_missing_encoder_names_the_prepare_command(tmp_path: Path, heads_dir: Pa
     )
     with pytest.raises(ModelNotPreparedError, match="textfleet models prepare"):
         EncoderClassifierSuite.from_settings(settings)
+
+
+def test_one_default_head_per_classifier_task_of_the_registry() -> None:
+    assert list(CLASSIFIER_TASKS) == ["moderate", "risk", "sentiment"]
+    assert set(head_specs()) == set(CLASSIFIER_TASKS)
+    assert all(name == spec.name for name, spec in head_specs().items())
