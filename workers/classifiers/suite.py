@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from workers.classifiers.ner import EntityRecognizer
     from workers.classifiers.ner_head import EntityHead
 
-__all__ = ["CLASSIFIER_TASKS", "EncoderClassifierSuite"]
+__all__ = ["CLASSIFIER_TASKS", "SENTENCE_TASKS", "EncoderClassifierSuite"]
 
 log = structlog.get_logger(__name__)
 
