@@ -28,10 +28,12 @@ models: $(STAMP)
 	$(VENV)/bin/textfleet models prepare
 
 # Retrain the shipped classifier heads from $(DATA) and measure them against alt-profanity-check
-# (writes workers/classifiers/defaults/: heads, model cards, eval.json, EVAL.md, eval.png).
+# (writes workers/classifiers/defaults/: heads, model cards, eval.json, EVAL.md, eval.png), and the
+# entity head (defaults/entities/, measured with seqeval on its held-out split).
 models-train: $(STAMP)
 	$(PY) -m pip install -q -e ".[train,eval]"
 	$(VENV)/bin/textfleet train --defaults --data $(DATA)
+	$(PY) -m textfleet.training.ner --data $(DATA)
 	$(VENV)/bin/textfleet eval --defaults --data $(DATA) --out workers/classifiers/defaults
 
 demo: setup

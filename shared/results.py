@@ -13,6 +13,8 @@ from shared.constants import TaskName
 
 __all__ = [
     "TERMINAL_STATUSES",
+    "EntitiesResult",
+    "Entity",
     "ErrorBody",
     "ErrorResponse",
     "ExtractResult",
@@ -89,6 +91,20 @@ class RiskResult(BaseModel):
 class SentimentResult(BaseModel):
     label: Literal["negative", "neutral", "positive"]
     scores: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]]
+
+
+class Entity(BaseModel):
+    text: str = Field(description="The entity as written: always `input.text[start:end]`.")
+    type: str = Field(
+        description="PERSON, ORG, LOCATION, MISC (model); MONEY, DATE, EMAIL, PHONE, URL (rules)."
+    )
+    start: Annotated[int, Field(ge=0, description="Offset of its first character (Python string index).")]
+    end: Annotated[int, Field(ge=0, description="Offset just past its last character.")]
+    score: Annotated[float, Field(ge=0.0, le=1.0, description="Model confidence; 1.0 for rule matches.")]
+
+
+class EntitiesResult(BaseModel):
+    entities: list[Entity] = Field(description="Non-overlapping entities in text order.")
 
 
 class ExtractResult(BaseModel):

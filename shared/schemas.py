@@ -26,6 +26,8 @@ from shared.limits import current_limits
 from shared.response_format import JsonSchema, ResponseFormat
 from shared.results import (
     TERMINAL_STATUSES,
+    EntitiesResult,
+    Entity,
     ErrorBody,
     ErrorResponse,
     ExtractResult,
@@ -49,6 +51,8 @@ __all__ = [
     "TERMINAL_STATUSES",
     "ChatMessage",
     "ClassifyParams",
+    "EntitiesResult",
+    "Entity",
     "ErrorBody",
     "ErrorResponse",
     "ExtractParams",

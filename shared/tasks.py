@@ -227,6 +227,17 @@ TASKS = TaskRegistry(
             handler="workers.extract:handle",
             summary="JSON valid against a JSON Schema (constrained decoding)",
         ),
+        TaskSpec(
+            name="entities",
+            queue=Queue.CLASSIFY,
+            engine=Engine.CLASSIFIER,
+            input="shared.schemas:TextInput",
+            params="shared.schemas:ClassifyParams",
+            result="shared.results:EntitiesResult",
+            handler="workers.classify:entities",
+            summary="named entities with character offsets: PERSON, ORG, LOCATION, MISC (entity head); "
+            "MONEY, DATE, EMAIL, PHONE, URL (exact rules); `text == input.text[start:end]`",
+        ),
     )
 )
 

@@ -70,6 +70,7 @@ DEMO_JOBS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         {},
     ),
     ("sentiment", {"text": "The support team was fantastic and fixed my problem in minutes."}, {}),
+    ("entities", {"text": "Tim Cook met Angela Merkel in Berlin on March 5, 2024; press@apple.com"}, {}),
     (
         "extract",
         {"text": "Tim Cook, the chief executive of Apple, opened a new office in Munich in May 2024."},

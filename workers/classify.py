@@ -1,17 +1,19 @@
-"""The handlers of the classifier tasks: `moderate` (with the request's policy), `risk` and `sentiment`."""
+"""The handlers of the classifier tasks: `moderate` (with the request's policy), `risk`, `sentiment`
+and `entities`."""
 
 from __future__ import annotations
 
 from shared.constants import TaskName
-from shared.results import ModerationResult, RiskResult, SentimentResult
+from shared.results import EntitiesResult, ModerationResult, RiskResult, SentimentResult
 from shared.schemas import ClassifyParams, ModerateParams, TextInput
 from workers.classifiers.policy import apply_policy
 from workers.handlers import HandlerResult
 from workers.runtime import WorkerRuntime
 
-__all__ = ["moderate", "risk", "sentiment"]
+__all__ = ["entities", "moderate", "risk", "sentiment"]
 
 _MODERATE, _RISK, _SENTIMENT = TaskName("moderate"), TaskName("risk"), TaskName("sentiment")
+_ENTITIES = TaskName("entities")
 
 
 def moderate(
@@ -41,3 +43,11 @@ def sentiment(
     """Negative / neutral / positive."""
     raw = rt.require_classifiers().classify(_SENTIMENT, input_.text, timeout_s=timeout_s)
     return HandlerResult(SentimentResult.model_validate(raw).model_dump())
+
+
+def entities(
+    rt: WorkerRuntime, job_id: str, input_: TextInput, params: ClassifyParams, timeout_s: float | None
+) -> HandlerResult:
+    """Named entities with character offsets into the input."""
+    raw = rt.require_classifiers().classify(_ENTITIES, input_.text, timeout_s=timeout_s)
+    return HandlerResult(EntitiesResult.model_validate(raw).model_dump())

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import groupby
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from api.batches.results import is_output, result_line
 from shared.db import repository
 from shared.db.batch_models import Batch, BatchRequest, FileObject
 from shared.db.models import Job
-from shared.db.session import get_sessionmaker
 
 __all__ = ["output_lines"]
 
@@ -20,12 +20,12 @@ __all__ = ["output_lines"]
 PAGE_LINES = 2000
 
 
-def output_lines(database_url: str, file: FileObject) -> Iterator[bytes]:
+def output_lines(sessions: Callable[[], Session], file: FileObject) -> Iterator[bytes]:
     """The JSONL of a batch's output (or error) file: a line per request whose jobs are all terminal,
     read in pages of input lines, each page on a short session of its own (a download holds no
-    transaction open)."""
+    transaction open); `sessions` is the app's session factory."""
     assert file.batch_id is not None
-    maker = get_sessionmaker(database_url)
+    maker = sessions
     with maker() as session:
         last = session.scalar(
             select(func.max(BatchRequest.line)).where(BatchRequest.batch_id == file.batch_id)

@@ -9,7 +9,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.batches.output import output_lines
-from api.deps import FilesDep, SessionDep, SettingsDep
+from api.deps import FilesDep, JobsDep, SessionDep
 from api.files.protocol import FileDeleted, FileList, FileOut, file_out
 from api.openai.errors import OpenAIRoute
 from shared.errors import InvalidInputError
@@ -74,12 +74,12 @@ def delete_file(file_id: str, service: FilesDep, session: SessionDep) -> FileDel
 
 
 @router.get("/{file_id}/content", summary="Download a file's content", responses=_ERRORS)
-def file_content(file_id: str, service: FilesDep, session: SessionDep, settings: SettingsDep) -> Response:
+def file_content(file_id: str, service: FilesDep, session: SessionDep, jobs: JobsDep) -> Response:
     """The file's bytes. A batch's output or error file holds a line per request finished so far, so
     it can be read while the batch runs (complete once the batch is `completed`, `expired` or
     `cancelled`)."""
     row = service.get(session, file_id)
     if row.batch_id is not None:
-        lines = output_lines(settings.database_url, row)
+        lines = output_lines(jobs.sessions, row)
         return StreamingResponse(lines, media_type="application/jsonl")
     return Response(service.content(session, row), media_type="application/octet-stream")

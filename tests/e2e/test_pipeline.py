@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from shared.schemas import (
+    EntitiesResult,
     GenerateResult,
     JobOut,
     ModerationResult,
@@ -151,6 +152,27 @@ def test_sentiment(client: httpx.Client) -> None:
         assert abs(sum(job["result"]["scores"].values()) - 1) < 1e-3
     assert pos["result"]["label"] == "positive"
     assert neg["result"]["label"] == "negative"
+
+
+def test_entities_offsets_point_into_the_input(client: httpx.Client) -> None:
+    text = (
+        "Ünïcode\u00a0first:\tAngela Merkel met Emmanuel Macron in Paris on March 5, 2024 😀. "
+        "Pay $1,200.50 to billing@example.com or call +44 20 7946 0958; see https://example.org/x."
+    )
+    job = run_job(client, {"task": "entities", "input": {"text": text}})
+    assert job["status"] == "succeeded", job
+    result = EntitiesResult.model_validate(job["result"])
+    for entity in result.entities:
+        assert text[entity.start : entity.end] == entity.text
+    found = {(e.type, e.text) for e in result.entities}
+    assert {
+        ("DATE", "March 5, 2024"),
+        ("MONEY", "$1,200.50"),
+        ("EMAIL", "billing@example.com"),
+        ("PHONE", "+44 20 7946 0958"),
+        ("URL", "https://example.org/x"),
+    } <= found
+    assert {e.type for e in result.entities} & {"PERSON", "LOCATION"}  # the model found names too
 
 
 def test_concurrent_generation_is_batched(client: httpx.Client) -> None:

@@ -25,7 +25,7 @@ from workers.handlers import HANDLERS
 
 
 def test_the_builtin_tasks_keep_their_names_and_queues() -> None:
-    assert list(TaskName) == ["generate", "summarize", "moderate", "risk", "sentiment", "extract"]
+    assert list(TaskName) == ["generate", "summarize", "moderate", "risk", "sentiment", "extract", "entities"]
     assert TaskName("moderate").name == "MODERATE"
     assert dict(TASK_QUEUES) == {
         "generate": Queue.GENERATE,
@@ -34,6 +34,7 @@ def test_the_builtin_tasks_keep_their_names_and_queues() -> None:
         "risk": Queue.CLASSIFY,
         "sentiment": Queue.CLASSIFY,
         "extract": Queue.GENERATE,
+        "entities": Queue.CLASSIFY,
     }
 
 

@@ -22,6 +22,7 @@ def job_payload(task: str = "sentiment", **overrides: Any) -> dict[str, Any]:
         "risk": {"text": "Please send your bank password to claim the prize."},
         "sentiment": {"text": "This is wonderful!"},
         "extract": {"text": "Ada Lovelace met Charles Babbage in London in 1833."},
+        "entities": {"text": "Ada Lovelace met Charles Babbage in London on 5 June 1833."},
     }
     body: dict[str, Any] = {"task": task, "input": inputs[task]}
     body.update(overrides)

@@ -17,14 +17,16 @@ from textfleet.models.prepare import MARKER_NAME, Progress, prepare_dir
 from textfleet.models.prepare import is_prepared as prepared_dir
 from textfleet.training.defaults import DEFAULT_TASKS, DEFAULTS_DIR
 from workers.classifiers.heads import HEAD_FILE, HEAD_META_FILE
+from workers.classifiers.ner_head import ENTITY_HEAD_DIR, ENTITY_HEAD_FILE, ENTITY_META_FILE
 
 __all__ = ["MARKER_NAME", "defaults_key", "is_prepared", "prepare_heads"]
 
 
 def _shipped_files(source: Path) -> list[Path]:
     files = []
-    for task in DEFAULT_TASKS:
-        for name in (HEAD_FILE, HEAD_META_FILE):
+    shipped = [(task, (HEAD_FILE, HEAD_META_FILE)) for task in DEFAULT_TASKS]
+    for task, names in [*shipped, (ENTITY_HEAD_DIR, (ENTITY_HEAD_FILE, ENTITY_META_FILE))]:
+        for name in names:
             path = source / task / name
             if not path.is_file():
                 raise ModelNotPreparedError(
@@ -53,7 +55,7 @@ def prepare_heads(heads_dir: Path, *, progress: Progress | None = None, source: 
     heads_dir = Path(heads_dir).expanduser()
 
     def copy(tmp: Path) -> None:
-        for task in DEFAULT_TASKS:
+        for task in (*DEFAULT_TASKS, ENTITY_HEAD_DIR):
             shutil.copytree(source / task, tmp / task)
 
     return prepare_dir(

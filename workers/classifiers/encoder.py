@@ -120,6 +120,48 @@ class SentenceEncoder:
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
             raise ModelError(f"the encoder failed on a batch of {len(texts)} texts: {exc}") from exc
 
+    def encode_rows(
+        self,
+        texts: list[str],
+        windows: list[list[int]],
+        layers: tuple[int, ...],
+        token_layers: tuple[int, ...],
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One forward pass over `texts` (truncated; mean-pooled `layers` as in `encode_layers`) and
+        `windows` (token ids with special tokens, at most `max_length` each; per-token `token_layers`
+        kept). Returns pooled (len(texts), len(layers), dim) and per window (len, len(token_layers), dim).
+
+        The `entities` task sends windows, the sentence tasks texts: one pass serves both."""
+        import torch
+
+        if not texts and not windows:
+            return torch.empty((0, len(layers), self.dim), device=self.device), []
+        try:
+            rows = (
+                list(self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"])
+                if texts
+                else []
+            )
+            batch = self.tokenizer.pad({"input_ids": [*rows, *windows]}, return_tensors="pt")
+            batch = {key: value.to(self.device) for key, value in batch.items()}
+            with self._lock, torch.inference_mode():
+                self.forward_passes += 1
+                hidden = self.model(**batch, output_hidden_states=True).hidden_states
+                n = len(rows)
+                mask = batch["attention_mask"][:n].unsqueeze(-1).float()
+                counts = mask.sum(dim=1).clamp(min=1e-9)
+                pooled = [(hidden[i][:n].float() * mask).sum(dim=1) / counts for i in layers]
+                tokens: list[torch.Tensor] = []
+                if windows:
+                    stacked = torch.stack([hidden[i][n:].float() for i in token_layers], dim=2)
+                    tokens = [stacked[j, : len(window)] for j, window in enumerate(windows)]
+                pooled_out = torch.stack(pooled, dim=1) if pooled else torch.empty((n, 0, self.dim))
+                return pooled_out, tokens
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise ModelError(
+                f"the encoder failed on a batch of {len(texts)} texts and {len(windows)} windows: {exc}"
+            ) from exc
+
     def encode(self, texts: list[str]) -> torch.Tensor:
         """Embeddings of `texts`, shape (len(texts), dim), float32 on the encoder's device, unit norm."""
         import torch

@@ -1,11 +1,13 @@
-"""`EncoderClassifierSuite`: moderation, risk and sentiment over one shared sentence encoder.
+"""`EncoderClassifierSuite`: moderation, risk, sentiment and entities over one shared encoder.
 
 Every request becomes a `(task, text, head)` item on one `MicroBatcher`; the batcher's thread
 embeds a whole batch in one encoder forward pass (pooling every layer any head of the batch reads,
 whatever the tasks) and runs each head on its rows. Results are JSON-able dicts matching
 shared.schemas.ModerationResult / RiskResult / SentimentResult. A moderation request may name a
 custom model (`textfleet train`, registered under `models_dir/custom/<name>`): it is loaded on first
-use and stays warm (`registry.ModelRegistry`).
+use and stays warm (`registry.ModelRegistry`). An `entities` request goes into the same batches as
+token windows (`ner.EntityRecognizer`): the one forward pass pools the sentence rows and keeps the
+per-token states of the window rows.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 
@@ -30,8 +32,10 @@ if TYPE_CHECKING:
 
     from workers.classifiers.encoder import SentenceEncoder
     from workers.classifiers.heads import Head, HeadSet
+    from workers.classifiers.ner import EntityRecognizer
+    from workers.classifiers.ner_head import EntityHead
 
-__all__ = ["CLASSIFIER_TASKS", "EncoderClassifierSuite"]
+__all__ = ["CLASSIFIER_TASKS", "SENTENCE_TASKS", "EncoderClassifierSuite"]
 
 log = structlog.get_logger(__name__)
 
@@ -40,8 +44,11 @@ log = structlog.get_logger(__name__)
 CLASSIFIER_TASKS: tuple[TaskName, ...] = tuple(TaskName(name) for name in TASKS.by_engine(Engine.CLASSIFIER))
 _MODERATE = TaskName("moderate")
 _RISK = TaskName("risk")
+_ENTITIES = TaskName("entities")
+#: The tasks answered by a sentence head (`entities` is answered by the entity head).
+SENTENCE_TASKS: tuple[TaskName, ...] = tuple(task for task in CLASSIFIER_TASKS if task is not _ENTITIES)
 
-Item = tuple[TaskName, str, "Head"]
+Item = tuple[TaskName, str, "Head | EntityHead"]
 Outcome = dict[str, Any] | ModelError
 
 _WARMUP_TEXT = "textfleet warm-up: is this message fine?"
@@ -56,9 +63,10 @@ class EncoderClassifierSuite:
         heads: HeadSet,
         settings: Settings,
         *,
+        entities: EntityRecognizer | None = None,
         warmup: bool = True,
     ) -> None:
-        missing = [task.value for task in CLASSIFIER_TASKS if task.value not in heads.specs]
+        missing = [task.value for task in SENTENCE_TASKS if task.value not in heads.specs]
         if missing:
             raise ModelNotPreparedError(
                 f"the classifier heads lack {', '.join(missing)}; run `textfleet models prepare`"
@@ -72,6 +80,7 @@ class EncoderClassifierSuite:
                 )
         self.encoder = encoder
         self.heads = heads
+        self.entities = entities
         self.settings = settings
         self.registry = ModelRegistry(Path(settings.models_dir).expanduser(), encoder)
         moderation = heads.heads[_MODERATE.value]
@@ -109,7 +118,7 @@ class EncoderClassifierSuite:
                 log.warning("classifiers.encoder_mismatch", heads_encoder=trained_on, encoder=encoder_path)
         encoder = SentenceEncoder.load(encoder_path, device=settings.classify_device)
         heads.to(encoder.device)
-        suite = cls(encoder, heads, settings)
+        suite = cls(encoder, heads, settings, entities=_entity_recognizer(heads_path, encoder))
         log.info(
             "classifiers.ready",
             encoder=encoder_path,
@@ -154,7 +163,14 @@ class EncoderClassifierSuite:
         self.batcher.close()
         log.info("classifiers.closed", batches=self.batcher.stats.batches, items=self.batcher.stats.items)
 
-    def _head(self, task: TaskName, model: str | None) -> Head:
+    def _head(self, task: TaskName, model: str | None) -> Head | EntityHead:
+        if task is _ENTITIES:
+            if self.entities is None:
+                raise ModelError(
+                    "the entity head is not prepared; run `textfleet models prepare`",
+                    code="model_not_prepared",
+                )
+            return self.entities.head
         if model is None:
             return self.heads.heads[task.value]
         if task is not _MODERATE:
@@ -178,21 +194,35 @@ class EncoderClassifierSuite:
 
     def _classify_items(self, items: list[Item]) -> list[Outcome]:
         started = time.perf_counter()
-        heads = {id(head): head for _, _, head in items}
+        sentence_rows = [i for i, (task, _, _) in enumerate(items) if task is not _ENTITIES]
+        entity_rows = [i for i, (task, _, _) in enumerate(items) if task is _ENTITIES]
+        heads = {id(items[i][2]): cast("Head", items[i][2]) for i in sentence_rows}
         total = self.encoder.layer_count
         layers = tuple(sorted({i % total for head in heads.values() for i in head.spec.features.layers}))
-        states = self.encoder.encode_layers([text for _, text, _ in items], layers)
+        prepared = [self.entities.prepare(items[i][1]) for i in entity_rows] if self.entities else []
+        token_layers = self.entities.layers if self.entities else ()
+        windows = [ids for p in prepared for ids in p.window_ids]
+        states, token_states = self.encoder.encode_rows(
+            [items[i][1] for i in sentence_rows], windows, layers, token_layers
+        )
         out: list[Outcome | None] = [None] * len(items)
         for key, head in heads.items():
-            rows = [i for i, (_, _, item_head) in enumerate(items) if id(item_head) == key]
+            rows = [j for j, i in enumerate(sentence_rows) if id(items[i][2]) == key]
             wanted = [layers.index(i % total) for i in head.spec.features.layers]
             features = _features(states[rows], wanted)
             probs = head.probabilities(features).to("cpu").tolist()
             for row, values in zip(rows, probs, strict=True):
-                out[row] = self._result(items[row][0], head, values)
+                item = sentence_rows[row]
+                out[item] = self._result(items[item][0], head, values)
+        at = 0
+        for i, prep in zip(entity_rows, prepared, strict=True):
+            assert self.entities is not None
+            out[i] = self.entities.result(prep, token_states[at : at + len(prep.windows)])
+            at += len(prep.windows)
         log.debug(
             "classifiers.batch",
             size=len(items),
+            windows=len(windows),
             ms=round((time.perf_counter() - started) * 1000, 2),
         )
         return [outcome if outcome is not None else ModelError("no result") for outcome in out]
@@ -227,9 +257,10 @@ class EncoderClassifierSuite:
 
     def _warm_up(self) -> None:
         started = time.perf_counter()
-        self._classify_items(
-            [(task, _WARMUP_TEXT, self.heads.heads[task.value]) for task in CLASSIFIER_TASKS]
-        )
+        items: list[Item] = [(task, _WARMUP_TEXT, self.heads.heads[task.value]) for task in SENTENCE_TASKS]
+        if self.entities is not None:
+            items.append((_ENTITIES, _WARMUP_TEXT, self.entities.head))
+        self._classify_items(items)
         log.info("classifiers.warmed_up", ms=round((time.perf_counter() - started) * 1000, 2))
 
 
@@ -243,6 +274,20 @@ def _check_task(task: TaskName | str) -> TaskName:
         raise ModelError(f"{task!r} is not a classifier task ({known})")
     assert value is not None
     return value
+
+
+def _entity_recognizer(heads_path: Path, encoder: SentenceEncoder) -> EntityRecognizer | None:
+    """The entity recognizer over `encoder`, or None (entities jobs then fail naming the fix) when
+    the heads directory was prepared before the entity head shipped."""
+    from workers.classifiers.ner import EntityRecognizer
+    from workers.classifiers.ner_head import ENTITY_HEAD_DIR, EntityHead
+
+    try:
+        head = EntityHead.load(heads_path / ENTITY_HEAD_DIR, device=encoder.device)
+    except ModelNotPreparedError as exc:
+        log.warning("classifiers.no_entity_head", error=str(exc))
+        return None
+    return EntityRecognizer(head, encoder.tokenizer, max_length=encoder.max_length)
 
 
 def _features(states: torch.Tensor, wanted: list[int]) -> torch.Tensor:

@@ -17,7 +17,7 @@ from shared.schemas import ModerationResult, RiskResult, SentimentResult
 from shared.settings import MODERATION_CATEGORIES, Settings
 from workers.classifiers.base import ClassifierSuite
 from workers.classifiers.heads import RISK_LABELS, head_specs
-from workers.classifiers.suite import CLASSIFIER_TASKS, EncoderClassifierSuite
+from workers.classifiers.suite import CLASSIFIER_TASKS, SENTENCE_TASKS, EncoderClassifierSuite
 
 pytestmark = pytest.mark.models
 
@@ -184,6 +184,8 @@ def test_missing_encoder_names_the_prepare_command(tmp_path: Path, heads_dir: Pa
 
 
 def test_one_default_head_per_classifier_task_of_the_registry() -> None:
-    assert list(CLASSIFIER_TASKS) == ["moderate", "risk", "sentiment"]
-    assert set(head_specs()) == set(CLASSIFIER_TASKS)
+    assert list(CLASSIFIER_TASKS) == ["moderate", "risk", "sentiment", "entities"]
+    # `entities` is answered by the entity head (ner_head.py), the others by sentence heads
+    assert list(SENTENCE_TASKS) == ["moderate", "risk", "sentiment"]
+    assert set(head_specs()) == set(SENTENCE_TASKS)
     assert all(name == spec.name for name, spec in head_specs().items())
