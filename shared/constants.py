@@ -120,3 +120,64 @@ HEARTBEAT_SCAN_PAGE = 500
 #: Open files an API process lifts its soft limit to when the hard limit is unlimited: every held
 #: connection (a `?wait` request is one) is a file descriptor, and 1024 is far too few.
 OPEN_FILES_TARGET = 65536
+
+
+# --- Tuning of the workers, the broker and the OpenAI-compatible surface -----------------------
+# Named and explained here, once; the module that uses each imports it.
+
+# used by shared/queueing.py
+#: Most Redis commands one pipeline write carries; larger sends are written in several.
+PIPELINE_MAX_COMMANDS = 10_000
+
+# used by shared/db/conflicts.py
+#: Tries of a batch transaction that lost a lock conflict before its error reaches the task threads.
+CONFLICT_TRIES = 6
+
+# used by workers/classifiers/features.py
+#: Texts per encoder forward pass while building features.
+EMBED_BATCH = 64
+
+# used by workers/sweeper.py
+#: Most jobs one sweep stage reads and ends or re-sends in one transaction (the rest wait for the next sweep).
+SWEEP_BATCH = 1000
+
+# used by workers/engines/vllm_start.py
+#: How long stopping the engine loop (and close()'s and a timeout's abort) waits.
+ENGINE_STOP_TIMEOUT_S = 30.0
+
+# used by workers/streaming.py
+#: Least time between two updates of one generation (bounds Redis traffic; ~20 updates a second).
+STREAM_INTERVAL_S = 0.05
+
+# used by workers/broker.py
+#: Longest wait between two attempts to reach a lost broker (kombu's default grows to 30 s).
+RECONNECT_INTERVAL_MAX_S = 1.0
+
+# used by workers/guardrails.py
+#: Longest wait for a guardrail's verdict when the job itself sets no `timeout_s`.
+GUARDRAIL_WAIT_S = 60.0
+
+# used by workers/classifiers/ner.py
+#: Tokens two neighbouring windows share (each token is decided where it has the most context).
+NER_WINDOW_OVERLAP = 64
+
+# used by api/openai/service.py
+#: Time an interactive job may wait in the queue before it ends `expired` (a 503): about the
+#: `openai` client's own default timeout (600 s), after which nobody is waiting for the answer.
+INTERACTIVE_TTL_S = 600.0
+
+# used by api/openai/service.py
+#: Extra time the API waits past a job's queue and run deadlines for the fleet to record its end.
+INTERACTIVE_GRACE_S = 60.0
+
+# used by api/openai/streaming.py
+#: Seconds between keep-alive comments while a streamed job runs (proxies drop idle connections).
+STREAM_KEEPALIVE_S = 15.0
+
+# used by api/openai/streaming.py
+#: Longest wait for a text update before checking whether the jobs ended.
+STREAM_POLL_S = 0.5
+
+# used by api/batches/output.py
+#: Input-file lines read per page (a request's jobs share its line, so a page never splits one).
+BATCH_OUTPUT_PAGE_LINES = 2000

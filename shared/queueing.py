@@ -16,6 +16,7 @@ from celery import Celery
 from kombu.entity import Queue as KombuQueue
 
 from shared.constants import (
+    PIPELINE_MAX_COMMANDS,
     PRIORITY_MAX,
     TASK_QUEUES,
     WEBHOOK_TASK,
@@ -170,10 +171,6 @@ def _publish(app: Celery, jobs: Sequence[tuple[str, TaskName, int]], countdown: 
                 declare=[],
                 retry=False,
             )
-
-
-#: Most Redis commands one pipeline write carries; larger sends are written in several.
-PIPELINE_MAX_COMMANDS = 10_000
 
 
 def _batch_size(count: int) -> int:

@@ -50,13 +50,13 @@ from kombu.connection import Connection as KombuConnection
 from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual import Empty
 
+from shared.constants import RECONNECT_INTERVAL_MAX_S
+
 __all__ = ["TRANSPORT", "Channel", "Connection", "QoS", "Transport", "configure_worker_broker"]
 
 #: The value of Celery's `broker_transport` setting that selects this transport.
 TRANSPORT = "workers.broker:Transport"
 
-#: Longest wait between two attempts to reach a lost broker (kombu's default grows to 30 s).
-RECONNECT_INTERVAL_MAX_S = 1.0
 
 log = structlog.get_logger(__name__)
 

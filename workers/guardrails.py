@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from shared.constants import PRIORITY_MAX, TaskName
+from shared.constants import GUARDRAIL_WAIT_S, PRIORITY_MAX, TaskName
 from shared.db import repository, session_scope
 from shared.db.models import Job, utcnow
 from shared.errors import ContentFlaggedError, GuardrailUnavailableError
@@ -30,8 +30,6 @@ log = structlog.get_logger(__name__)
 
 _MODERATE = TaskName("moderate")
 
-#: Longest wait for a guardrail's verdict when the job itself sets no `timeout_s`.
-GUARDRAIL_WAIT_S = 60.0
 #: Polling interval of the database while waiting (doubling from the first value up to the second).
 _POLL_S = (0.02, 0.25)
 

@@ -13,14 +13,11 @@ import time
 import redis
 import structlog
 
-from shared.constants import job_stream_channel
+from shared.constants import STREAM_INTERVAL_S, job_stream_channel
 
 __all__ = ["STREAM_INTERVAL_S", "TextPublisher"]
 
 log = structlog.get_logger(__name__)
-
-#: Least time between two updates of one generation (bounds Redis traffic; ~20 updates a second).
-STREAM_INTERVAL_S = 0.05
 
 
 class TextPublisher:

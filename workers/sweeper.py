@@ -33,7 +33,7 @@ from sqlalchemy import delete, select
 
 from shared import lifecycle
 from shared.batches import advance_active
-from shared.constants import SWEEPER_LOCK, TASK_QUEUES, Queue, TaskName, outstanding_key
+from shared.constants import SWEEP_BATCH, SWEEPER_LOCK, TASK_QUEUES, Queue, TaskName, outstanding_key
 from shared.db import repository, session_scope
 from shared.db.conflicts import retry_conflicts
 from shared.db.models import IdempotencyKey, Job, utcnow
@@ -48,8 +48,6 @@ from workers.heartbeat import heartbeat_key
 __all__ = ["Sweeper", "sweep"]
 
 log = structlog.get_logger(__name__)
-
-BATCH = 1000
 
 
 @dataclass
@@ -99,7 +97,7 @@ def _end(state: _Sweep, completions: list[Completion]) -> list[Ended]:
 def _expire_queued(state: _Sweep) -> None:
     """1. `queued` jobs whose `params.ttl_s` passed end `expired` (they never run)."""
     with session_scope(state.settings.database_url) as session:
-        rows = repository.queued_with_ttl(session, limit=BATCH)
+        rows = repository.queued_with_ttl(session, limit=SWEEP_BATCH)
     expiries = []
     for row in rows:
         ttl = repository.ttl_passed(row.params, row.created_at, state.now)
@@ -112,7 +110,7 @@ def _resend_stale(state: _Sweep) -> None:
     """2. `queued` jobs whose message is older than `requeue_after_s` are sent again."""
     cutoff = state.now - timedelta(seconds=state.settings.requeue_after_s)
     with session_scope(state.settings.database_url) as session:
-        stale = repository.take_stale_queued(session, before=cutoff, now=state.now, limit=BATCH)
+        stale = repository.take_stale_queued(session, before=cutoff, now=state.now, limit=SWEEP_BATCH)
     state.resend += stale
     state.done["requeued_stale"] += len(stale)
 
@@ -122,7 +120,7 @@ def _recover_running(state: _Sweep, missing_since: dict[tuple[str, str], float] 
     (`worker_lost`); those past their time limit plus `running_grace_s` fail (`timeout`). A failed
     job's engine request is aborted, in case its worker still runs it."""
     with session_scope(state.settings.database_url) as session:
-        rows = repository.running_jobs(session, limit=BATCH)
+        rows = repository.running_jobs(session, limit=SWEEP_BATCH)
     pairs = {(TASK_QUEUES[TaskName(r.task)].value, r.worker or "") for r in rows}
     alive = _alive_workers(state.client, pairs)
     if missing_since is not None:
@@ -222,7 +220,7 @@ def _prune_outstanding(settings: Settings, client: redis.Redis) -> int:
     terminal = {s.value for s in TERMINAL_STATUSES}
     for queue in Queue:
         key = outstanding_key(queue)
-        oldest: list[Any] = client.zrange(key, 0, BATCH - 1)
+        oldest: list[Any] = client.zrange(key, 0, SWEEP_BATCH - 1)
         ids = [m.decode() if isinstance(m, bytes) else str(m) for m in oldest]
         if not ids:
             continue

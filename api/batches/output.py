@@ -10,14 +10,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.batches.results import is_output, result_line
+from shared.constants import BATCH_OUTPUT_PAGE_LINES
 from shared.db import repository
 from shared.db.batch_models import Batch, BatchRequest, FileObject
 from shared.db.models import Job
 
 __all__ = ["output_lines"]
-
-#: Input-file lines read per page (a request's jobs share its line, so a page never splits one).
-PAGE_LINES = 2000
 
 
 def output_lines(sessions: Callable[[], Session], file: FileObject) -> Iterator[bytes]:
@@ -30,7 +28,7 @@ def output_lines(sessions: Callable[[], Session], file: FileObject) -> Iterator[
         last = session.scalar(
             select(func.max(BatchRequest.line)).where(BatchRequest.batch_id == file.batch_id)
         )
-    for start in range(0, (last or 0), PAGE_LINES):
+    for start in range(0, (last or 0), BATCH_OUTPUT_PAGE_LINES):
         with maker() as session:
             batch = session.get(Batch, file.batch_id)
             if batch is None:  # the batch is gone: so is its output
@@ -42,7 +40,7 @@ def output_lines(sessions: Callable[[], Session], file: FileObject) -> Iterator[
                 .where(
                     BatchRequest.batch_id == batch.id,
                     BatchRequest.line > start,
-                    BatchRequest.line <= start + PAGE_LINES,
+                    BatchRequest.line <= start + BATCH_OUTPUT_PAGE_LINES,
                 )
                 .order_by(BatchRequest.line, BatchRequest.item)
             ).all()

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from api.jobs.service import JobService, cancel_job
 from api.jobs.waits import JobWaiter
 from api.openai.updates import TextUpdates, text_updates
-from shared.constants import PRIORITY_MAX
+from shared.constants import INTERACTIVE_GRACE_S, INTERACTIVE_TTL_S, PRIORITY_MAX
 from shared.errors import ConflictError, JobNotFoundError
 from shared.schemas import JobCreate, JobOut
 from shared.settings import Settings
@@ -32,11 +32,6 @@ log = structlog.get_logger(__name__)
 #: Priority of the jobs of these endpoints: above every default, so interactive requests overtake
 #: queued bulk work (batches) on the same workers.
 INTERACTIVE_PRIORITY = PRIORITY_MAX
-#: Time an interactive job may wait in the queue before it ends `expired` (a 503): about the
-#: `openai` client's own default timeout (600 s), after which nobody is waiting for the answer.
-INTERACTIVE_TTL_S = 600.0
-#: Extra time the API waits past a job's queue and run deadlines for the fleet to record its end.
-_GRACE_S = 60.0
 
 
 class OpenAIService:
@@ -85,7 +80,7 @@ class OpenAIService:
     def deadline_s(self, body: JobCreate) -> float:
         """How long the API waits for `body`'s job: its queue time, run time, and a grace period."""
         run_s = body.params.timeout_s or self.settings.default_timeout_s
-        return (body.params.ttl_s or self.ttl_s) + run_s + _GRACE_S
+        return (body.params.ttl_s or self.ttl_s) + run_s + INTERACTIVE_GRACE_S
 
     async def wait(self, job_id: str, timeout_s: float) -> JobOut:
         """The job once terminal, or as it is after `timeout_s`. Long-polls in `max_wait_s` steps on

@@ -2,7 +2,7 @@
 
 A stream sends its opening chunks at once (chat: the assistant role), then, while its jobs run, a
 chunk with what each text update (`api.openai.updates`: the worker's text so far) adds, and an SSE
-comment (`: keep-alive`) after `KEEPALIVE_S` of silence. When the jobs end, the recorded results close
+comment (`: keep-alive`) after `STREAM_KEEPALIVE_S` of silence. When the jobs end, the recorded results close
 it: per choice, what the result adds to the text already sent and the finish reason (completions: one
 chunk with both), with `stream_options.include_usage` a chunk with `usage` and no choices, then
 `data: [DONE]`. Updates are best effort, the results are the truth: the pieces always add up to the
@@ -25,11 +25,12 @@ from fastapi.responses import StreamingResponse
 from api.openai.errors import JobFailedError, error_body, failure_body, job_error
 from api.openai.service import OpenAIService
 from api.openai.translate import created, usage
+from shared.constants import STREAM_KEEPALIVE_S, STREAM_POLL_S
 from shared.results import JobStatus
 from shared.schemas import JobCreate, JobOut
 
 __all__ = [
-    "KEEPALIVE_S",
+    "STREAM_KEEPALIVE_S",
     "ChatFormat",
     "CompletionFormat",
     "StreamFormat",
@@ -39,12 +40,8 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-#: Seconds between keep-alive comments while a streamed job runs (proxies drop idle connections).
-KEEPALIVE_S = 15.0
 _DONE = b"data: [DONE]\n\n"
 _KEEPALIVE = b": keep-alive\n\n"
-#: Longest wait for a text update before checking whether the jobs ended.
-_POLL_S = 0.5
 
 
 def _event(data: Any) -> bytes:
@@ -171,7 +168,7 @@ async def _events(
         async with service.text_updates(ids) as updates:
             quiet_since = time.monotonic()
             while not waiting.done():
-                update = await updates.next(timeout_s=_POLL_S)
+                update = await updates.next(timeout_s=STREAM_POLL_S)
                 index = index_of.get(update[0], -1) if update is not None else -1
                 if update is not None and index >= 0:
                     text = update[1]
@@ -179,7 +176,7 @@ async def _events(
                         yield _event(form.delta(index, text[len(sent[index]) :]))
                         sent[index] = text
                         quiet_since = time.monotonic()
-                if time.monotonic() - quiet_since >= KEEPALIVE_S:
+                if time.monotonic() - quiet_since >= STREAM_KEEPALIVE_S:
                     yield _KEEPALIVE
                     quiet_since = time.monotonic()
         try:

@@ -14,14 +14,14 @@ from typing import TypeVar
 import structlog
 from sqlalchemy.exc import OperationalError
 
+from shared.constants import CONFLICT_TRIES
+
 __all__ = ["CONFLICT_TRIES", "is_conflict", "retry_conflicts"]
 
 log = structlog.get_logger(__name__)
 
 _T = TypeVar("_T")
 
-#: Tries of a batch transaction that lost a lock conflict before its error reaches the task threads.
-CONFLICT_TRIES = 6
 #: PostgreSQL's SQLSTATEs for a deadlock and a serialization failure: the transaction rolled back
 #: whole and may simply run again (every statement in it is a conditional update).
 _CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})

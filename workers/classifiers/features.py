@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from shared.constants import EMBED_BATCH
+
 if TYPE_CHECKING:
     from workers.classifiers.encoder import SentenceEncoder
 
 __all__ = ["EmbeddingCache", "FeatureSpec", "combine", "pooled_states"]
-
-#: Texts per encoder forward pass while building features.
-EMBED_BATCH = 64
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shared.constants import NER_WINDOW_OVERLAP
 from workers.classifiers.ner_head import EntityHead
 from workers.classifiers.ner_rules import find_rule_entities
 from workers.classifiers.ner_spans import Span, decode_bio, merge_windows, plan_windows, resolve
@@ -24,10 +25,8 @@ from workers.classifiers.ner_spans import Span, decode_bio, merge_windows, plan_
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["WINDOW_OVERLAP", "EntityRecognizer", "Prepared", "shape_features"]
+__all__ = ["NER_WINDOW_OVERLAP", "EntityRecognizer", "Prepared", "shape_features"]
 
-#: Tokens two neighbouring windows share (each token is decided where it has the most context).
-WINDOW_OVERLAP = 64
 _SENTENCE_END = frozenset(".!?\n")
 
 
@@ -77,7 +76,7 @@ class EntityRecognizer:
         self.head = head
         self.tokenizer = tokenizer
         self.window = max_length - 2  # room for [CLS] and [SEP]
-        self.overlap = min(WINDOW_OVERLAP, self.window // 4)
+        self.overlap = min(NER_WINDOW_OVERLAP, self.window // 4)
         self.cls_id = int(tokenizer.cls_token_id)
         self.sep_id = int(tokenizer.sep_token_id)
 

@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
+from shared.constants import ENGINE_STOP_TIMEOUT_S
 from shared.errors import EngineError, InvalidInputError
 from workers.engines.base import GenerationOutput, GenerationRequest
 from workers.engines.vllm_sampling import sampling_params
-from workers.engines.vllm_start import STOP_TIMEOUT_S, Tokenizer, check_model_dir, launch, stop_loop
+from workers.engines.vllm_start import Tokenizer, check_model_dir, launch, stop_loop
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -188,7 +189,7 @@ class VLLMEngine:
         if llm is None or self._closed:
             return
         try:
-            self._call(llm.abort(request_id), timeout_s=STOP_TIMEOUT_S)
+            self._call(llm.abort(request_id), timeout_s=ENGINE_STOP_TIMEOUT_S)
         except Exception as exc:
             log.warning("engine_abort_failed", request_id=request_id, error=repr(exc))
 
@@ -216,7 +217,7 @@ class VLLMEngine:
             await asyncio.gather(*tasks, return_exceptions=True)
 
         try:
-            self._call(_shutdown(llm), timeout_s=STOP_TIMEOUT_S)
+            self._call(_shutdown(llm), timeout_s=ENGINE_STOP_TIMEOUT_S)
         except Exception as exc:
             log.warning("engine_shutdown_failed", error=repr(exc))
         stop_loop(self._loop, self._thread)

@@ -21,12 +21,13 @@ from typing import Any, Protocol, cast
 
 import structlog
 
+from shared.constants import ENGINE_STOP_TIMEOUT_S
 from shared.errors import EngineError, ModelNotPreparedError
 from shared.metrics import ENGINE_KV_CACHE_USAGE
 from workers.model_paths import is_local_path
 
 __all__ = [
-    "STOP_TIMEOUT_S",
+    "ENGINE_STOP_TIMEOUT_S",
     "Launched",
     "Tokenizer",
     "check_model_dir",
@@ -36,9 +37,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-
-#: How long stopping the engine loop (and close()'s and a timeout's abort) waits.
-STOP_TIMEOUT_S = 30.0
 
 
 class Tokenizer(Protocol):
@@ -175,7 +173,7 @@ def stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None
     """Stop an event loop running on `thread`, join the thread, and close the loop."""
     if loop.is_running():
         loop.call_soon_threadsafe(loop.stop)
-    thread.join(timeout=STOP_TIMEOUT_S)
+    thread.join(timeout=ENGINE_STOP_TIMEOUT_S)
     if not thread.is_alive() and not loop.is_closed():
         loop.close()
 
