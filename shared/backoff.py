@@ -1,8 +1,8 @@
 """How long to wait before trying again: the one backoff rule of the fleet.
 
-Job retries (a transient failure, `retry_backoff_s` doubling up to `retry_backoff_max_s`) and webhook
-delivery retries (`shared.webhooks.policy.BACKOFF_SCHEDULE_S`, jittered) both read a schedule of
-delays with `backoff_s`.
+Job retries (a transient failure, `retry_backoff_s` doubling up to `retry_backoff_max_s`), restarts of
+a dead child (`textfleet dev`, the GPU supervisor) and webhook delivery retries
+(`shared.webhooks.policy.BACKOFF_SCHEDULE_S`, jittered) all read a schedule of delays with `backoff_s`.
 """
 
 from __future__ import annotations

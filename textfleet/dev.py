@@ -29,6 +29,7 @@ import redis
 import structlog
 from rich.console import Console
 
+from shared.backoff import backoff_s, doubling
 from shared.constants import Queue
 from shared.db.migrate import upgrade
 from shared.settings import Settings
@@ -217,7 +218,7 @@ class DevStack:
                 if name not in self._restart_at:
                     failures = self._failures.get(name, 0) + 1
                     self._failures[name] = failures
-                    delay = min(self.settings.dev_restart_backoff_s * 2 ** (failures - 1), MAX_BACKOFF_S)
+                    delay = backoff_s(failures, doubling(self.settings.dev_restart_backoff_s, MAX_BACKOFF_S))
                     self._restart_at[name] = now + delay
                     kill_group(proc)  # whatever it left behind (vLLM's engine process) goes with it
                     self.console.print(f"[red]{name} exited with code {code}[/]; restarting in {delay:.0f}s")

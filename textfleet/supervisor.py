@@ -34,6 +34,8 @@ from typing import Any
 
 import structlog
 
+from shared.backoff import backoff_s, doubling
+
 __all__ = ["GPUSpecError", "die_with_parent", "parse_gpus", "supervise"]
 
 log = structlog.get_logger(__name__)
@@ -204,7 +206,7 @@ def supervise(
                 if uptime >= stable_after_s:
                     child.failures = 0
                 child.failures += 1
-                delay = min(restart_backoff_s * 2 ** (child.failures - 1), max_backoff_s)
+                delay = backoff_s(child.failures, doubling(restart_backoff_s, max_backoff_s))
                 log.warning(
                     "supervisor.child_exited",
                     gpu=child.gpu,
