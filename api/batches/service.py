@@ -27,6 +27,7 @@ from shared.errors import ConflictError, InvalidInputError, JobNotFoundError, Qu
 from shared.files.settings import FilesSettings
 from shared.metrics import count_submitted
 from shared.queueing import redis_client, send_jobs
+from shared.webhooks import enqueue_deliveries, record_batch_event
 
 __all__ = ["BatchesService"]
 
@@ -49,6 +50,12 @@ class BatchesService:
     ) -> Batch:
         """A batch from an uploaded file: `in_progress` with every request queued as a job, or
         `failed` with the errors of its bad lines (then nothing was stored but the batch)."""
+        if body.webhook is not None and not webhooks_enabled:
+            raise InvalidInputError(
+                "webhook: webhooks are not enabled on this deployment (TEXTFLEET_WEBHOOK_SECRET is not set)",
+                field="webhook",
+                code="validation_error",
+            )
         source = self.files.get(session, body.input_file_id)
         if source.purpose != "batch":
             raise InvalidInputError(
@@ -74,6 +81,7 @@ class BatchesService:
             input_file_id=source.id,
             completion_window=body.completion_window,
             meta=body.metadata,
+            webhook=str(body.webhook) if body.webhook is not None else None,
             created_at=now,
             expires_at=now + window(body.completion_window),
             priority=self.settings.batch_priority,
@@ -82,8 +90,15 @@ class BatchesService:
         if parsed.errors:
             batch.status, batch.errors, batch.failed_at = "failed", parsed.errors, now
             session.add(batch)
+            session.flush()
+            delivery = record_batch_event(session, batch.id, batch.webhook, "failed")
             session.commit()
             log.info("batch.failed_validation", batch_id=batch.id, errors=len(parsed.errors))
+            if delivery is not None:
+                try:
+                    enqueue_deliveries(self.celery, [delivery.id])
+                except QueueUnavailableError:  # the sweeper re-sends deliveries that are unqueued
+                    log.warning("webhook.enqueue_failed", batch_id=batch.id)
             return batch
         return self._start(session, batch, parsed.requests, now)
 
