@@ -27,7 +27,9 @@ from shared.errors import ConflictError, InvalidInputError, JobNotFoundError, Qu
 from shared.files.settings import FilesSettings
 from shared.metrics import count_submitted
 from shared.queueing import redis_client, send_jobs
+from shared.schemas import WebhookDeliveryOut
 from shared.webhooks import enqueue_deliveries, record_batch_event
+from shared.webhooks.resend import reset_batch_for_resend
 
 __all__ = ["BatchesService"]
 
@@ -213,3 +215,12 @@ class BatchesService:
             raise ConflictError(f"batch is already {batch.status}; only a batch in progress can be cancelled")
         batches.cancel_queued(session, batch, self._redis())
         return self.get(session, batch_id)
+
+    # --- Webhook ----------------------------------------------------------------------------------
+
+    def resend_webhook(self, session: Session, batch_id: str) -> WebhookDeliveryOut:
+        """Make the failed delivery of the batch's event pending again and due now, then enqueue it."""
+        delivery = reset_batch_for_resend(session, batch_id)
+        session.commit()
+        enqueue_deliveries(self.celery, [delivery.id])  # if Redis refuses (503), the sweeper re-sends it
+        return delivery

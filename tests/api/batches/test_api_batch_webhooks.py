@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from shared.db.batch_models import Batch
 from shared.db.models import WebhookDelivery
@@ -108,3 +108,36 @@ def test_a_batch_that_fails_validation_records_batch_failed(
     assert response.status_code == 200 and response.json()["status"] == "failed"
     [(_, event, url)] = _deliveries(database_url, response.json()["id"])
     assert (event, url) == ("failed", HOOK)
+
+
+def test_a_failed_batch_event_can_be_re_sent(
+    make_client: MakeClient, database_url: str, redis_url: str
+) -> None:
+    api = make_client(webhook_secret=SECRET)
+    assert api.post("/v1/batches/batch_nope/webhook/resend").status_code == 404
+    batch_id = _post(api, moderation_lines(1), webhook=HOOK).json()["id"]
+    none_yet = api.post(f"/v1/batches/{batch_id}/webhook/resend")
+    assert none_yet.status_code == 404 and none_yet.json()["error"]["code"] == "webhook_delivery_not_found"
+    finish_batch_jobs(database_url, list(batch_job_ids(database_url, batch_id).values()))
+    assert api.get(f"/v1/batches/{batch_id}").json()["status"] == "completed"
+    [(delivery_id, _, _)] = _deliveries(database_url, batch_id)
+    assert api.post(f"/v1/batches/{batch_id}/webhook/resend").status_code == 409  # still pending
+    with session_scope(database_url) as session:
+        session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id)
+            .values(status="failed", attempts=7, next_attempt_at=None)
+        )
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.zrem(wq.DUE_KEY, delivery_id)
+        response = api.post(f"/v1/batches/{batch_id}/webhook/resend")
+        assert response.status_code == 202, response.text
+        assert (response.json()["id"], response.json()["status"], response.json()["attempts"]) == (
+            delivery_id,
+            "pending",
+            0,
+        )
+        assert client.zscore(wq.DUE_KEY, delivery_id) is not None
+    finally:
+        client.close()
