@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import openai
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -141,3 +142,29 @@ def test_a_failed_batch_event_can_be_re_sent(
         assert client.zscore(wq.DUE_KEY, delivery_id) is not None
     finally:
         client.close()
+
+
+def test_the_official_client_passes_the_webhook_as_extra_body(
+    make_client: MakeClient, database_url: str
+) -> None:
+    api = make_client(webhook_secret=SECRET)
+    client = openai.OpenAI(
+        base_url="http://testserver/v1", api_key="textfleet", http_client=api, max_retries=0
+    )
+    uploaded = client.files.create(file=("in.jsonl", jsonl(moderation_lines(1))), purpose="batch")
+    batch = client.batches.create(
+        input_file_id=uploaded.id,
+        endpoint="/v1/moderations",
+        completion_window="24h",
+        extra_body={"webhook": HOOK},
+    )
+    with session_scope(database_url) as session:
+        row = session.get(Batch, batch.id)
+        assert row is not None and row.webhook == HOOK
+    with pytest.raises(openai.BadRequestError, match="webhook"):
+        client.batches.create(
+            input_file_id=uploaded.id,
+            endpoint="/v1/moderations",
+            completion_window="24h",
+            extra_body={"webhook": "ftp://hooks.example.com/x"},
+        )
