@@ -6,6 +6,11 @@ concurrent readers and sweepers move it once: `in_progress` -> `completed` once 
 done; `in_progress` -> `expired` once its window has passed (its queued jobs canceled, what finished
 kept); `in_progress` -> `cancelling` (a client's cancel; queued jobs canceled) -> `cancelled` once no
 job runs any more. Validation failures are `failed` from the start (set at creation).
+
+A batch with a `webhook` sends one event when it ends (`batch.completed`, `batch.expired`,
+`batch.cancelled`): its delivery row is written in the transaction of the move that ends it, so the
+event exists if and only if the final status does, and made due in the webhook queue after the commit
+(the webhook worker builds the payload, the batch object, when it sends it).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from shared.db.batch_models import Batch, BatchRequest
 from shared.db.models import Job, utcnow
 from shared.lifecycle import Completion, end_jobs
 from shared.results import TERMINAL_STATUSES, JobStatus
+from shared.webhooks.queue import enqueue_deliveries
+from shared.webhooks.records import BATCH_EVENT_TYPES, record_batch_event
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -76,9 +83,19 @@ def counts(session: Session, batch: Batch) -> Counts:
     return Counts(total=batch.total, completed=completed, failed=int(done or 0) - completed)
 
 
-def move(session: Session, batch: Batch, expected: str, status: str, **times: datetime) -> bool:
+def move(
+    session: Session,
+    batch: Batch,
+    expected: str,
+    status: str,
+    *,
+    client: redis.Redis | None = None,
+    **times: datetime,
+) -> bool:
     """The one status transition: `expected` -> `status` if the batch is still `expected` (committed;
-    `batch` refreshed). False if another reader or sweeper moved it first."""
+    `batch` refreshed). False if another reader or sweeper moved it first. A move to a final status
+    records the batch's webhook event in the same transaction, enqueued after the commit on `client`
+    (the broker's Redis; without one, or if Redis refuses, the sweeper re-sends it)."""
     moved = session.execute(
         update(Batch)
         .where(Batch.id == batch.id, Batch.status == expected)
@@ -86,10 +103,18 @@ def move(session: Session, batch: Batch, expected: str, status: str, **times: da
         .execution_options(synchronize_session=False)
     )
     won = bool(moved.rowcount)  # type: ignore[attr-defined]
+    delivery = None
+    if won and status in BATCH_EVENT_TYPES:
+        delivery = record_batch_event(session, batch.id, batch.webhook, status)
     session.commit()
     session.refresh(batch)
     if won:
         log.info("batch.status", batch_id=batch.id, status=status, was=expected)
+    if delivery is not None and client is not None:
+        try:
+            enqueue_deliveries(client, [delivery.id])
+        except Exception as exc:  # the sweeper re-sends deliveries that are overdue and unqueued
+            log.warning("webhook.enqueue_failed", batch_id=batch.id, error=str(exc))
     return won
 
 
@@ -98,13 +123,13 @@ def advance(session: Session, batch: Batch, client: redis.Redis, current: Counts
     current = current or counts(session, batch)
     now = utcnow()
     if batch.status == "in_progress" and current.finished:
-        move(session, batch, "in_progress", "completed", finalizing_at=now, completed_at=now)
+        move(session, batch, "in_progress", "completed", client=client, finalizing_at=now, completed_at=now)
     elif batch.status == "in_progress" and now >= batch.expires_at:
-        if move(session, batch, "in_progress", "expired", expired_at=now):
+        if move(session, batch, "in_progress", "expired", client=client, expired_at=now):
             cancel_queued(session, batch, client)
             current = counts(session, batch)
     elif batch.status == "cancelling" and current.finished:
-        move(session, batch, "cancelling", "cancelled", cancelled_at=now)
+        move(session, batch, "cancelling", "cancelled", client=client, cancelled_at=now)
     return current
 
 

@@ -6,7 +6,7 @@ textfleet api                   serve the HTTP API
 textfleet worker --queues ...   run a worker (loads its model once)
 textfleet submit TASK --input JSON [--params JSON] [--wait]
 textfleet get ID [--wait N]
-textfleet webhooks resend ID [EVENT]   re-send a failed webhook delivery
+textfleet webhooks resend ID [EVENT]   re-send a failed webhook delivery (of a job or a batch)
 textfleet dev                   everything on one machine, in one terminal
 textfleet demo                  start the stack, run one job of every task, print the results
 """
@@ -319,8 +319,8 @@ app.add_typer(webhooks_app, name="webhooks")
 
 @webhooks_app.command("resend")
 def webhooks_resend(
-    job_id: Annotated[str, typer.Argument(help="Job id.")],
-    event: Annotated[str, typer.Argument(help="started or completed.")] = "completed",
+    job_id: Annotated[str, typer.Argument(help="Job id, or a batch id (batch_...): its one event.")],
+    event: Annotated[str, typer.Argument(help="started or completed (a job's).")] = "completed",
     url: Annotated[str, typer.Option(envvar="TEXTFLEET_URL", help="API base URL.")] = DEFAULT_URL,
 ) -> None:
     """Re-send a failed webhook delivery (same webhook-id, fresh retry schedule)."""
@@ -328,7 +328,10 @@ def webhooks_resend(
 
     with TextfleetClient(url) as client:
         try:
-            delivery = client.resend_webhook(job_id, event)
+            if job_id.startswith("batch_"):
+                delivery = client.resend_batch_webhook(job_id)
+            else:
+                delivery = client.resend_webhook(job_id, event)
         except ApiError as exc:
             err_console.print_json(data=exc.body)
             raise typer.Exit(1) from exc

@@ -69,6 +69,10 @@ class TextfleetClient:
         """POST /v1/jobs/{id}/webhooks/{event}/resend; returns the delivery, pending again."""
         return self._json(self.http.post(f"/v1/jobs/{job_id}/webhooks/{event}/resend"))
 
+    def resend_batch_webhook(self, batch_id: str) -> dict[str, Any]:
+        """POST /v1/batches/{id}/webhook/resend; returns the delivery of the batch's event, pending again."""
+        return self._json(self.http.post(f"/v1/batches/{batch_id}/webhook/resend"))
+
     def wait(self, job_id: str, timeout: float = 600.0) -> dict[str, Any]:
         """Block until the job is terminal (long-polling with ?wait=)."""
         deadline = time.monotonic() + timeout

@@ -1,15 +1,16 @@
-"""OpenAI's batch objects: what `POST /v1/batches` takes and what every batch route returns."""
+"""OpenAI's batch objects: what `POST /v1/batches` takes and what every batch route returns (the
+`batch` object itself is `shared.batch_objects`, which a batch's webhook event carries too)."""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, Field
 
-from shared.db.batch_models import Batch
-from shared.validation import RequestModel
+from shared.batch_objects import BatchOut, BatchStatus, RequestCounts, batch_out
+from shared.validation import RequestModel, check_no_credentials
 
 __all__ = [
     "ENDPOINTS",
@@ -24,10 +25,6 @@ __all__ = [
 
 #: The request URLs a batch line may name (a batch has one; every line must name it).
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/moderations", "/v1/jobs")
-
-BatchStatus = Literal[
-    "validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled"
-]
 
 _WINDOW = re.compile(r"^([1-9][0-9]{0,3})([hm])$")
 
@@ -47,6 +44,12 @@ def window(value: str) -> timedelta:
     return timedelta(hours=amount) if unit == "h" else timedelta(minutes=amount)
 
 
+def _check_webhook_length(url: AnyHttpUrl | None) -> AnyHttpUrl | None:
+    if url is not None and len(str(url)) > 2048:  # as a job's webhook (the column's size)
+        raise ValueError("webhook URL is longer than 2048 characters")
+    return url
+
+
 class BatchCreate(RequestModel):
     """`POST /v1/batches`, as OpenAI's client sends it."""
 
@@ -64,37 +67,16 @@ class BatchCreate(RequestModel):
     output_expires_after: dict[str, Any] | None = Field(
         None, description="Accepted for compatibility; output files are kept as long as the batch."
     )
-
-
-class RequestCounts(BaseModel):
-    total: int
-    completed: int
-    failed: int
-
-
-class BatchOut(BaseModel):
-    """OpenAI's `batch` object."""
-
-    id: str
-    object: Literal["batch"] = "batch"
-    endpoint: str
-    errors: dict[str, Any] | None = None
-    input_file_id: str
-    completion_window: str
-    status: BatchStatus
-    output_file_id: str | None = None
-    error_file_id: str | None = None
-    created_at: int
-    in_progress_at: int | None = None
-    expires_at: int | None = None
-    finalizing_at: int | None = None
-    completed_at: int | None = None
-    failed_at: int | None = None
-    expired_at: int | None = None
-    cancelling_at: int | None = None
-    cancelled_at: int | None = None
-    request_counts: RequestCounts
-    metadata: dict[str, Any] | None = None
+    webhook: Annotated[
+        AnyHttpUrl | None,
+        Field(
+            description="textfleet's extension: URL that receives one signed (Standard Webhooks) POST when "
+            "the batch ends, `batch.completed`, `batch.expired` or `batch.cancelled`, with the batch object "
+            '(pass it with the `openai` client as `extra_body={"webhook": ...}`).'
+        ),
+        AfterValidator(check_no_credentials),
+        AfterValidator(_check_webhook_length),
+    ] = None
 
 
 class BatchList(BaseModel):
@@ -103,31 +85,3 @@ class BatchList(BaseModel):
     first_id: str | None = None
     last_id: str | None = None
     has_more: bool = False
-
-
-def _ts(value: datetime | None) -> int | None:
-    return int(value.timestamp()) if value is not None else None
-
-
-def batch_out(row: Batch, counts: RequestCounts) -> BatchOut:
-    return BatchOut(
-        id=row.id,
-        endpoint=row.endpoint,
-        errors={"object": "list", "data": row.errors} if row.errors else None,
-        input_file_id=row.input_file_id,
-        completion_window=row.completion_window,
-        status=row.status,
-        output_file_id=row.output_file_id,
-        error_file_id=row.error_file_id,
-        created_at=int(row.created_at.timestamp()),
-        in_progress_at=_ts(row.in_progress_at),
-        expires_at=_ts(row.expires_at),
-        finalizing_at=_ts(row.finalizing_at),
-        completed_at=_ts(row.completed_at),
-        failed_at=_ts(row.failed_at),
-        expired_at=_ts(row.expired_at),
-        cancelling_at=_ts(row.cancelling_at),
-        cancelled_at=_ts(row.cancelled_at),
-        request_counts=counts,
-        metadata=row.meta,
-    )

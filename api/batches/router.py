@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from api.batches.protocol import BatchCreate, BatchList, BatchOut, batch_out
 from api.deps import BatchesDep, OpenAIDep, SessionDep, SettingsDep
 from api.openai.errors import OpenAIRoute
+from shared.schemas import WebhookDeliveryOut
 
 __all__ = ["router"]
 
@@ -67,3 +68,17 @@ def cancel_batch(batch_id: str, service: BatchesDep, session: SessionDep) -> Bat
     """Cancel a batch in progress: its queued requests are canceled (they go to the error file as
     `batch_cancelled`), running ones finish; `cancelling` until none runs, then `cancelled`."""
     return batch_out(*service.cancel(session, batch_id))
+
+
+@router.post(
+    "/{batch_id}/webhook/resend",
+    status_code=202,
+    response_model=WebhookDeliveryOut,
+    summary="Re-send a batch's failed webhook delivery",
+    responses=_ERRORS,
+)
+def resend_batch_webhook(batch_id: str, service: BatchesDep, session: SessionDep) -> WebhookDeliveryOut:
+    """textfleet's extension: make the failed delivery of the batch's event (`batch.completed`, ...)
+    pending again, due now, under the same `webhook-id`, with a fresh retry schedule. 404: no such
+    batch or delivery; 409: the delivery is not failed (still retried, or delivered)."""
+    return service.resend_webhook(session, batch_id)

@@ -27,6 +27,9 @@ from shared.errors import ConflictError, InvalidInputError, JobNotFoundError, Qu
 from shared.files.settings import FilesSettings
 from shared.metrics import count_submitted
 from shared.queueing import redis_client, send_jobs
+from shared.schemas import WebhookDeliveryOut
+from shared.webhooks import enqueue_deliveries, record_batch_event
+from shared.webhooks.resend import reset_batch_for_resend
 
 __all__ = ["BatchesService"]
 
@@ -49,6 +52,12 @@ class BatchesService:
     ) -> Batch:
         """A batch from an uploaded file: `in_progress` with every request queued as a job, or
         `failed` with the errors of its bad lines (then nothing was stored but the batch)."""
+        if body.webhook is not None and not webhooks_enabled:
+            raise InvalidInputError(
+                "webhook: webhooks are not enabled on this deployment (TEXTFLEET_WEBHOOK_SECRET is not set)",
+                field="webhook",
+                code="validation_error",
+            )
         source = self.files.get(session, body.input_file_id)
         if source.purpose != "batch":
             raise InvalidInputError(
@@ -74,6 +83,7 @@ class BatchesService:
             input_file_id=source.id,
             completion_window=body.completion_window,
             meta=body.metadata,
+            webhook=str(body.webhook) if body.webhook is not None else None,
             created_at=now,
             expires_at=now + window(body.completion_window),
             priority=self.settings.batch_priority,
@@ -82,8 +92,15 @@ class BatchesService:
         if parsed.errors:
             batch.status, batch.errors, batch.failed_at = "failed", parsed.errors, now
             session.add(batch)
+            session.flush()
+            delivery = record_batch_event(session, batch.id, batch.webhook, "failed")
             session.commit()
             log.info("batch.failed_validation", batch_id=batch.id, errors=len(parsed.errors))
+            if delivery is not None:
+                try:
+                    enqueue_deliveries(self.celery, [delivery.id])
+                except QueueUnavailableError:  # the sweeper re-sends deliveries that are unqueued
+                    log.warning("webhook.enqueue_failed", batch_id=batch.id)
             return batch
         return self._start(session, batch, parsed.requests, now)
 
@@ -198,3 +215,12 @@ class BatchesService:
             raise ConflictError(f"batch is already {batch.status}; only a batch in progress can be cancelled")
         batches.cancel_queued(session, batch, self._redis())
         return self.get(session, batch_id)
+
+    # --- Webhook ----------------------------------------------------------------------------------
+
+    def resend_webhook(self, session: Session, batch_id: str) -> WebhookDeliveryOut:
+        """Make the failed delivery of the batch's event pending again and due now, then enqueue it."""
+        delivery = reset_batch_for_resend(session, batch_id)
+        session.commit()
+        enqueue_deliveries(self.celery, [delivery.id])  # if Redis refuses (503), the sweeper re-sends it
+        return delivery

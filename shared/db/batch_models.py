@@ -68,6 +68,8 @@ class Batch(Base):
     expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     cancelling_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: textfleet's extension: the URL that receives a signed `batch.<status>` event when it ends.
+    webhook: Mapped[str | None] = mapped_column(String(2048), nullable=True)
 
     __table_args__ = (Index("ix_batches_status", "status"),)
 

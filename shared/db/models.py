@@ -86,13 +86,16 @@ class Job(Base):
 
 
 class WebhookDelivery(Base):
-    """One webhook event of a job; its id is the `webhook-id` header, the same on every retry."""
+    """One webhook event of a job or of a batch (its subject: exactly one of `job_id`, `batch_id`); its
+    id is the `webhook-id` header, the same on every retry."""
 
     __tablename__ = "webhook_deliveries"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)  # "msg_" + ULID
-    job_id: Mapped[str] = mapped_column(String(26), index=True)
-    event: Mapped[str] = mapped_column(String(16))  # started | completed
+    job_id: Mapped[str | None] = mapped_column(String(26), index=True, nullable=True)
+    batch_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    #: A job's: started | completed; a batch's: the status it ended in (completed | expired | cancelled).
+    event: Mapped[str] = mapped_column(String(16))
     url: Mapped[str] = mapped_column(String(2048))
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -106,6 +109,7 @@ class WebhookDelivery(Base):
 
     __table_args__ = (
         UniqueConstraint("job_id", "event", name="uq_webhook_deliveries_job_event"),
+        UniqueConstraint("batch_id", "event", name="uq_webhook_deliveries_batch_event"),
         Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
     )
 

@@ -1,6 +1,7 @@
-"""Webhook events of jobs (Standard Webhooks, https://www.standardwebhooks.com), as one feature.
+"""Webhook events of jobs and batches (Standard Webhooks, https://www.standardwebhooks.com), as one
+feature.
 
-- `records`: the delivery rows, one per (job, event), and their reads;
+- `records`: the delivery rows, one per (job, event) or (batch, final status), and their reads;
 - `queue`: the Redis delivery queue (due and leased sets; enqueuing, the sweeper's re-send);
 - `resend`: an operator's re-send of a failed delivery;
 - `policy`: allowed destinations, the User-Agent, the retry schedule (read with `shared.backoff`).
@@ -28,6 +29,7 @@ from shared.webhooks.policy import (
 )
 from shared.webhooks.queue import enqueue_deliveries, resend_lost
 from shared.webhooks.records import (
+    BATCH_EVENT_TYPES,
     DEFAULT_EVENTS,
     EVENT_TYPES,
     WEBHOOK_EVENTS,
@@ -36,6 +38,7 @@ from shared.webhooks.records import (
     delivery_out,
     due_deliveries,
     new_delivery_id,
+    record_batch_event,
     record_event,
     subscribed_events,
 )
@@ -44,6 +47,7 @@ from shared.webhooks.resend import reset_for_resend
 __all__ = [
     "BACKOFF_JITTER",
     "BACKOFF_SCHEDULE_S",
+    "BATCH_EVENT_TYPES",
     "DEFAULT_EVENTS",
     "EVENT_TYPES",
     "USER_AGENT",
@@ -57,6 +61,7 @@ __all__ = [
     "enqueue_deliveries",
     "is_public_address",
     "new_delivery_id",
+    "record_batch_event",
     "record_event",
     "resend_lost",
     "reset_for_resend",

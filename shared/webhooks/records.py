@@ -1,5 +1,6 @@
-"""The delivery rows of webhook events: one per (job, event), recorded in the transaction of the
-state change that causes it, and the reads of them (the API's delivery state, the sweeper's overdue).
+"""The delivery rows of webhook events: one per (job, event) or (batch, event), recorded in the
+transaction of the state change that causes it, and the reads of them (the API's delivery state, the
+sweeper's overdue).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from shared.db.models import WebhookDelivery, utcnow
 from shared.schemas import WebhookDeliveryOut
 
 __all__ = [
+    "BATCH_EVENT_TYPES",
     "DEFAULT_EVENTS",
     "EVENT_TYPES",
     "WEBHOOK_EVENTS",
@@ -28,6 +30,7 @@ __all__ = [
     "delivery_out",
     "due_deliveries",
     "new_delivery_id",
+    "record_batch_event",
     "record_event",
     "subscribed_events",
 ]
@@ -38,6 +41,14 @@ WEBHOOK_EVENTS: tuple[str, ...] = ("started", "completed")
 DEFAULT_EVENTS: tuple[str, ...] = ("completed",)
 #: The `type` of the payload of each event.
 EVENT_TYPES: dict[str, str] = {"started": "job.started", "completed": "job.completed"}
+#: A batch sends one event, when it ends: its row's `event` is the final status, the payload's `type`
+#: is OpenAI's name of the webhook event for it.
+BATCH_EVENT_TYPES: dict[str, str] = {
+    "completed": "batch.completed",
+    "expired": "batch.expired",
+    "cancelled": "batch.cancelled",
+    "failed": "batch.failed",
+}
 
 
 class WebhookSubject(Protocol):
@@ -90,12 +101,37 @@ def record_event(session: Session, job: WebhookSubject, event: str) -> WebhookDe
     )
     if exists is not None:
         return None
+    return _insert(session, {"job_id": job.id, "event": event, "url": url}, ["job_id", "event"])
+
+
+def record_batch_event(
+    session: Session, batch_id: str, webhook: str | None, status: str
+) -> WebhookDelivery | None:
+    """Insert the delivery row of a batch that ended in `status` (a key of `BATCH_EVENT_TYPES`), in
+    the caller's transaction (the one that moves its status); None without a webhook or when the row
+    exists. Enqueue the returned row's id after the commit, as `record_event`'s."""
+    if status not in BATCH_EVENT_TYPES:
+        raise ValueError(f"no webhook event for a batch that is {status!r}")
+    if not webhook:
+        return None
+    exists = session.scalar(
+        select(WebhookDelivery.id).where(
+            WebhookDelivery.batch_id == batch_id, WebhookDelivery.event == status
+        )
+    )
+    if exists is not None:
+        return None
+    values = {"batch_id": batch_id, "event": status, "url": webhook}
+    return _insert(session, values, ["batch_id", "event"])
+
+
+def _insert(session: Session, subject: dict[str, Any], unique: list[str]) -> WebhookDelivery | None:
+    """A pending delivery row, due now; None when the `unique` columns' row exists (a concurrent
+    insert is absorbed by `ON CONFLICT DO NOTHING`, or a savepoint elsewhere)."""
     now = utcnow()
     values: dict[str, Any] = {
         "id": new_delivery_id(),
-        "job_id": job.id,
-        "event": event,
-        "url": url,
+        **subject,
         "status": "pending",
         "attempts": 0,
         "next_attempt_at": now,
@@ -107,7 +143,7 @@ def record_event(session: Session, job: WebhookSubject, event: str) -> WebhookDe
         statement = (
             factory(WebhookDelivery)
             .values(**values)
-            .on_conflict_do_nothing(index_elements=["job_id", "event"])
+            .on_conflict_do_nothing(index_elements=unique)
             .returning(WebhookDelivery)
         )
         return session.scalars(statement).first()
@@ -152,7 +188,8 @@ def deliveries_for(session: Session, job_ids: Iterable[str]) -> dict[str, list[W
             .order_by(WebhookDelivery.job_id, WebhookDelivery.created_at, WebhookDelivery.id)
         )
         for row in rows:
-            out[row.job_id].append(delivery_out(row))
+            if row.job_id is not None:
+                out[row.job_id].append(delivery_out(row))
     return {job_id: out.get(job_id, []) for job_id in ids}
 
 

@@ -1,5 +1,5 @@
 """Re-sending a failed webhook delivery (operators: `POST /v1/jobs/{id}/webhooks/{event}/resend`,
-`textfleet webhooks resend`).
+`POST /v1/batches/{id}/webhook/resend`, `textfleet webhooks resend`).
 
 The delivery keeps its id (the `webhook-id` receivers deduplicate on) and its payload; it becomes
 `pending` again with its attempts counted from zero, due now, and its max-age window starts at the
@@ -12,12 +12,13 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from shared.db.batch_models import Batch
 from shared.db.models import Job, WebhookDelivery, utcnow
 from shared.errors import ConflictError, InvalidInputError, JobNotFoundError
 from shared.schemas import WebhookDeliveryOut
 from shared.webhooks.records import WEBHOOK_EVENTS, delivery_out
 
-__all__ = ["reset_for_resend"]
+__all__ = ["reset_batch_for_resend", "reset_for_resend"]
 
 
 def reset_for_resend(session: Session, job_id: str, event: str) -> WebhookDeliveryOut:
@@ -37,6 +38,26 @@ def reset_for_resend(session: Session, job_id: str, event: str) -> WebhookDelive
     )
     if row is None:
         raise JobNotFoundError(f"job {job_id} has no {event!r} webhook delivery")
+    return _reset(session, row)
+
+
+def reset_batch_for_resend(session: Session, batch_id: str) -> WebhookDeliveryOut:
+    """As `reset_for_resend`, for the one event of a batch (sent when it ended). Raises
+    JobNotFoundError (no such batch, or no delivery: it has no webhook or has not ended) and
+    ConflictError (the delivery is not `failed`)."""
+    if session.get(Batch, batch_id) is None:
+        raise JobNotFoundError(f"no batch with id {batch_id!r}", code="batch_not_found")
+    row = session.scalar(select(WebhookDelivery).where(WebhookDelivery.batch_id == batch_id))
+    if row is None:
+        raise JobNotFoundError(
+            f"batch {batch_id} has no webhook delivery (no webhook, or it has not ended)",
+            code="webhook_delivery_not_found",
+        )
+    return _reset(session, row)
+
+
+def _reset(session: Session, row: WebhookDelivery) -> WebhookDeliveryOut:
+    """A failed delivery made pending again, due now, with a fresh retry schedule and window."""
     if row.status != "failed":
         reason = "it is still being retried" if row.status == "pending" else "it was delivered"
         raise ConflictError(f"only a failed delivery can be re-sent; {row.id} is {row.status} ({reason})")

@@ -16,7 +16,8 @@ from api.app import create_app
 from shared.db import session_scope
 from shared.db.models import WebhookDelivery
 from shared.settings import get_settings
-from shared.webhooks import record_event
+from shared.webhooks import record_batch_event, record_event
+from tests.utils.batches import batch_rows
 from tests.utils.factories import add_jobs, webhook_job_row
 from textfleet.cli import app as cli
 from textfleet.dev import free_port
@@ -67,3 +68,20 @@ def test_resend_prints_the_pending_delivery_and_fails_clearly_on_refusal(
     again = runner.invoke(cli, ["webhooks", "resend", job.id, "--url", api_url])
     assert again.exit_code == 1
     assert "only a failed delivery can be re-sent" in again.output
+
+
+def test_resend_takes_a_batch_id(api_url: str, database_url: str) -> None:
+    batch_id = batch_rows(database_url, 1, expires_in_s=-1, webhook="https://hooks.example.com/b")
+    with session_scope(database_url) as session:
+        row = record_batch_event(session, batch_id, "https://hooks.example.com/b", "expired")
+        assert row is not None
+        row.status, row.last_error = "failed", "HTTP 500"
+    runner = CliRunner()
+
+    result = runner.invoke(cli, ["webhooks", "resend", batch_id, "--url", api_url])
+
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert (shown["id"], shown["event"], shown["status"]) == (row.id, "expired", "pending")
+    missing = runner.invoke(cli, ["webhooks", "resend", "batch_nope", "--url", api_url])
+    assert missing.exit_code == 1 and "batch_nope" in missing.output

@@ -63,7 +63,12 @@ def finish_batch_jobs(
 
 
 def batch_rows(
-    database_url: str, jobs: int, *, status: str = "in_progress", expires_in_s: float = 3600
+    database_url: str,
+    jobs: int,
+    *,
+    status: str = "in_progress",
+    expires_in_s: float = 3600,
+    webhook: str | None = None,
 ) -> str:
     """A batch of `jobs` queued moderation jobs (one request each) written straight to the database."""
     from datetime import timedelta
@@ -89,6 +94,7 @@ def batch_rows(
                 created_at=now,
                 in_progress_at=now,
                 expires_at=now + timedelta(seconds=expires_in_s),
+                webhook=webhook,
             )
         )
         session.add_all(rows)

@@ -15,7 +15,7 @@ Webhook workers load no model.
 
 from workers.webhooks.endpoints import Endpoint, Endpoints, origin
 from workers.webhooks.engine import EARLY_TOLERANCE_S, Deliverer, lease_s
-from workers.webhooks.http import Attempt, Sender, build_payload, make_signer
+from workers.webhooks.http import Attempt, Sender, build_batch_payload, build_payload, make_signer
 from workers.webhooks.service import DeliveryThread
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Endpoint",
     "Endpoints",
     "Sender",
+    "build_batch_payload",
     "build_payload",
     "lease_s",
     "make_signer",

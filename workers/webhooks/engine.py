@@ -235,7 +235,7 @@ class Deliverer:
         started = time.monotonic()
         try:
             if item.body is None:
-                result = Attempt(None, f"job {row.job_id} no longer exists", True, "other")
+                result = Attempt(None, f"{row.subject} no longer exists", True, "other")
             else:
                 result = await post(
                     self.sender,

@@ -20,6 +20,7 @@ import aiohttp
 import httpx
 from standardwebhooks import Webhook
 
+from shared.batch_objects import BatchOut
 from shared.db.models import Job, utcnow
 from shared.db.repository import to_out
 from shared.errors import ConfigurationError
@@ -30,9 +31,9 @@ from shared.webhooks.policy import (
     check_url_scheme,
     resolve_public_addresses,
 )
-from shared.webhooks.records import EVENT_TYPES
+from shared.webhooks.records import BATCH_EVENT_TYPES, EVENT_TYPES
 
-__all__ = ["Attempt", "Destinations", "Sender", "build_payload", "make_signer", "post"]
+__all__ = ["Attempt", "Destinations", "Sender", "build_batch_payload", "build_payload", "make_signer", "post"]
 
 #: Longest error text kept (the `last_error` column's size).
 MAX_ERROR = 500
@@ -136,11 +137,22 @@ def build_payload(job: Job, event: str, event_time: datetime) -> str:
     data = to_out(job)
     if data.webhook is None:  # to_out may leave the webhook fields out
         data = data.model_copy(update={"webhook": job.webhook, "webhook_events": job.webhook_events or []})
+    return _envelope(EVENT_TYPES[event], event_time, data.model_dump_json())
+
+
+def build_batch_payload(batch: BatchOut, event: str, event_time: datetime) -> str:
+    """The JSON body of a batch's event (`event`: the status it ended in): `{"type", "timestamp",
+    "data"}`, `type` OpenAI's event name (`batch.completed`, ...), `data` the batch object (OpenAI's
+    events carry `data.id`; this one carries the whole batch, `id` included)."""
+    return _envelope(BATCH_EVENT_TYPES[event], event_time, batch.model_dump_json())
+
+
+def _envelope(event_type: str, event_time: datetime, data_json: str) -> str:
     head = json.dumps(
-        {"type": EVENT_TYPES[event], "timestamp": event_time.isoformat().replace("+00:00", "Z")},
+        {"type": event_type, "timestamp": event_time.isoformat().replace("+00:00", "Z")},
         separators=(",", ":"),
     )
-    return f'{head[:-1]},"data":{data.model_dump_json()}}}'  # pydantic serialises the job itself
+    return f'{head[:-1]},"data":{data_json}}}'  # pydantic serialises the subject itself
 
 
 class Destinations:

@@ -1,5 +1,5 @@
 """The webhook worker's database path, batched: one read of the pulled deliveries, one read of the jobs
-of those about to be sent (for their bodies), one write of many outcomes.
+(and batches) of those about to be sent (for their bodies), one write of many outcomes.
 
 There is no claim write: the Redis lease already gives a delivery to one worker at a time, so an
 attempt costs one row update, its outcome. That update is conditional (the row still `pending` at the
@@ -17,9 +17,12 @@ from typing import Any, Literal, cast
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from shared import batches
+from shared.batch_objects import BatchOut, RequestCounts, batch_out
 from shared.db import session_scope
+from shared.db.batch_models import Batch
 from shared.db.models import Job, WebhookDelivery
-from workers.webhooks.http import build_payload, clip
+from workers.webhooks.http import build_batch_payload, build_payload, clip
 
 __all__ = ["Claimed", "Outcome", "Pending", "prepare", "read", "write_outcomes"]
 
@@ -29,7 +32,7 @@ class Pending:
     """A delivery row as read before its attempt."""
 
     id: str
-    job_id: str
+    job_id: str | None
     event: str
     url: str
     status: str
@@ -38,6 +41,12 @@ class Pending:
     created_at: datetime
     last_error: str | None
     resent_at: datetime | None = None
+    batch_id: str | None = None
+
+    @property
+    def subject(self) -> str:
+        """What the event is about, in words: `job <id>` or `batch <id>`."""
+        return f"job {self.job_id}" if self.job_id is not None else f"batch {self.batch_id}"
 
     @property
     def window_start(self) -> datetime:
@@ -47,7 +56,7 @@ class Pending:
 
 @dataclass(frozen=True)
 class Claimed:
-    """An attempt ready to send (`body` is None when the job no longer exists)."""
+    """An attempt ready to send (`body` is None when its job or batch no longer exists)."""
 
     row: Pending
     attempt: int
@@ -82,22 +91,30 @@ def read(database_url: str, ids: list[str]) -> dict[str, Pending]:
                 WebhookDelivery.created_at,
                 WebhookDelivery.last_error,
                 WebhookDelivery.resent_at,
+                WebhookDelivery.batch_id,
             ).where(WebhookDelivery.id.in_(ids))
         ).all()
     return {r.id: Pending(**r._asdict()) for r in rows}
 
 
 def prepare(database_url: str, rows: list[Pending]) -> list[Claimed]:
-    """The attempts of `rows`, with their bodies (their jobs read in one query)."""
+    """The attempts of `rows`, with their bodies (their jobs read in one query; their batches, with
+    their request counts, one query each)."""
     if not rows:
         return []
     with session_scope(database_url) as session:
-        jobs = _jobs(session, {r.job_id for r in rows})
+        jobs = _jobs(session, {r.job_id for r in rows if r.job_id is not None})
+        batch_objects = _batches(session, {r.batch_id for r in rows if r.batch_id is not None})
         claimed = []
         for row in rows:
-            job = jobs.get(row.job_id)
-            body = build_payload(job, row.event, row.created_at).encode() if job is not None else None
-            claimed.append(Claimed(row, row.attempts + 1, body))
+            body: str | None = None
+            if row.job_id is not None:
+                job = jobs.get(row.job_id)
+                body = build_payload(job, row.event, row.created_at) if job is not None else None
+            elif row.batch_id is not None:
+                batch = batch_objects.get(row.batch_id)
+                body = build_batch_payload(batch, row.event, row.created_at) if batch is not None else None
+            claimed.append(Claimed(row, row.attempts + 1, body.encode() if body is not None else None))
     return claimed
 
 
@@ -105,6 +122,17 @@ def _jobs(session: Session, ids: set[str]) -> dict[str, Job]:
     if not ids:
         return {}
     return {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(list(ids))))}
+
+
+def _batches(session: Session, ids: set[str]) -> dict[str, BatchOut]:
+    """The batch objects of `ids` as the API shows them now (with their request counts)."""
+    if not ids:
+        return {}
+    out = {}
+    for batch in session.scalars(select(Batch).where(Batch.id.in_(list(ids)))).all():
+        counts = RequestCounts(**batches.counts(session, batch)._asdict())
+        out[batch.id] = batch_out(batch, counts)
+    return out
 
 
 _TABLE = cast(Table, WebhookDelivery.__table__)
