@@ -71,4 +71,8 @@ def test_a_batch_survives_a_worker_kill_and_a_redis_restart(database: str, tmp_p
         assert errors == ""
         finished = fleet.finished_events()
         job_ids = {line["response"]["request_id"] for line in output}
-        assert {finished.get(job_id, 0) for job_id in job_ids} == {1}, "a job finished twice or never"
+        # One winning terminal write per job. A worker killed with -9 between its commit and its log line
+        # leaves a job with no `job.finished` line (its state is in the database: the output has it), so
+        # "never" is read from the output above, and "twice" from the logs.
+        assert max(finished.get(job_id, 0) for job_id in job_ids) == 1, "a job finished twice"
+        assert sum(finished.get(job_id, 0) for job_id in job_ids) >= REQUESTS // 2  # the logs were read

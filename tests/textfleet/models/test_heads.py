@@ -8,13 +8,14 @@ from pathlib import Path
 
 from textfleet.models import heads
 from textfleet.training.defaults import DEFAULT_TASKS, DEFAULTS_DIR
+from workers.classifiers.ner_head import ENTITY_HEAD_DIR
 
 
 def test_heads_are_copied_with_a_content_keyed_marker_and_cached(tmp_path: Path) -> None:
     target = tmp_path / "heads"
     messages: list[str] = []
     assert heads.prepare_heads(target, progress=messages.append) == target
-    assert sorted(p.name for p in target.iterdir() if p.is_dir()) == sorted(DEFAULT_TASKS)
+    assert sorted(p.name for p in target.iterdir() if p.is_dir()) == sorted([*DEFAULT_TASKS, ENTITY_HEAD_DIR])
     marker = json.loads((target / heads.MARKER_NAME).read_text())
     assert marker["key"] == heads.defaults_key()
     assert heads.is_prepared(target)

@@ -34,6 +34,7 @@ def engine() -> Iterator[VLLMEngine]:
         models_dir=models_dir,
         generation_model=None,
         max_model_len=MAX_MODEL_LEN,
+        max_tokens_limit=MAX_MODEL_LEN // 2,  # startup refuses a limit the context cannot hold
         max_num_seqs=16,
         enforce_eager=True,
         cpu_kvcache_gib=1,
