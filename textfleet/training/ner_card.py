@@ -53,9 +53,9 @@ def write_entity_card(directory: Path, head: EntityHead, metrics: dict[str, Any]
         "- The official WNUT-17 and CoNLL-2003 test splits are not used at all.",
         f"- Split: salted hash (`{NER_SPLIT_SALT}`) of each WNUT-17 sentence / each CoNLL-2003 document of "
         f"the training files: {TRAIN_PCT}% train, {VAL_PCT}% val (early stopping), the rest held-out test. "
-        f"Sentences used: train {splits['train']}, val {splits['val']} (at most "
-        f"{metrics['limits']['train']} and {metrics['limits']['val']} per corpus, to keep training within "
-        f"minutes on a CPU), held-out WNUT-17 {splits['wnut17']} (whole), CoNLL-2003 {splits['conll2003']}.",
+        f"Sentences used: train {splits['train']}, val {splits['val']}, held-out WNUT-17 "
+        f"{splits['wnut17']}, CoNLL-2003 {splits['conll2003']} (limits per corpus, 0 = all: "
+        f"{metrics['limits']}).",
         "",
         "## Held-out figures (entity level, seqeval, strict span and type match, no rules)",
         "",
