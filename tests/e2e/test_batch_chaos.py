@@ -13,10 +13,10 @@ from typing import Any
 
 import openai
 import pytest
-from workers.chaos.run import RECOVERY_ENV
 
 from tests.utils.batches import jsonl, moderation_lines
 from tests.utils.fleets import running_fleet
+from textfleet.chaos.run import RECOVERY_ENV
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

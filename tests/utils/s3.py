@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from workers.dev import free_port
 
 from tests.utils.services import IN_CI
+from textfleet.dev import free_port
 
 __all__ = ["S3Server", "seaweedfs"]
 
