@@ -38,12 +38,23 @@ def _finish(database_url: str, redis_url: str, job_id: str, *, announce: bool = 
         client.close()
 
 
-def _redis_clients(redis_url: str) -> list[dict[str, str]]:
-    """The connections to this session's Redis database (CLIENT LIST, filtered by db index)."""
+def _redis_clients(redis_url: str, after_id: int = 0) -> list[dict[str, str]]:
+    """The connections to this session's Redis database (CLIENT LIST, filtered by db index) opened after
+    connection `after_id` (Redis numbers connections in order): those of the app under test, not what
+    earlier tests of the session may still hold."""
     client = redis.Redis.from_url(redis_url)
     try:
         db = str(client.connection_pool.connection_kwargs.get("db", 0))
-        return [c for c in client.client_list() if str(c.get("db")) == db]
+        return [c for c in client.client_list() if str(c.get("db")) == db and int(c["id"]) > after_id]
+    finally:
+        client.close()
+
+
+def _last_client_id(redis_url: str) -> int:
+    """The id of a connection opened now: every later one has a larger id."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return int(client.client_id())
     finally:
         client.close()
 
@@ -62,6 +73,7 @@ async def _held(client: httpx.AsyncClient) -> float:
 def test_hundreds_of_waiters_share_one_subscription_and_health_stays_up(
     serve: Serve, database_url: str, redis_url: str
 ) -> None:
+    before = _last_client_id(redis_url)
     live = serve()
 
     async def flood() -> tuple[list[httpx.Response], list[int], list[dict[str, str]]]:
@@ -77,7 +89,7 @@ def test_hundreds_of_waiters_share_one_subscription_and_health_stays_up(
                 return await _held(client) >= WAITERS
 
             await _until(all_held)
-            clients = _redis_clients(redis_url)
+            clients = _redis_clients(redis_url, after_id=before)
             probes = [(await client.get(path)).status_code for _ in range(10) for path in HEALTH]
             await asyncio.to_thread(_finish, database_url, redis_url, job_id)
             return await asyncio.gather(*waits), probes, clients
