@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from shared.errors import ModelNotPreparedError
 from shared.settings import MODERATION_CATEGORIES
@@ -40,7 +40,12 @@ __all__ = [
     "HeadSpec",
     "build_head",
     "head_specs",
+    "load_weights",
+    "read_head_meta",
+    "write_head_files",
 ]
+
+_M = TypeVar("_M", bound="torch.nn.Module")
 
 #: What each risk label means. The risk score of a text is its largest label probability.
 RISK_LABEL_DESCRIPTIONS: dict[str, str] = {
@@ -146,11 +151,6 @@ class Head:
 
     def save(self, directory: Path) -> None:
         """Write `head.safetensors` and `head.json` into `directory` (created if needed)."""
-        from safetensors.torch import save_file
-
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.module.state_dict().items()}
-        save_file(tensors, str(directory / HEAD_FILE), metadata={"format": "textfleet-head"})
         meta = {
             **self.meta,
             "format_version": HEAD_FORMAT_VERSION,
@@ -163,25 +163,19 @@ class Head:
             "dim": self.dim,
             "thresholds": self.thresholds,
         }
-        (directory / HEAD_META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        write_head_files(directory, self.module, HEAD_FILE, HEAD_META_FILE, "textfleet-head", meta)
 
     @classmethod
     def load(cls, directory: Path, *, device: str = "cpu") -> Head:
         """Read a head written by `save`. Raises ModelNotPreparedError when missing or stale."""
-        from safetensors.torch import load_file
-
-        meta_path, weights_path = directory / HEAD_META_FILE, directory / HEAD_FILE
-        if not meta_path.is_file() or not weights_path.is_file():
-            raise ModelNotPreparedError(
-                f"no classifier head in {directory}; run `textfleet models prepare` (defaults) "
-                "or `textfleet train` (custom models)"
-            )
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format_version") != HEAD_FORMAT_VERSION:
-            raise ModelNotPreparedError(
-                f"the classifier head in {directory} has format {meta.get('format_version')!r}, "
-                f"this version reads {HEAD_FORMAT_VERSION}; run `textfleet models prepare` again"
-            )
+        meta = read_head_meta(
+            directory,
+            HEAD_FILE,
+            HEAD_META_FILE,
+            HEAD_FORMAT_VERSION,
+            what="classifier head",
+            missing_hint="run `textfleet models prepare` (defaults) or `textfleet train` (custom models)",
+        )
         spec = HeadSpec(
             str(meta["task"]),
             meta["kind"],
@@ -190,10 +184,7 @@ class Head:
             FeatureSpec(tuple(int(i) for i in meta["layers"])),
             float(meta.get("dropout", 0.0)),
         )
-        module = build_head(int(meta["dim"]), spec)
-        module.load_state_dict(load_file(str(weights_path)))
-        module.eval()
-        module.to(device)
+        module = load_weights(build_head(int(meta["dim"]), spec), directory / HEAD_FILE, device)
         thresholds = {str(k): float(v) for k, v in meta.get("thresholds", {}).items()}
         return cls(spec=spec, dim=int(meta["dim"]), module=module, thresholds=thresholds, meta=meta)
 
@@ -201,6 +192,50 @@ class Head:
         """Move the head to `device` (in place) and return self."""
         self.module.to(device)
         return self
+
+
+def write_head_files(
+    directory: Path,
+    module: torch.nn.Module,
+    weights_file: str,
+    meta_file: str,
+    format_tag: str,
+    meta: dict[str, Any],
+) -> None:
+    """Write a head's weights (safetensors) and its JSON meta into `directory` (created if needed)."""
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    save_file(tensors, str(directory / weights_file), metadata={"format": format_tag})
+    (directory / meta_file).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def read_head_meta(
+    directory: Path, weights_file: str, meta_file: str, version: int, *, what: str, missing_hint: str
+) -> dict[str, Any]:
+    """The JSON meta of the head written into `directory` by `write_head_files`. Raises
+    ModelNotPreparedError when its files are missing or its format is not `version`."""
+    meta_path = directory / meta_file
+    if not meta_path.is_file() or not (directory / weights_file).is_file():
+        raise ModelNotPreparedError(f"no {what} in {directory}; {missing_hint}")
+    meta: dict[str, Any] = json.loads(meta_path.read_text())
+    if meta.get("format_version") != version:
+        raise ModelNotPreparedError(
+            f"the {what} in {directory} has format {meta.get('format_version')!r}, "
+            f"this version reads {version}; run `textfleet models prepare` again"
+        )
+    return meta
+
+
+def load_weights(module: _M, weights_path: Path, device: str) -> _M:
+    """`module` with the weights of `weights_path`, in eval mode, on `device`."""
+    from safetensors.torch import load_file
+
+    module.load_state_dict(load_file(str(weights_path)))
+    module.eval()
+    module.to(device)
+    return module
 
 
 @dataclass

@@ -12,12 +12,11 @@ from the sentence heads' `head.json` so `HeadSet.load` leaves the directory to t
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import ModelNotPreparedError
+from workers.classifiers.heads import load_weights, read_head_meta, write_head_files
 from workers.classifiers.ner_spans import bio_tags
 
 if TYPE_CHECKING:
@@ -108,11 +107,6 @@ class EntityHead:
 
     def save(self, directory: Path) -> None:
         """Write `ner.safetensors` and `ner.json` into `directory` (created if needed)."""
-        from safetensors.torch import save_file
-
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.module.state_dict().items()}
-        save_file(tensors, str(directory / ENTITY_HEAD_FILE), metadata={"format": "textfleet-entity-head"})
         meta = {
             **self.meta,
             "format_version": ENTITY_HEAD_FORMAT_VERSION,
@@ -125,25 +119,21 @@ class EntityHead:
             "dropout": self.spec.dropout,
             "dim": self.dim,
         }
-        (directory / ENTITY_META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        write_head_files(
+            directory, self.module, ENTITY_HEAD_FILE, ENTITY_META_FILE, "textfleet-entity-head", meta
+        )
 
     @classmethod
     def load(cls, directory: Path, *, device: str = "cpu") -> EntityHead:
         """Read a head written by `save`. Raises ModelNotPreparedError when missing or stale."""
-        from safetensors.torch import load_file
-
-        meta_path, weights_path = directory / ENTITY_META_FILE, directory / ENTITY_HEAD_FILE
-        if not meta_path.is_file() or not weights_path.is_file():
-            raise ModelNotPreparedError(
-                f"no entity head in {directory}; run `textfleet models prepare` "
-                "(or `make models-train` to retrain it)"
-            )
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format_version") != ENTITY_HEAD_FORMAT_VERSION:
-            raise ModelNotPreparedError(
-                f"the entity head in {directory} has format {meta.get('format_version')!r}, this "
-                f"version reads {ENTITY_HEAD_FORMAT_VERSION}; run `textfleet models prepare` again"
-            )
+        meta = read_head_meta(
+            directory,
+            ENTITY_HEAD_FILE,
+            ENTITY_META_FILE,
+            ENTITY_HEAD_FORMAT_VERSION,
+            what="entity head",
+            missing_hint="run `textfleet models prepare` (or `make models-train` to retrain it)",
+        )
         spec = EntityHeadSpec(
             tuple(str(t) for t in meta["types"]),
             tuple(int(i) for i in meta["layers"]),
@@ -151,10 +141,7 @@ class EntityHead:
             int(meta["hidden"]),
             float(meta.get("dropout", 0.0)),
         )
-        module = build_entity_head(int(meta["dim"]), spec)
-        module.load_state_dict(load_file(str(weights_path)))
-        module.eval()
-        module.to(device)
+        module = load_weights(build_entity_head(int(meta["dim"]), spec), directory / ENTITY_HEAD_FILE, device)
         return cls(spec=spec, dim=int(meta["dim"]), module=module, meta=meta)
 
     def to(self, device: str) -> EntityHead:
