@@ -9,7 +9,6 @@ captures just it); only its SHA-256 hash is stored, and nothing here can show it
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated
 
 import typer
@@ -20,7 +19,7 @@ from shared.db import session_scope, utcnow
 from shared.errors import InvalidInputError, KeyNotFoundError
 from shared.settings import get_settings
 from shared.tenancy.key_admin import KeyInfo, list_keys, parse_expiry, parse_scopes, revoke_key
-from shared.tenancy.store import create_key, ensure_tenant
+from shared.tenancy.store import create_key, ensure_tenant, validate_tenant_name
 
 __all__ = ["app"]
 
@@ -30,16 +29,12 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
-_TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-
 
 def _tenant(value: str) -> str:
-    if not re.match(_TENANT_PATTERN, value):
-        raise typer.BadParameter(
-            "1 to 64 characters: letters, digits, '.', '_', '-' (starting with a letter or digit)",
-            param_hint="--tenant",
-        )
-    return value
+    try:
+        return validate_tenant_name(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--tenant") from exc
 
 
 def _when(value: object) -> str:

@@ -10,7 +10,7 @@ from shared.tenancy.principal import Scope
 __all__ = ["KeyCreate", "KeyCreated", "KeyInfo", "KeyList"]
 
 #: What a tenant id may look like (what `textfleet keys create --tenant` accepts too).
-TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+TENANT_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 
 
 class KeyCreate(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.auth.service import Authenticator
 from api.keys.protocol import KeyCreate, KeyCreated, KeyInfo
 from shared.db import utcnow
 from shared.errors import InvalidInputError
@@ -19,8 +20,9 @@ log = structlog.get_logger(__name__)
 class KeysService:
     """List, create and revoke keys in the app's database (built once per app)."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], authenticator: Authenticator) -> None:
         self._sessions = sessions
+        self._authenticator = authenticator
 
     def list(self, tenant: str | None) -> list[KeyInfo]:
         now = utcnow()
@@ -44,6 +46,7 @@ class KeysService:
         with self._sessions.begin() as session:
             key, revoked_now = revoke_key(session, ref, utcnow())
             info = KeyInfo.of(key, utcnow())
+        self._authenticator.forget(info.id)  # this process refuses it at once; others within the TTL
         if revoked_now:
             log.info("keys.revoked", key_id=info.id, tenant=info.tenant, by=by)
         return info, revoked_now

@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from shared.settings import Settings
+from shared.settings import Settings, get_settings
 from textfleet.cli import app as cli
 from textfleet.dev import DevStack, free_port
 
@@ -87,7 +87,9 @@ def start_dev(tmp_path: Path) -> Iterator[object]:
 
     def start(*flags: str) -> tuple[Dev, str, Path]:
         data_dir = tmp_path / f"data-{len(started)}"
-        env = {k: v for k, v in os.environ.items() if k not in {"TEXTFLEET_REDIS_URL", "TEXTFLEET_DATABASE_URL"}}
+        env = {
+            k: v for k, v in os.environ.items() if k not in {"TEXTFLEET_REDIS_URL", "TEXTFLEET_DATABASE_URL"}
+        }
         env |= {"TEXTFLEET_DATA_DIR": str(data_dir), "TEXTFLEET_WORKER_DRAIN_S": "2", "PYTHONUNBUFFERED": "1"}
         env["TEXTFLEET_AUTH_ENABLED"] = "true"  # dev's own choice must win over the environment's
         port = free_port()
@@ -125,8 +127,6 @@ def test_dev_is_open_by_default_and_enforces_keys_with_auth(
     assert refused.status_code == 401 and "www-authenticate" in refused.headers
     # The hint works: a key made in the stack's database is accepted by its API.
     monkeypatch.setenv("TEXTFLEET_DATABASE_URL", f"sqlite:///{data_dir.resolve() / 'textfleet.db'}")
-    from shared.settings import get_settings
-
     get_settings.cache_clear()
     created = CliRunner().invoke(cli, ["keys", "create", "--tenant", "default", "--scopes", "admin"])
     get_settings.cache_clear()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from shared.tenancy.principal import Scope
 from tests.api.conftest import Serve
 from tests.utils.tenancy import auth_headers, make_key
 
@@ -22,8 +23,8 @@ def _status(http: httpx.Client, path: str, headers: dict[str, str] | None = None
 
 def test_defaults_protect_metrics_and_leave_docs_and_health_open(serve: Serve, database_url: str) -> None:
     api = serve(auth_enabled="true", auth_metrics_token=METRICS_TOKEN)
-    reader = auth_headers(make_key(database_url, "acme", scopes=("jobs:read",)))
-    admin = auth_headers(make_key(database_url, "ops", scopes=("admin",)))
+    reader = auth_headers(make_key(database_url, "acme", scopes=(Scope.JOBS_READ,)))
+    admin = auth_headers(make_key(database_url, "ops", scopes=(Scope.ADMIN,)))
     with httpx.Client(base_url=api.url, timeout=10) as http:
         missing = http.get("/metrics")
         assert missing.status_code == 401
@@ -41,7 +42,7 @@ def test_defaults_protect_metrics_and_leave_docs_and_health_open(serve: Serve, d
 
 def test_metrics_open_and_docs_protected_when_configured(serve: Serve, database_url: str) -> None:
     api = serve(auth_enabled="true", auth_metrics="open", auth_docs="key")
-    reader = auth_headers(make_key(database_url, "acme", scopes=("jobs:read",)))
+    reader = auth_headers(make_key(database_url, "acme", scopes=(Scope.JOBS_READ,)))
     with httpx.Client(base_url=api.url, timeout=10) as http:
         assert _status(http, "/metrics") == 200
         for path in DOCS:

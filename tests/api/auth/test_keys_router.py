@@ -11,6 +11,7 @@ from sqlalchemy import delete
 from shared.db import session_scope
 from shared.db.tenant_models import ApiKey
 from shared.tenancy.keys import hash_key
+from shared.tenancy.principal import Scope
 from tests.api.conftest import Serve
 from tests.utils.tenancy import auth_headers, make_key
 
@@ -25,7 +26,7 @@ def no_keys(database_url: str) -> None:
 
 def test_key_administration_needs_the_admin_scope(serve: Serve, database_url: str, no_keys: None) -> None:
     api = serve(auth_enabled="true")
-    writer = make_key(database_url, "acme", scopes=("jobs:read", "jobs:write"))
+    writer = make_key(database_url, "acme", scopes=(Scope.JOBS_READ, Scope.JOBS_WRITE))
     with httpx.Client(base_url=api.url, timeout=10) as http:
         for method, path in (("GET", "/v1/keys"), ("POST", "/v1/keys"), ("DELETE", "/v1/keys/key_x")):
             missing = http.request(method, path, json={})
@@ -41,11 +42,16 @@ def test_key_administration_needs_the_admin_scope(serve: Serve, database_url: st
 
 def test_an_admin_creates_lists_and_revokes_keys(serve: Serve, database_url: str, no_keys: None) -> None:
     api = serve(auth_enabled="true", auth_cache_ttl_s="300")
-    admin = auth_headers(make_key(database_url, "ops", scopes=("admin",)))
+    admin = auth_headers(make_key(database_url, "ops", scopes=(Scope.ADMIN,)))
     with httpx.Client(base_url=api.url, timeout=10) as http:
         created = http.post(
             "/v1/keys",
-            json={"tenant": "acme", "scopes": ["jobs:read"], "name": "reader", "expires_at": "2099-01-01T00:00:00Z"},
+            json={
+                "tenant": "acme",
+                "scopes": ["jobs:read"],
+                "name": "reader",
+                "expires_at": "2099-01-01T00:00:00Z",
+            },
             headers=admin,
         )
         assert created.status_code == 201, created.text
@@ -71,8 +77,9 @@ def test_an_admin_creates_lists_and_revokes_keys(serve: Serve, database_url: str
         refused = http.get("/v1/jobs", headers=reader)
         assert refused.status_code == 401
         assert refused.headers["www-authenticate"].lower().startswith("bearer")
-        assert http.delete(f"/v1/keys/{body['id']}", headers=admin).json()["revoked_at"] == (
-            revoked.json()["revoked_at"]
+        assert (
+            http.delete(f"/v1/keys/{body['id']}", headers=admin).json()["revoked_at"]
+            == (revoked.json()["revoked_at"])
         )
         assert http.delete("/v1/keys/key_unknown", headers=admin).status_code == 404
 
@@ -89,7 +96,7 @@ BAD_BODIES: list[tuple[dict[str, object], str]] = [
 
 def test_bad_key_requests_are_422_and_create_nothing(serve: Serve, database_url: str, no_keys: None) -> None:
     api = serve(auth_enabled="true")
-    admin = auth_headers(make_key(database_url, "ops", scopes=("admin",)))
+    admin = auth_headers(make_key(database_url, "ops", scopes=(Scope.ADMIN,)))
     with httpx.Client(base_url=api.url, timeout=10, headers=admin) as http:
         for body, field in BAD_BODIES:
             response = http.post("/v1/keys", json=body)
