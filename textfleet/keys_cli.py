@@ -12,6 +12,7 @@ import json
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -87,11 +88,14 @@ def list_(
     if as_json:
         print(json.dumps([info.model_dump(mode="json") for info in infos], indent=1))
         return
-    table = Table("id", "prefix", "tenant", "name", "scopes", "status", "created", "expires", "last used")
+    # The prefix is the handle (`keys revoke` takes it): never wrapped; `--json` also gives the ids.
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("prefix", no_wrap=True)
+    for column in ("tenant", "name", "scopes", "status", "created", "expires", "last used"):
+        table.add_column(column)
     colour = {"active": "green", "revoked": "red", "expired": "yellow"}
     for info in infos:
         table.add_row(
-            info.id,
             info.prefix,
             info.tenant,
             info.name or "",
