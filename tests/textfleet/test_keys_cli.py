@@ -88,6 +88,12 @@ def test_create_list_revoke_round_trip_over_http(serve: Serve) -> None:
     bearer = {"Authorization": f"Bearer {secret}"}
 
     assert httpx.get(f"{api.url}/v1/jobs", headers=bearer, timeout=10).status_code == 200
+    # The CLI's HTTP commands send TEXTFLEET_API_KEY: a missing job, not a missing key.
+    missing = "01JE0000000000000000000000"
+    with_key = runner.invoke(cli, ["get", missing, "--url", api.url], env={"TEXTFLEET_API_KEY": secret})
+    assert with_key.exit_code == 1 and "job_not_found" in with_key.stderr, with_key.output
+    without = runner.invoke(cli, ["get", missing, "--url", api.url], env={"TEXTFLEET_API_KEY": ""})
+    assert without.exit_code == 1 and "invalid_api_key" in without.stderr, without.output
 
     # Listed by prefix; the secret and its hash appear nowhere, not in the table either.
     [info] = listed("acme")
