@@ -19,6 +19,7 @@ from api.auth.dependencies import authenticate
 from api.auth.service import Authenticator
 from api.batches.router import router as batches_router
 from api.batches.service import BatchesService
+from api.docs.router import router as docs_router
 from api.errors import install_error_handlers
 from api.files.router import router as files_router
 from api.files.service import FilesService
@@ -28,6 +29,8 @@ from api.jobs.intake import IntakeBatcher
 from api.jobs.router import router as jobs_router
 from api.jobs.service import JobService
 from api.jobs.waits import JobWaiter
+from api.keys.router import router as keys_router
+from api.keys.service import KeysService
 from api.limits import LimitsMiddleware
 from api.metrics.middleware import MetricsMiddleware
 from api.metrics.router import router as metrics_router
@@ -92,6 +95,7 @@ def _start_services(app: FastAPI, settings: Settings) -> None:
     state.sessions = get_sessionmaker(settings.database_url)
     # API keys to principals (or everyone open, when authentication is off).
     state.auth = Authenticator(settings.auth, state.sessions)
+    state.keys = KeysService(state.sessions, state.auth)
     state.jobs = jobs = JobService(settings, state.celery, state.sessions)
     # Concurrent single submissions share one INSERT, commit and Redis write.
     state.intake = IntakeBatcher(lambda bodies: jobs.create(bodies, log_each=True))
@@ -138,13 +142,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Submit NLP jobs (generate, summarize, moderate, risk, sentiment); poll their results.",
         lifespan=lifespan,
         default_response_class=SafeJSONResponse,
-        docs_url="/docs",
-        openapi_url="/openapi.json",
+        # served by api.docs.router instead, open or key-protected by TEXTFLEET_AUTH_DOCS
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
     app.state.celery = make_celery(settings)
     install_error_handlers(app)
-    for router in (health_router, metrics_router):
+    for router in (health_router, metrics_router, docs_router):
         app.include_router(router)
     # Every /v1 route needs a valid key (401 before the route runs); routes check their scope.
     for router in (
@@ -154,6 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openai_router,
         files_router,
         batches_router,
+        keys_router,
     ):
         app.include_router(router, dependencies=[Depends(authenticate)])
     app.add_middleware(LimitsMiddleware, limits=Limits.from_settings(settings))

@@ -24,6 +24,7 @@ from api.health.service import Readiness
 from api.jobs.intake import IntakeBatcher
 from api.jobs.service import JobService
 from api.jobs.waits import JobWaiter
+from api.keys.service import KeysService
 from api.openai.service import OpenAIService
 from api.queues.service import QueueStats
 from shared.settings import Settings
@@ -37,6 +38,7 @@ __all__ = [
     "FilesDep",
     "IntakeDep",
     "JobsDep",
+    "KeysDep",
     "OpenAIDep",
     "PrincipalDep",
     "QueueStatsDep",
@@ -149,3 +151,12 @@ ReaderDep = Annotated[Principal, Depends(require(Scope.JOBS_READ))]
 WriterDep = Annotated[Principal, Depends(require(Scope.JOBS_WRITE))]
 #: An operator (`admin`): sees every tenant.
 AdminDep = Annotated[Principal, Depends(require(Scope.ADMIN))]
+
+
+async def get_keys(request: Request) -> KeysService:
+    """The app's key administration (`api.keys.service`)."""
+    service: KeysService = request.app.state.keys
+    return service
+
+
+KeysDep = Annotated[KeysService, Depends(get_keys)]

@@ -10,6 +10,7 @@ Every 4xx/5xx body is `shared.schemas.ErrorResponse`: `{"error": {"code", "messa
 | AuthenticationError                      | 401    | invalid_api_key (with `WWW-Authenticate: Bearer`) |
 | PermissionDeniedError                    | 403    | insufficient_scope    |
 | JobNotFoundError                         | 404    | job_not_found         |
+| KeyNotFoundError                         | 404    | key_not_found         |
 | ConflictError                            | 409    | conflict              |
 | QueueUnavailableError                    | 503    | queue_unavailable     |
 | TransientDatabaseError, SQLAlchemy OperationalError | 503 | database_unavailable |
@@ -36,6 +37,7 @@ from shared.errors import (
     ConflictError,
     InvalidInputError,
     JobNotFoundError,
+    KeyNotFoundError,
     PermissionDeniedError,
     QueueUnavailableError,
     TextfleetError,
@@ -54,6 +56,7 @@ STATUS_BY_ERROR: dict[type[TextfleetError], int] = {
     AuthenticationError: 401,
     PermissionDeniedError: 403,
     JobNotFoundError: 404,
+    KeyNotFoundError: 404,
     ConflictError: 409,
     QueueUnavailableError: 503,
     TransientDatabaseError: 503,

@@ -14,6 +14,7 @@ __all__ = [
     "CELERY_TASK_PREFIX",
     "DEFAULT_TENANT",
     "EVENTS_CHANNEL_PREFIX",
+    "KEY_LAST_USED_EVERY_S",
     "MODERATION_CATEGORIES",
     "OUTSTANDING_PREFIX",
     "PRIORITY_DEFAULT",
@@ -83,6 +84,8 @@ PRIORITY_DEFAULT = 5
 DEFAULT_TENANT = "default"
 #: Longest tenant name (a column's width).
 TENANT_MAX_CHARS = 64
+#: Seconds between two writes of an API key's `last_used_at` (per key and API process).
+KEY_LAST_USED_EVERY_S = 60.0
 
 
 def celery_task_name(task: str) -> str:

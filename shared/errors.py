@@ -15,6 +15,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidOutputError",
     "JobNotFoundError",
+    "KeyNotFoundError",
     "ModelError",
     "ModelNotPreparedError",
     "PermissionDeniedError",
@@ -85,6 +86,12 @@ class AuthenticationError(TextfleetError):
     """Raised when a request carries no API key, or one that is unknown, revoked or expired."""
 
     code = "invalid_api_key"
+
+
+class KeyNotFoundError(TextfleetError):
+    """Raised when no API key has the id or prefix an operator named (to list or revoke it)."""
+
+    code = "key_not_found"
 
 
 class PermissionDeniedError(TextfleetError):

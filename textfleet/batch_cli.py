@@ -6,6 +6,7 @@ Talks to the API over HTTP (`/v1/files`, `/v1/batches`) like any OpenAI client w
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,7 +34,9 @@ class BatchClient:
     """The few calls the commands make (httpx, with timeouts)."""
 
     def __init__(self, base_url: str, timeout: float = 120.0) -> None:
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
+        key = os.environ.get("TEXTFLEET_API_KEY")  # the API key, as for every command that calls the API
+        headers = {"Authorization": f"Bearer {key}"} if key else None
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers)
 
     def __enter__(self) -> BatchClient:
         return self

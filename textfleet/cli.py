@@ -7,6 +7,7 @@ textfleet worker --queues ...   run a worker (loads its model once)
 textfleet submit TASK --input JSON [--params JSON] [--wait]
 textfleet get ID [--wait N]
 textfleet webhooks resend ID [EVENT]   re-send a failed webhook delivery (of a job or a batch)
+textfleet keys create|list|revoke      API keys, straight in the database
 textfleet dev                   everything on one machine, in one terminal
 textfleet demo                  start the stack, run one job of every task, print the results
 """
@@ -27,6 +28,7 @@ from shared.constants import Queue, TaskName
 from shared.settings import get_settings
 from textfleet.batch_cli import app as batch_app
 from textfleet.chaos.cli import chaos as chaos_command
+from textfleet.keys_cli import app as keys_app
 
 __all__ = ["app", "main"]
 
@@ -36,6 +38,7 @@ db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 app.add_typer(batch_app, name="batch")
+app.add_typer(keys_app, name="keys")
 app.command("chaos")(chaos_command)
 # `textfleet bench` wherever the `bench` package is installed (a checkout); the images leave it out.
 if importlib.util.find_spec("bench") is not None:
@@ -265,8 +268,13 @@ def dev(
     queues: Annotated[
         str, typer.Option(help="Comma-separated queues to run a worker for.")
     ] = "generate,classify,webhooks",
+    auth: Annotated[
+        bool, typer.Option("--auth/--open", help="Enforce API keys (default: open, for local use only).")
+    ] = False,
 ) -> None:
-    """Run the whole fleet on this machine (embedded Redis and SQLite unless configured)."""
+    """Run the whole fleet on this machine (embedded Redis and SQLite unless configured).
+
+    Open by default (no API keys checked; it says so at start); `--auth` enforces keys."""
     from shared.logging import configure_logging
     from textfleet.dev import DevStack, stop_on_signals
 
@@ -275,9 +283,12 @@ def dev(
     stopping = stop_on_signals()
     try:
         with DevStack(
-            settings, host=host, port=port, queues=_parse_queues(queues), console=err_console
+            settings, host=host, port=port, queues=_parse_queues(queues), console=err_console, auth=auth
         ) as stack:
-            console.print(f"textfleet is ready: {stack.url}  (API docs: {stack.url}/docs; Ctrl-C stops)")
+            mode = "API keys enforced" if auth else "OPEN: no API keys checked"
+            console.print(
+                f"textfleet is ready: {stack.url}  ({mode}; API docs: {stack.url}/docs; Ctrl-C stops)"
+            )
             stack.supervise(stopping.is_set)
             err_console.print("stopping ...")
     except KeyboardInterrupt:

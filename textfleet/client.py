@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -21,10 +22,13 @@ class ApiError(Exception):
 
 
 class TextfleetClient:
-    """Submit jobs and read them back over HTTP."""
+    """Submit jobs and read them back over HTTP, with the API key `api_key` (default: the environment's
+    TEXTFLEET_API_KEY; none where the API runs open, as `textfleet dev` does by default)."""
 
-    def __init__(self, base_url: str, timeout: float = 75.0) -> None:
-        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
+    def __init__(self, base_url: str, timeout: float = 75.0, api_key: str | None = None) -> None:
+        key = api_key or os.environ.get("TEXTFLEET_API_KEY")
+        headers = {"Authorization": f"Bearer {key}"} if key else None
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers)
 
     def __enter__(self) -> TextfleetClient:
         return self

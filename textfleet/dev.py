@@ -6,6 +6,11 @@ child processes, announces the URL when every part is ready, restarts a child th
 (with backoff, saying so on the console) and stops everything on SIGINT, SIGTERM or SIGHUP. Every
 child runs in a process group of its own and gets SIGTERM if `textfleet dev` itself dies (even by
 SIGKILL), so nothing of the fleet outlives it.
+
+API keys are not needed by default: `textfleet dev` is for one person's machine, so its children run
+with TEXTFLEET_AUTH_ENABLED=false (every request is the `default` tenant with every scope) and it says
+so in a red panel at start. `textfleet dev --auth` enforces keys like production and prints how to
+create the first one.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import httpx
 import redis
 import structlog
 from rich.console import Console
+from rich.panel import Panel
 
 from shared.backoff import backoff_s, doubling
 from shared.constants import Queue
@@ -69,6 +75,7 @@ class DevStack:
         queues: tuple[Queue, ...] = tuple(Queue),
         console: Console | None = None,
         startup_timeout: float = 600.0,
+        auth: bool = False,
     ) -> None:
         self.settings = settings
         self.host = host
@@ -76,6 +83,8 @@ class DevStack:
         self.queues = queues
         self.console = console or Console(stderr=True)
         self.startup_timeout = startup_timeout
+        #: whether the API enforces API keys (off: open, for local use only)
+        self.auth = auth
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._argv: dict[str, tuple[list[str], dict[str, str] | None]] = {}
         #: restarts in a row of each child, and when it may be started again (monotonic clock)
@@ -120,9 +129,36 @@ class DevStack:
         self._env = dict(os.environ)
         self._env["TEXTFLEET_REDIS_URL"] = self.redis_url
         self._env["TEXTFLEET_DATABASE_URL"] = self.database_url
+        self._env["TEXTFLEET_AUTH_ENABLED"] = "true" if self.auth else "false"
         self._env.setdefault("PYTHONUNBUFFERED", "1")
+        self.announce_auth()
         self._spawn("api", [*self._cli, "api", "--host", self.host, "--port", str(self.port)])
         self.add_workers(self.queues, wait_for_api=True)
+
+    def announce_auth(self) -> None:
+        """Say loudly whether this stack's API is open (no keys) or enforces keys, and how to get one."""
+        if not self.auth:
+            exposed = self.host not in {"127.0.0.1", "localhost", "::1"}
+            text = (
+                "[bold]Authentication is OFF.[/] Every request to the API acts as tenant 'default' with "
+                "every scope (admin included): no API key is checked, /metrics and /docs are open.\n"
+                "This is for local development only. Run `textfleet dev --auth` to enforce API keys."
+            )
+            if exposed:
+                text += f"\n[bold]The API listens on {self.host}: anyone who can reach it can use it.[/]"
+            self.console.print(Panel(text, title="textfleet dev: OPEN MODE", border_style="red"))
+            log.warning("dev.auth_disabled", host=self.host)
+            return
+        self.console.print(
+            Panel(
+                "API keys are enforced (as in production). Create one with:\n"
+                f"  TEXTFLEET_DATABASE_URL={self.database_url} \\\n"
+                "    textfleet keys create --tenant default --scopes admin\n"
+                "then send it as `Authorization: Bearer <key>` (the CLI reads TEXTFLEET_API_KEY).",
+                title="textfleet dev: authentication ON",
+                border_style="green",
+            )
+        )
 
     def add_workers(self, queues: tuple[Queue, ...], *, wait_for_api: bool = False) -> None:
         """Start one worker per queue (on a running stack) and wait until they are ready."""

@@ -2,25 +2,34 @@
 
 A verified key (and an unknown one) is remembered for `auth_cache_ttl_s`, so a busy API reads the
 `api_keys` table about once per key per TTL instead of once per request; revoking a key therefore takes
-effect within that TTL on every API process. A cached key never outlives its own `expires_at`.
+effect within that TTL on every API process (and at once on the process that revoked it through
+`DELETE /v1/keys/...`, which calls `forget`). A cached key never outlives its own `expires_at`.
+
+When a key was last used is written at most once per `KEY_LAST_USED_EVERY_S` per key and process (one
+conditional UPDATE, in the threadpool), so a busy key costs no write per request.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
+import structlog
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from shared.constants import KEY_LAST_USED_EVERY_S
 from shared.db.models import utcnow
 from shared.errors import AuthenticationError
+from shared.tenancy.key_admin import touch_last_used
 from shared.tenancy.keys import hash_key, looks_like_key
 from shared.tenancy.principal import OPEN_PRINCIPAL, Principal, Scope
 from shared.tenancy.settings import AuthSettings
 from shared.tenancy.store import find_active_key
 
 __all__ = ["Authenticator"]
+
+log = structlog.get_logger(__name__)
 
 #: Most keys one API process remembers; past it the memory starts afresh (a flood of made-up keys
 #: cannot grow it without bound).
@@ -36,6 +45,8 @@ class Authenticator:
         self._sessions = sessions
         # key hash -> (monotonic deadline, principal or None for "no such active key")
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        # key id -> monotonic time its last use was last written (by this process)
+        self._touched: dict[str, float] = {}
 
     async def principal(self, token: str | None) -> Principal:
         """Who `token` (the bearer credential, or None when absent) is."""
@@ -55,7 +66,30 @@ class Authenticator:
             self._remember(digest, principal, now, expires_at)
         if principal is None:
             raise AuthenticationError("invalid API key (unknown, revoked or expired)")
+        if principal.key_id is not None and now - self._touched.get(principal.key_id, -1e18) >= (
+            KEY_LAST_USED_EVERY_S
+        ):
+            await self._record_use(principal.key_id, now)
         return principal
+
+    def forget(self, key_id: str) -> None:
+        """Drop what this process remembers of key `key_id` (it was just revoked here)."""
+        for digest, (_deadline, principal) in list(self._cache.items()):
+            if principal is not None and principal.key_id == key_id:
+                self._cache.pop(digest, None)
+
+    async def _record_use(self, key_id: str, now: float) -> None:
+        if len(self._touched) >= _CACHE_MAX_KEYS:
+            self._touched.clear()
+        self._touched[key_id] = now
+        try:
+            await run_in_threadpool(self._touch, key_id)
+        except Exception as exc:  # bookkeeping only: never fail the request for it
+            log.warning("auth.last_used_not_written", key_id=key_id, error=type(exc).__name__)
+
+    def _touch(self, key_id: str) -> None:
+        with self._sessions.begin() as session:
+            touch_last_used(session, key_id, utcnow(), timedelta(seconds=KEY_LAST_USED_EVERY_S))
 
     def _lookup(self, digest: str) -> tuple[Principal | None, datetime | None]:
         with self._sessions() as session:

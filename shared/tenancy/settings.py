@@ -3,7 +3,9 @@ read from the same environment with the same prefix, so each variable is `TEXTFL
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["AuthSettings"]
@@ -27,4 +29,20 @@ class AuthSettings(BaseSettings):
         le=300,
         description="How long an API process remembers a verified key before reading it again: a revoked "
         "or expired key stops working within this many seconds (0: read the database on every request).",
+    )
+    auth_metrics: Literal["open", "key"] = Field(
+        "key",
+        description="`GET /metrics` of the API: `key` needs an admin key or `auth_metrics_token` (its "
+        "labels name tenants), `open` serves it to anyone. Open whenever `auth_enabled` is off.",
+    )
+    auth_metrics_token: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="A bearer token that opens `/metrics` and nothing else, for the Prometheus scraper "
+        "(`authorization: {credentials: ...}`), so it needs no key that could read jobs. Unset: admin "
+        "keys only.",
+    )
+    auth_docs: Literal["open", "key"] = Field(
+        "open",
+        description="`/docs`, `/redoc` and `/openapi.json`: `open` to anyone, or `key`: any valid API key.",
     )

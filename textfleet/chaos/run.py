@@ -141,6 +141,7 @@ def run_chaos(
         "TEXTFLEET_WEBHOOK_SECRET": secret,
         "TEXTFLEET_WEBHOOK_ALLOW_PRIVATE": "true",
         "TEXTFLEET_LOG_FORMAT": "json",
+        "TEXTFLEET_AUTH_ENABLED": "false",  # a fleet of its own, on loopback, like `textfleet dev`
         "PYTHONUNBUFFERED": "1",
         **plan.env,
     }
