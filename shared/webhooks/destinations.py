@@ -1,6 +1,7 @@
 """Checking the webhook URLs of a submission (jobs, a job batch, a batch and its lines) before anything
 is stored: each distinct host is looked up once, the lookups run side by side on a small thread pool,
-and all of them together wait at most `webhook_dns_timeout_s`.
+and all of them together wait at most `webhook_dns_timeout_s`. A host the allow-list names is not
+looked up (the delivery still checks its addresses: a metadata address stays refused).
 
 `url_problems` says what is wrong with each URL (for a batch file's line errors); `check_webhook_urls`
 raises the `422` of the first bad one, naming its field.
@@ -14,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 from shared.errors import InvalidInputError
 from shared.webhooks.addresses import AllowList
-from shared.webhooks.policy import UnsafeWebhookURLError, vet_destination
+from shared.webhooks.policy import UnsafeWebhookURLError, check_url_scheme, vet_destination
 from shared.webhooks.settings import WebhookSafetySettings
 
 __all__ = ["check_webhook_urls", "url_problems"]
@@ -23,39 +24,50 @@ __all__ = ["check_webhook_urls", "url_problems"]
 _LOOKUPS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="webhook-dns")
 
 
-def _problem(url: str, allowed: AllowList) -> str | None:
+def _host_problem(host: str, port: int, allowed: AllowList) -> str | None:
     try:
-        vet_destination(url, allowed, look_up_allowed=False)
+        vet_destination(f"http://{_netloc(host, port)}/", allowed, look_up_allowed=False)
     except UnsafeWebhookURLError as exc:
         return str(exc)
     except socket.gaierror as exc:
-        host = url.split("://", 1)[-1].split("/", 1)[0]
         return f"webhook host {host} does not resolve ({exc.strerror or exc})"
     except OSError as exc:
-        return f"webhook host cannot be resolved: {exc}"
+        return f"webhook host {host} cannot be resolved: {exc}"
     return None
 
 
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def url_problems(urls: Iterable[str], settings: WebhookSafetySettings) -> dict[str, str]:
-    """URL -> why webhooks must not go there, for each bad one of `urls` (checked once each, side by
-    side; one still unresolved after `webhook_dns_timeout_s` is bad too)."""
+    """URL -> why webhooks must not go there, for each bad one of `urls`. Each distinct host and port
+    is looked up once, side by side; one still unresolved after `webhook_dns_timeout_s` is bad too."""
     allowed = settings.allow_list
-    distinct = list(dict.fromkeys(urls))
-    if not distinct:
-        return {}
-    futures = {url: _LOOKUPS.submit(_problem, url, allowed) for url in distinct}
-    done, _ = wait(futures.values(), timeout=settings.webhook_dns_timeout_s)
     problems: dict[str, str] = {}
-    for url, task in futures.items():
+    targets: dict[str, tuple[str, int]] = {}
+    for url in dict.fromkeys(urls):
+        try:
+            _scheme, host, port = check_url_scheme(url)
+        except UnsafeWebhookURLError as exc:
+            problems[url] = str(exc)
+        else:
+            targets[url] = (host.lower(), port)
+    if not targets:
+        return problems
+    lookups = {key: _LOOKUPS.submit(_host_problem, *key, allowed) for key in dict.fromkeys(targets.values())}
+    done, _ = wait(lookups.values(), timeout=settings.webhook_dns_timeout_s)
+    for url, key in targets.items():
+        task = lookups[key]
         if task not in done:
             task.cancel()
             problems[url] = (
-                f"webhook host of {url} did not resolve within {settings.webhook_dns_timeout_s:g} s"
+                f"webhook host {key[0]} did not resolve within {settings.webhook_dns_timeout_s:g} s"
             )
-        else:
-            problem = task.result()
-            if problem is not None:
-                problems[url] = problem
+            continue
+        problem = task.result()
+        if problem is not None:
+            problems[url] = problem
     return problems
 
 
