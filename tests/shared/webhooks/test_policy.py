@@ -255,3 +255,11 @@ def test_each_host_is_looked_up_once_and_slow_dns_is_bounded(monkeypatch: pytest
     problems = url_problems(["https://slow.test/x", "https://a.test/0"], settings)
     assert time.monotonic() - started < 1.2
     assert problems == {"https://slow.test/x": "webhook host slow.test did not resolve within 0.3 s"}
+
+
+@pytest.mark.parametrize("host", ["2130706433", "0x7f.1", "127.1", "017700000001", "[0:0:0:0:0:ffff:7f00:1]"])
+def test_other_spellings_of_loopback_are_refused(host: str) -> None:
+    """Numeric forms the system resolver turns into 127.0.0.1 (no DNS involved) are judged by the
+    address they resolve to."""
+    with pytest.raises(UnsafeWebhookURLError, match="127.0.0.1, a loopback address"):
+        vet_destination(f"http://{host}/hook", AllowList())
