@@ -261,5 +261,5 @@ def test_each_host_is_looked_up_once_and_slow_dns_is_bounded(monkeypatch: pytest
 def test_other_spellings_of_loopback_are_refused(host: str) -> None:
     """Numeric forms the system resolver turns into 127.0.0.1 (no DNS involved) are judged by the
     address they resolve to."""
-    with pytest.raises(UnsafeWebhookURLError, match="127.0.0.1, a loopback address"):
+    with pytest.raises(UnsafeWebhookURLError, match=r"127\.0\.0\.1, a loopback address"):
         vet_destination(f"http://{host}/hook", AllowList())
