@@ -29,7 +29,16 @@ from shared.webhooks.addresses import IPAddress, parse_address
 from shared.webhooks.policy import USER_AGENT, UnsafeWebhookURLError, check_url_scheme, resolve, vet
 from shared.webhooks.records import BATCH_EVENT_TYPES, EVENT_TYPES
 
-__all__ = ["Attempt", "Destinations", "Sender", "build_batch_payload", "build_payload", "make_signer", "post"]
+__all__ = [
+    "Attempt",
+    "Destinations",
+    "Sender",
+    "Signers",
+    "build_batch_payload",
+    "build_payload",
+    "make_signer",
+    "post",
+]
 
 #: Longest error text kept (the `last_error` column's size).
 MAX_ERROR = 500
@@ -122,10 +131,34 @@ class Sender:
 
 
 def make_signer(settings: Settings) -> Webhook:
-    """The signer of every delivery (the secret is decoded once)."""
+    """The signer of every delivery without a tenant secret (the secret is decoded once)."""
     if settings.webhook_secret is None or not settings.webhook_secret.get_secret_value():
         raise ConfigurationError("TEXTFLEET_WEBHOOK_SECRET is not set: webhook deliveries cannot be signed")
     return Webhook(settings.webhook_secret.get_secret_value())
+
+
+class Signers:
+    """The global signer, and one per tenant secret in use (`shared.webhooks.tenant_secrets`), each
+    secret decoded once. A tenant's secret is read with its delivery, so a change applies to the next
+    attempt."""
+
+    #: Most tenant signers kept (then the cache starts over).
+    MAX_KEPT = 10_000
+
+    def __init__(self, settings: Settings) -> None:
+        self.default = make_signer(settings)
+        self._own: dict[str, Webhook] = {}
+
+    def get(self, secret: str | None) -> Webhook:
+        """The signer of a delivery whose tenant has `secret` (None: the global one)."""
+        if secret is None:
+            return self.default
+        signer = self._own.get(secret)
+        if signer is None:
+            if len(self._own) >= self.MAX_KEPT:
+                self._own.clear()
+            signer = self._own[secret] = Webhook(secret)
+        return signer
 
 
 def build_payload(job: Job, event: str, event_time: datetime) -> str:
@@ -171,9 +204,11 @@ class Destinations:
         refused URL, OSError when the name does not resolve (in time)."""
         scheme, host, port = check_url_scheme(url)
         host = host.lower()
-        address = vet(host, await self._addresses(host, port), self.allowed)[0]
-        if parse_address(host) is not None:  # an IP literal: the URL already names the address
+        literal = parse_address(host)
+        if literal is not None:  # an IP literal: no lookup, and the URL already names the address
+            vet(host, [literal], self.allowed)
             return url, {}, None
+        address = vet(host, await self._addresses(host, port), self.allowed)[0]
         parsed = httpx.URL(url)
         sni = host if scheme == "https" else None
         return str(parsed.copy_with(host=str(address))), {"host": parsed.netloc.decode("ascii")}, sni
