@@ -4,6 +4,7 @@ connection made to the address that was checked, redirects never followed."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 
@@ -12,8 +13,11 @@ import redis
 
 from shared.webhooks import policy
 from shared.webhooks import queue as wq
+from shared.webhooks.addresses import AllowList
+from shared.webhooks.policy import UnsafeWebhookURLError
 from tests.utils.receiver import WebhookReceiver
 from tests.utils.webhooks import MakeSettings, deliver_due, load_delivery, make_due, pending_delivery, verify
+from workers.webhooks.http import Destinations
 
 
 class Dns:
@@ -39,7 +43,12 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> Dns:
 
 def _safe(make_settings: MakeSettings, allow: str = "", **overrides: Any) -> Any:
     """Settings with the address policy on (no legacy allow-everything) and this allow-list."""
-    return make_settings(webhook_allow_private=False, webhook_allow=allow, webhook_dns_cache_s=0, **overrides)
+    values: dict[str, Any] = {
+        "webhook_allow_private": False,
+        "webhook_allow": allow,
+        "webhook_dns_cache_s": 0,
+    }
+    return make_settings(**{**values, **overrides})
 
 
 def test_an_allow_listed_receiver_gets_signed_deliveries_over_real_http(
@@ -173,3 +182,30 @@ def test_redirects_are_never_followed(
         assert "redirects are not followed" in (row.last_error or "")
         assert [r.path for r in receiver.received()] == ["/hook"]
         assert other.received() == []
+
+
+def test_lookups_are_shared_and_cached_but_every_use_is_checked(
+    dns: Dns, make_settings: MakeSettings
+) -> None:
+    destinations = Destinations(_safe(make_settings, "127.0.0.1,::1", webhook_dns_cache_s=60))
+    dns.answers["hooks.cache.test"] = ["127.0.0.1"]
+
+    async def resolve_all(urls: list[str]) -> list[tuple[str, dict[str, str], str | None]]:
+        return await asyncio.gather(*(destinations.resolve(url) for url in urls))
+
+    results = asyncio.run(resolve_all([f"http://hooks.cache.test:81/{i}" for i in range(5)]))
+    assert dns.calls == ["hooks.cache.test"]  # one lookup for five concurrent attempts
+    assert [r[0] for r in results] == [f"http://127.0.0.1:81/{i}" for i in range(5)]
+    assert {(tuple(r[1].items()), r[2]) for r in results} == {((("host", "hooks.cache.test:81"),), None)}
+    (https,) = asyncio.run(resolve_all(["https://hooks.cache.test/x"]))
+    assert https == ("https://127.0.0.1/x", {"host": "hooks.cache.test"}, "hooks.cache.test")  # SNI kept
+
+    destinations.allowed = AllowList()  # the cached answer is judged again on each use
+    with pytest.raises(UnsafeWebhookURLError, match="loopback"):
+        asyncio.run(resolve_all(["http://hooks.cache.test:81/again"]))
+    assert dns.calls == ["hooks.cache.test", "hooks.cache.test"]  # port 443 is its own entry; 81 cached
+
+    dns.answers["v6.cache.test"] = ["::1"]
+    destinations.allowed = AllowList.parse(["::1"])
+    (v6,) = asyncio.run(resolve_all(["http://v6.cache.test:8080/h"]))
+    assert v6[0] == "http://[::1]:8080/h" and v6[1] == {"host": "v6.cache.test:8080"}

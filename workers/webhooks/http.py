@@ -222,8 +222,13 @@ class Destinations:
         if pending is None:
             pending = asyncio.ensure_future(self._look_up(host, port))
             self._lookups[key] = pending
-            pending.add_done_callback(lambda _: self._lookups.pop(key, None))
+            pending.add_done_callback(lambda done: self._finished(key, done))
         return await asyncio.shield(pending)
+
+    def _finished(self, key: tuple[str, int], done: asyncio.Future[list[IPAddress]]) -> None:
+        self._lookups.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: the attempts that waited for it report it
 
     async def _look_up(self, host: str, port: int) -> list[IPAddress]:
         try:
@@ -248,7 +253,9 @@ async def post(
     body: bytes,
     timeout_s: float,
 ) -> Attempt:
-    """One signed POST of `body`, bounded by `timeout_s` in all (DNS, connect, write, read)."""
+    """One signed POST of `body` to the checked address of `url` (its lookup bounded by
+    `webhook_dns_timeout_s`), bounded by `timeout_s` (connect, write, read). Redirects are not
+    followed: a 3xx is a failed attempt."""
     try:
         request_url, extra_headers, sni = await destinations.resolve(url)
     except UnsafeWebhookURLError as exc:
