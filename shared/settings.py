@@ -25,6 +25,7 @@ from shared.constants import MODERATION_CATEGORIES
 from shared.files.settings import FilesSettings
 from shared.settings_rules import cross_field_problems
 from shared.tenancy.settings import AuthSettings
+from shared.webhooks.settings import WebhookSafetySettings
 
 __all__ = [
     "MODERATION_CATEGORIES",
@@ -272,10 +273,9 @@ class Settings(BaseSettings):
     webhook_max_age_s: float = Field(
         86400.0, gt=0, description="A webhook is retried with backoff until this long after its event."
     )
-    webhook_allow_private: bool = Field(
-        False,
-        description="Allow webhook URLs that resolve to private, loopback or link-local addresses "
-        "(off in production: it stops jobs from probing your network).",
+    webhook_safety: WebhookSafetySettings = Field(
+        default_factory=WebhookSafetySettings,
+        description="Allowed webhook destinations and DNS limits (`shared.webhooks.settings`).",
     )
 
     # --- Webhook workers ----------------------------------------------------------------------

@@ -29,6 +29,7 @@ from shared.settings import get_settings
 from textfleet.batch_cli import app as batch_app
 from textfleet.chaos.cli import chaos as chaos_command
 from textfleet.keys_cli import app as keys_app
+from textfleet.tenant_webhooks_cli import webhook_secret as webhook_secret_command
 
 __all__ = ["app", "main"]
 
@@ -347,6 +348,14 @@ def webhooks_resend(
             err_console.print_json(data=exc.body)
             raise typer.Exit(1) from exc
     console.print_json(data=delivery)
+
+
+# --- tenants: a tenant's own webhook signing secret (issue 12) ------------------------------------
+# (one `tenants` group: other tenant commands register on `tenants_app` too)
+
+tenants_app = typer.Typer(help="Tenants and their settings (in the database).", no_args_is_help=True)
+app.add_typer(tenants_app, name="tenants")
+tenants_app.command("webhook-secret")(webhook_secret_command)
 
 
 # --- Classifier training and evaluation (issue 11) ---------------------------------------------

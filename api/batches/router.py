@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from api.batches.protocol import BatchCreate, BatchList, BatchOut, batch_out
 from api.deps import BatchesDep, OpenAIDep, SessionDep, SettingsDep
 from api.openai.errors import OpenAIRoute
+from api.webhooks.safety import check_batch_webhook
 from shared.schemas import WebhookDeliveryOut
 
 __all__ = ["router"]
@@ -32,11 +33,13 @@ async def create_batch(
     line (`line`, `code`, `message`, `param`); nothing of it runs. Otherwise the batch is `in_progress`
     with every request queued; `output_file_id` and `error_file_id` are set at once and can be
     downloaded while it runs."""
+    await check_batch_webhook(body.webhook, settings)
     batch = await run_in_threadpool(
         service.create,
         session,
         body,
         webhooks_enabled=settings.webhook_secret is not None,
+        webhook_safety=settings.webhook_safety,
         generation_model=openai.generation_model,
     )
     counts = await run_in_threadpool(service.counts, session, batch)

@@ -19,6 +19,7 @@ from api.batches.protocol import BatchCreate, RequestCounts, window
 from api.batches.validation import Request, parse_batch_file
 from api.files.service import FilesService, new_file_id
 from api.jobs.creation import job_row
+from api.webhooks.safety import line_webhook_errors
 from shared import batches
 from shared.db import repository
 from shared.db.batch_models import Batch, BatchRequest, FileObject
@@ -30,6 +31,7 @@ from shared.queueing import redis_client, send_jobs
 from shared.schemas import WebhookDeliveryOut
 from shared.webhooks import enqueue_deliveries, record_batch_event
 from shared.webhooks.resend import reset_batch_for_resend
+from shared.webhooks.settings import WebhookSafetySettings
 
 __all__ = ["BatchesService"]
 
@@ -48,7 +50,13 @@ class BatchesService:
     # --- Create -----------------------------------------------------------------------------------
 
     def create(
-        self, session: Session, body: BatchCreate, *, webhooks_enabled: bool, generation_model: str
+        self,
+        session: Session,
+        body: BatchCreate,
+        *,
+        webhooks_enabled: bool,
+        generation_model: str,
+        webhook_safety: WebhookSafetySettings | None = None,
     ) -> Batch:
         """A batch from an uploaded file: `in_progress` with every request queued as a job, or
         `failed` with the errors of its bad lines (then nothing was stored but the batch)."""
@@ -76,6 +84,10 @@ class BatchesService:
             webhooks_enabled=webhooks_enabled,
             generation_model=generation_model,
         )
+        if webhook_safety is not None and not parsed.errors:  # the lines' webhook destinations
+            parsed.errors = line_webhook_errors(
+                parsed.requests, webhook_safety, self.settings.batch_max_errors
+            )
         now = utcnow()
         batch = Batch(
             id=f"batch_{ULID()}",

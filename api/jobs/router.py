@@ -18,6 +18,7 @@ from api.jobs import reads
 from api.jobs.creation import check_webhooks
 from api.jobs.protocol import IdempotencyKeyHeader, JobBatch, JobBatchCreate
 from api.jobs.service import cancel_job as cancel
+from api.webhooks.safety import check_job_webhooks
 from shared.constants import TaskName
 from shared.errors import InvalidInputError
 from shared.schemas import ErrorResponse, JobCreate, JobList, JobOut, JobStatus
@@ -51,6 +52,7 @@ async def create_job(
     With an `Idempotency-Key` header, the same key and body within 24 hours return the original job
     (`200`) instead of creating another; the same key with a different body is a `409`."""
     check_webhooks([body], enabled=jobs.settings.webhook_secret is not None)
+    await check_job_webhooks([body], jobs.settings)
     if idempotency_key is not None:
         created, replayed = await run_in_threadpool(
             lambda: jobs.create_idempotent([body], key=idempotency_key, kind="job")
@@ -104,6 +106,7 @@ async def create_jobs(
     `queued`), in the order given, so `items[i].id` is the id of `jobs[i]`.
     """
     check_webhooks(body.jobs, enabled=jobs.settings.webhook_secret is not None, batch=True)
+    await check_job_webhooks(body.jobs, jobs.settings, batch=True)
     status = 202
     if idempotency_key is not None:
         items, replayed = await run_in_threadpool(

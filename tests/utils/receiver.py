@@ -2,7 +2,8 @@
 
 It records every request (method, path, headers, body) and answers according to its knobs:
 `fail_first` (answer `fail_status` to the first N requests of each `webhook-id`), `redirect_to`
-(answer 302 with that Location), `delay_s` (sleep before answering, e.g. past a client timeout).
+(answer 302 with that Location: a path here, or an absolute URL), `delay_s` (sleep before
+answering, e.g. past a client timeout).
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ class WebhookReceiver:
         if self.delay_s:
             self._stop.wait(self.delay_s)
         if self.redirect_to is not None and received.path != self.redirect_to:
-            return 302, {"location": self.url(self.redirect_to)}
+            location = self.redirect_to if "://" in self.redirect_to else self.url(self.redirect_to)
+            return 302, {"location": location}
         if seen <= self.fail_first:
             return self.fail_status, {}
         return 200, {}

@@ -14,7 +14,6 @@ import pytest
 import redis
 from standardwebhooks import Webhook
 
-import workers.webhooks.http as webhook_http
 from shared.db import repository, session_scope
 from shared.db.models import utcnow
 from shared.errors import ConfigurationError
@@ -189,57 +188,6 @@ def test_failures_are_recorded_and_retried(
     assert expected.get(problem, "ConnectError") in row.last_error
     assert row.last_status_code == (302 if problem == "redirect" else None)
     assert webhook_redis.zscore(wq.DUE_KEY, delivery_id) is not None  # queued for its retry
-
-
-def test_private_address_is_refused_unless_allowed(
-    database_url: str, make_settings: MakeSettings, receiver: WebhookReceiver, webhook_redis: redis.Redis
-) -> None:
-    _, refused_id = pending_delivery(database_url, receiver.url(), client=webhook_redis)
-    _, by_name_id = pending_delivery(
-        database_url, receiver.url().replace("127.0.0.1", "localhost"), client=webhook_redis
-    )
-
-    deliver_due(make_settings(webhook_allow_private=False), webhook_redis)
-
-    refused, by_name = load_delivery(database_url, refused_id), load_delivery(database_url, by_name_id)
-    assert (refused.status, refused.attempts) == ("failed", 1)
-    assert refused.last_error is not None and "non-public address (127.0.0.1)" in refused.last_error
-    assert by_name.status == "failed" and "non-public" in (by_name.last_error or "")
-    assert receiver.received() == []
-    assert wq.pending_counts(webhook_redis) == (0, 0)
-
-    _, allowed_id = pending_delivery(database_url, receiver.url(), client=webhook_redis)
-    deliver_due(make_settings(webhook_allow_private=True), webhook_redis)
-    assert load_delivery(database_url, allowed_id).status == "delivered"
-
-
-def test_the_request_goes_to_the_address_that_was_checked(
-    database_url: str,
-    make_settings: MakeSettings,
-    receiver: WebhookReceiver,
-    webhook_redis: redis.Redis,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """With the address policy on, the host is resolved once, checked, and the request is sent to that
-    address with the name in the Host header. (127.0.0.1 is declared public here, as no public address
-    is reachable in tests; the name does not resolve at all.)"""
-    checked: list[tuple[str, int]] = []
-
-    def resolve(host: str, port: int) -> list[str]:
-        checked.append((host, port))
-        return ["127.0.0.1"]
-
-    monkeypatch.setattr(webhook_http, "resolve_public_addresses", resolve)
-    url = f"http://hooks.textfleet.invalid:{receiver.port}/hook"
-    _, delivery_id = pending_delivery(database_url, url, client=webhook_redis)
-
-    deliver_due(make_settings(webhook_allow_private=False), webhook_redis)
-
-    assert load_delivery(database_url, delivery_id).status == "delivered"
-    assert checked == [("hooks.textfleet.invalid", receiver.port)]
-    (request,) = receiver.received()
-    assert request.headers["host"] == f"hooks.textfleet.invalid:{receiver.port}"
-    verify(request)
 
 
 def test_expired_and_orphaned_deliveries_fail(

@@ -35,7 +35,7 @@ from shared.webhooks import queue as webhook_queue
 from shared.webhooks.policy import BACKOFF_JITTER, BACKOFF_SCHEDULE_S
 from workers.webhooks import store
 from workers.webhooks.endpoints import SLOW_S, Endpoint, Endpoints
-from workers.webhooks.http import Attempt, Destinations, Sender, make_signer, post
+from workers.webhooks.http import Attempt, Destinations, Sender, Signers, post
 
 __all__ = ["EARLY_TOLERANCE_S", "Deliverer", "lease_s"]
 
@@ -60,7 +60,7 @@ class Deliverer:
     def __init__(self, settings: Settings, client: redis.Redis) -> None:
         self.settings = settings
         self.redis = client
-        self.signer = make_signer(settings)
+        self.signers = Signers(settings)
         self.sender = Sender(settings)
         self.destinations = Destinations(settings)
         self.endpoints = Endpoints(settings)
@@ -240,7 +240,7 @@ class Deliverer:
                 result = await post(
                     self.sender,
                     self.destinations,
-                    self.signer,
+                    self.signers.get(item.secret),
                     row.id,
                     row.url,
                     item.body,

@@ -25,15 +25,20 @@ from shared.db.models import Job, utcnow
 from shared.db.repository import to_out
 from shared.errors import ConfigurationError
 from shared.settings import Settings
-from shared.webhooks.policy import (
-    USER_AGENT,
-    UnsafeWebhookURLError,
-    check_url_scheme,
-    resolve_public_addresses,
-)
+from shared.webhooks.addresses import IPAddress, parse_address
+from shared.webhooks.policy import USER_AGENT, UnsafeWebhookURLError, check_url_scheme, resolve, vet
 from shared.webhooks.records import BATCH_EVENT_TYPES, EVENT_TYPES
 
-__all__ = ["Attempt", "Destinations", "Sender", "build_batch_payload", "build_payload", "make_signer", "post"]
+__all__ = [
+    "Attempt",
+    "Destinations",
+    "Sender",
+    "Signers",
+    "build_batch_payload",
+    "build_payload",
+    "make_signer",
+    "post",
+]
 
 #: Longest error text kept (the `last_error` column's size).
 MAX_ERROR = 500
@@ -126,10 +131,34 @@ class Sender:
 
 
 def make_signer(settings: Settings) -> Webhook:
-    """The signer of every delivery (the secret is decoded once)."""
+    """The signer of every delivery without a tenant secret (the secret is decoded once)."""
     if settings.webhook_secret is None or not settings.webhook_secret.get_secret_value():
         raise ConfigurationError("TEXTFLEET_WEBHOOK_SECRET is not set: webhook deliveries cannot be signed")
     return Webhook(settings.webhook_secret.get_secret_value())
+
+
+class Signers:
+    """The global signer, and one per tenant secret in use (`shared.webhooks.tenant_secrets`), each
+    secret decoded once. A tenant's secret is read with its delivery, so a change applies to the next
+    attempt."""
+
+    #: Most tenant signers kept (then the cache starts over).
+    MAX_KEPT = 10_000
+
+    def __init__(self, settings: Settings) -> None:
+        self.default = make_signer(settings)
+        self._own: dict[str, Webhook] = {}
+
+    def get(self, secret: str | None) -> Webhook:
+        """The signer of a delivery whose tenant has `secret` (None: the global one)."""
+        if secret is None:
+            return self.default
+        signer = self._own.get(secret)
+        if signer is None:
+            if len(self._own) >= self.MAX_KEPT:
+                self._own.clear()
+            signer = self._own[secret] = Webhook(secret)
+        return signer
 
 
 def build_payload(job: Job, event: str, event_time: datetime) -> str:
@@ -156,34 +185,63 @@ def _envelope(event_type: str, event_time: datetime, data_json: str) -> str:
 
 
 class Destinations:
-    """Where a webhook URL may be sent. Unless `webhook_allow_private`, every address the host
-    resolves to must be public, and the request goes to the checked address (Host header and TLS SNI
-    keep the name), so a second DNS answer cannot redirect it. Answers are kept `ttl_s` seconds."""
+    """Where a webhook URL may be sent, checked on every attempt (`shared.webhooks.policy`): every
+    address the host resolves to must be public or allow-listed, and the request goes to the checked
+    address (the Host header and TLS SNI keep the name), so a later DNS answer (rebinding) cannot
+    send it elsewhere. A host's answer is reused `webhook_dns_cache_s` seconds (and checked again on
+    each use); concurrent attempts to one host share one lookup."""
 
-    def __init__(self, settings: Settings, ttl_s: float = 30.0) -> None:
-        self.settings = settings
-        self.ttl_s = ttl_s
-        self._cache: dict[tuple[str, int], tuple[float, list[str]]] = {}
+    def __init__(self, settings: Settings) -> None:
+        safety = settings.webhook_safety
+        self.allowed = safety.allow_list
+        self.ttl_s = safety.webhook_dns_cache_s
+        self.timeout_s = safety.webhook_dns_timeout_s
+        self._cache: dict[tuple[str, int], tuple[float, list[IPAddress]]] = {}
+        self._lookups: dict[tuple[str, int], asyncio.Future[list[IPAddress]]] = {}
 
     async def resolve(self, url: str) -> tuple[str, dict[str, str], str | None]:
         """(URL to request, extra headers, TLS server name). Raises UnsafeWebhookURLError for a
-        refused URL, OSError when the name does not resolve."""
+        refused URL, OSError when the name does not resolve (in time)."""
         scheme, host, port = check_url_scheme(url)
-        if self.settings.webhook_allow_private:
+        host = host.lower()
+        literal = parse_address(host)
+        if literal is not None:  # an IP literal: no lookup, and the URL already names the address
+            vet(host, [literal], self.allowed)
             return url, {}, None
-        key = (host, port)
-        cached = self._cache.get(key)
-        if cached is None or cached[0] < time.monotonic():
-            addresses = await asyncio.to_thread(resolve_public_addresses, host, port)
-            self._cache[key] = (time.monotonic() + self.ttl_s, addresses)
-        else:
-            addresses = cached[1]
-        address = addresses[0]
-        if address == host.strip("[]"):
-            return url, {}, None
+        address = vet(host, await self._addresses(host, port), self.allowed)[0]
         parsed = httpx.URL(url)
         sni = host if scheme == "https" else None
-        return str(parsed.copy_with(host=address)), {"host": parsed.netloc.decode("ascii")}, sni
+        return str(parsed.copy_with(host=str(address))), {"host": parsed.netloc.decode("ascii")}, sni
+
+    async def _addresses(self, host: str, port: int) -> list[IPAddress]:
+        key = (host, port)
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        pending = self._lookups.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._look_up(host, port))
+            self._lookups[key] = pending
+            pending.add_done_callback(lambda done: self._finished(key, done))
+        return await asyncio.shield(pending)
+
+    def _finished(self, key: tuple[str, int], done: asyncio.Future[list[IPAddress]]) -> None:
+        self._lookups.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: the attempts that waited for it report it
+
+    async def _look_up(self, host: str, port: int) -> list[IPAddress]:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                addresses = await asyncio.to_thread(resolve, host, port)
+        except TimeoutError as exc:
+            raise OSError(f"no DNS answer for {host} within {self.timeout_s:g} s") from exc
+        if self.ttl_s > 0:
+            self._cache[(host, port)] = (time.monotonic() + self.ttl_s, addresses)
+            if len(self._cache) > 10_000:  # many one-off hosts: drop the expired answers
+                now = time.monotonic()
+                self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+        return addresses
 
 
 async def post(
@@ -195,7 +253,9 @@ async def post(
     body: bytes,
     timeout_s: float,
 ) -> Attempt:
-    """One signed POST of `body`, bounded by `timeout_s` in all (DNS, connect, write, read)."""
+    """One signed POST of `body` to the checked address of `url` (its lookup bounded by
+    `webhook_dns_timeout_s`), bounded by `timeout_s` (connect, write, read). Redirects are not
+    followed: a 3xx is a failed attempt."""
     try:
         request_url, extra_headers, sni = await destinations.resolve(url)
     except UnsafeWebhookURLError as exc:

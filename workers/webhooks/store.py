@@ -22,6 +22,7 @@ from shared.batch_objects import BatchOut, RequestCounts, batch_out
 from shared.db import session_scope
 from shared.db.batch_models import Batch
 from shared.db.models import Job, WebhookDelivery
+from shared.webhooks.tenant_secrets import tenant_webhook_secrets
 from workers.webhooks.http import build_batch_payload, build_payload, clip
 
 __all__ = ["Claimed", "Outcome", "Pending", "prepare", "read", "write_outcomes"]
@@ -61,6 +62,7 @@ class Claimed:
     row: Pending
     attempt: int
     body: bytes | None
+    secret: str | None = None  # its tenant's own signing secret (None: the global one)
 
 
 @dataclass(frozen=True)
@@ -99,23 +101,30 @@ def read(database_url: str, ids: list[str]) -> dict[str, Pending]:
 
 def prepare(database_url: str, rows: list[Pending]) -> list[Claimed]:
     """The attempts of `rows`, with their bodies (their jobs read in one query; their batches, with
-    their request counts, one query each)."""
+    their request counts, one query each) and their tenants' own signing secrets (one query)."""
     if not rows:
         return []
     with session_scope(database_url) as session:
         jobs = _jobs(session, {r.job_id for r in rows if r.job_id is not None})
         batch_objects = _batches(session, {r.batch_id for r in rows if r.batch_id is not None})
-        claimed = []
+        prepared: list[tuple[Pending, str | None, str | None]] = []  # row, body, tenant
         for row in rows:
             body: str | None = None
+            tenant: str | None = None
             if row.job_id is not None:
                 job = jobs.get(row.job_id)
-                body = build_payload(job, row.event, row.created_at) if job is not None else None
+                if job is not None:
+                    body, tenant = build_payload(job, row.event, row.created_at), job.tenant_id
             elif row.batch_id is not None:
-                batch = batch_objects.get(row.batch_id)
-                body = build_batch_payload(batch, row.event, row.created_at) if batch is not None else None
-            claimed.append(Claimed(row, row.attempts + 1, body.encode() if body is not None else None))
-    return claimed
+                found = batch_objects.get(row.batch_id)
+                if found is not None:
+                    body, tenant = build_batch_payload(found[0], row.event, row.created_at), found[1]
+            prepared.append((row, body, tenant))
+        own = tenant_webhook_secrets(session, {t for _, _, t in prepared if t is not None})
+    return [
+        Claimed(row, row.attempts + 1, body.encode() if body is not None else None, own.get(tenant or ""))
+        for row, body, tenant in prepared
+    ]
 
 
 def _jobs(session: Session, ids: set[str]) -> dict[str, Job]:
@@ -124,14 +133,15 @@ def _jobs(session: Session, ids: set[str]) -> dict[str, Job]:
     return {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(list(ids))))}
 
 
-def _batches(session: Session, ids: set[str]) -> dict[str, BatchOut]:
-    """The batch objects of `ids` as the API shows them now (with their request counts)."""
+def _batches(session: Session, ids: set[str]) -> dict[str, tuple[BatchOut, str]]:
+    """The batch objects of `ids` as the API shows them now (with their request counts), and their
+    tenants."""
     if not ids:
         return {}
     out = {}
     for batch in session.scalars(select(Batch).where(Batch.id.in_(list(ids)))).all():
         counts = RequestCounts(**batches.counts(session, batch)._asdict())
-        out[batch.id] = batch_out(batch, counts)
+        out[batch.id] = (batch_out(batch, counts), batch.tenant_id)
     return out
 
 

@@ -19,14 +19,10 @@ from shared.settings import Settings
 from shared.webhooks import (
     BACKOFF_JITTER,
     BACKOFF_SCHEDULE_S,
-    UnsafeWebhookURLError,
-    check_url_scheme,
     deliveries_for,
     due_deliveries,
     enqueue_deliveries,
-    is_public_address,
     record_event,
-    resolve_public_addresses,
 )
 from shared.webhooks.queue import DUE_KEY
 from tests.utils.factories import add_jobs, job_row, webhook_job_row
@@ -228,40 +224,3 @@ def test_enqueue_deliveries_adds_each_id_once_to_the_due_set(clean_redis_url: st
     assert before + 29 <= due["msg_later"] <= time.time() + 30
     assert celery_messages == 0  # no Celery message: the due set is the queue
     app.close()
-
-
-@pytest.mark.parametrize(
-    ("address", "public"),
-    [
-        ("93.184.216.34", True),
-        ("2606:2800:220:1:248:1893:25c8:1946", True),
-        ("127.0.0.1", False),
-        ("10.1.2.3", False),
-        ("172.16.0.1", False),
-        ("192.168.1.1", False),
-        ("169.254.169.254", False),  # cloud metadata
-        ("100.64.0.1", False),  # shared address space
-        ("0.0.0.0", False),
-        ("240.0.0.1", False),  # reserved
-        ("224.0.0.1", False),  # multicast
-        ("::1", False),
-        ("fe80::1", False),
-        ("fc00::1", False),
-        ("::ffff:127.0.0.1", False),  # IPv4-mapped loopback
-        ("::ffff:10.0.0.1", False),
-    ],
-)
-def test_is_public_address(address: str, public: bool) -> None:
-    assert is_public_address(address) is public
-
-
-def test_url_checks() -> None:
-    assert check_url_scheme("https://example.com/x") == ("https", "example.com", 443)
-    assert check_url_scheme("http://example.com:8080/x") == ("http", "example.com", 8080)
-    for bad in ("ftp://example.com/", "file:///etc/passwd", "example.com", "http:///nohost"):
-        with pytest.raises(UnsafeWebhookURLError):
-            check_url_scheme(bad)
-    with pytest.raises(UnsafeWebhookURLError, match=r"non-public address \(127\.0\.0\.1\)"):
-        resolve_public_addresses("127.0.0.1", 80)
-    with pytest.raises(UnsafeWebhookURLError, match="non-public"):
-        resolve_public_addresses("localhost", 80)
