@@ -33,6 +33,8 @@ from api.openai.router import router as openai_router
 from api.openai.service import OpenAIService
 from api.queues.router import router as queues_router
 from api.queues.service import QueueStats
+from api.usage.router import router as usage_router
+from api.usage.service import UsageService
 from api.webhooks.router import router as webhooks_router
 from shared.constants import OPEN_FILES_TARGET, REDIS_CONNECT_TIMEOUT_S
 from shared.db.session import get_engine, get_sessionmaker
@@ -101,6 +103,7 @@ def _start_services(app: FastAPI, settings: Settings) -> None:
         settings.files, state.files, state.celery, chunk_size=settings.bulk_chunk_size
     )
     state.queue_stats = QueueStats(state.redis)
+    state.usage = UsageService(state.sessions)  # GET /v1/usage (issue 12)
     state.readiness = Readiness(get_engine(settings.database_url), state.redis)
 
 
@@ -145,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openai_router,
         files_router,
         batches_router,
+        usage_router,
     ):
         app.include_router(router)
     app.add_middleware(LimitsMiddleware, limits=Limits.from_settings(settings))

@@ -25,6 +25,7 @@ from api.jobs.service import JobService
 from api.jobs.waits import JobWaiter
 from api.openai.service import OpenAIService
 from api.queues.service import QueueStats
+from api.usage.service import UsageService
 from shared.settings import Settings
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "RedisDep",
     "SessionDep",
     "SettingsDep",
+    "UsageDep",
     "WaiterDep",
 ]
 
@@ -121,6 +123,12 @@ async def get_readiness(request: Request) -> Readiness:
     return readiness
 
 
+async def get_usage(request: Request) -> UsageService:
+    """The app's usage reports (`api.usage.service`)."""
+    service: UsageService = request.app.state.usage
+    return service
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 #: `celery.Celery` is untyped; `Any` keeps mypy strict honest about it.
@@ -134,3 +142,4 @@ OpenAIDep = Annotated[OpenAIService, Depends(get_openai)]
 FilesDep = Annotated[FilesService, Depends(get_files)]
 BatchesDep = Annotated[BatchesService, Depends(get_batches)]
 ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
+UsageDep = Annotated[UsageService, Depends(get_usage)]
