@@ -47,6 +47,10 @@ def period(
                 code="validation_error",
             ) from None
     if from_ >= to:
+        if end is None:
+            raise InvalidInputError(
+                "must be before now (the default `to`)", field="from", code="validation_error"
+            )
         raise InvalidInputError("must be after `from`", field="to", code="validation_error")
     if to - from_ > timedelta(days=USAGE_MAX_DAYS):
         raise InvalidInputError(

@@ -68,7 +68,7 @@ def usage_cells(
     dialect = session.get_bind().dialect.name
     day = _utc_day(dialect).label("day")
     keys: list[ColumnElement[Any]] = [day] if by_day else []
-    keys += [Job.task, Job.status]
+    keys += [Job.task.expression, Job.status.expression]
     statement = (
         select(
             *keys,
