@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import ReaderDep, UsageDep
 from api.usage.protocol import GroupBy, UsageReport
 from api.usage.service import period
-from shared.constants import USAGE_DEFAULT_DAYS, USAGE_MAX_DAYS
+from shared.constants import TENANT_MAX_CHARS, USAGE_DEFAULT_DAYS, USAGE_MAX_DAYS
 from shared.errors import PermissionDeniedError
 from shared.schemas import ErrorResponse
 
@@ -19,7 +19,7 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/usage", tags=["usage"])
 
-_TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_TENANT_PATTERN = rf"^[A-Za-z0-9._-]{{1,{TENANT_MAX_CHARS}}}$"  # shared.tenancy.store.validate_tenant_name
 
 
 _DESCRIPTION = f"""Jobs of the tenant that reached a terminal state in `[from, to)` (by their `finished_at`),

@@ -19,9 +19,10 @@ from sqlalchemy import select
 
 from shared.db.models import Job
 from shared.db.session import session_scope
+from shared.tenancy.principal import Scope
 from tests.utils.fleets import running_fleet
 from tests.utils.metrics import Samples, parse_metrics
-from tests.utils.tenancy import auth_headers, make_key
+from tests.utils.tenancy import READ_WRITE, auth_headers, make_key
 from textfleet.chaos.fleet import Fleet
 from textfleet.dev import free_port
 
@@ -82,9 +83,9 @@ def _sums(database_url: str, tenant: str) -> dict[str, Any]:
 
 def test_usage_of_a_real_fleet_equals_the_sum_over_each_tenants_jobs(fleet: Fleet) -> None:
     database_url = fleet.env["TEXTFLEET_DATABASE_URL"]
-    acme = make_key(database_url, "acme", scopes=["jobs:write", "jobs:read"])
-    globex = make_key(database_url, "globex", scopes=["jobs:write", "jobs:read"])
-    admin = make_key(database_url, "ops", scopes=["admin"])
+    acme = make_key(database_url, "acme", scopes=READ_WRITE)
+    globex = make_key(database_url, "globex", scopes=READ_WRITE)
+    admin = make_key(database_url, "ops", scopes=[Scope.ADMIN])
     with httpx.Client(base_url=fleet.api_url, timeout=120) as http:
         ids: dict[str, list[str]] = {"acme": [], "globex": []}
         for tenant, key, texts in (("acme", acme, ["good", "bad", "fine"]), ("globex", globex, ["meh"])):
