@@ -38,6 +38,8 @@ from api.openai.router import router as openai_router
 from api.openai.service import OpenAIService
 from api.queues.router import router as queues_router
 from api.queues.service import QueueStats
+from api.usage.router import router as usage_router
+from api.usage.service import UsageService
 from api.webhooks.router import router as webhooks_router
 from shared.constants import OPEN_FILES_TARGET, REDIS_CONNECT_TIMEOUT_S
 from shared.db.session import get_engine, get_sessionmaker
@@ -109,6 +111,7 @@ def _start_services(app: FastAPI, settings: Settings) -> None:
         settings.files, state.files, state.celery, chunk_size=settings.bulk_chunk_size
     )
     state.queue_stats = QueueStats(state.redis)
+    state.usage = UsageService(state.sessions)  # GET /v1/usage (issue 12)
     state.readiness = Readiness(get_engine(settings.database_url), state.redis)
 
 
@@ -161,6 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         files_router,
         batches_router,
         keys_router,
+        usage_router,
     ):
         app.include_router(router, dependencies=[Depends(authenticate)])
     app.add_middleware(LimitsMiddleware, limits=Limits.from_settings(settings))

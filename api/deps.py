@@ -27,6 +27,7 @@ from api.jobs.waits import JobWaiter
 from api.keys.service import KeysService
 from api.openai.service import OpenAIService
 from api.queues.service import QueueStats
+from api.usage.service import UsageService
 from shared.settings import Settings
 from shared.tenancy.principal import Principal, Scope
 
@@ -47,6 +48,7 @@ __all__ = [
     "RedisDep",
     "SessionDep",
     "SettingsDep",
+    "UsageDep",
     "WaiterDep",
     "WriterDep",
 ]
@@ -129,6 +131,12 @@ async def get_readiness(request: Request) -> Readiness:
     return readiness
 
 
+async def get_usage(request: Request) -> UsageService:
+    """The app's usage reports (`api.usage.service`)."""
+    service: UsageService = request.app.state.usage
+    return service
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 #: `celery.Celery` is untyped; `Any` keeps mypy strict honest about it.
@@ -160,3 +168,4 @@ async def get_keys(request: Request) -> KeysService:
 
 
 KeysDep = Annotated[KeysService, Depends(get_keys)]
+UsageDep = Annotated[UsageService, Depends(get_usage)]

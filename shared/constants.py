@@ -209,3 +209,9 @@ STREAM_POLL_S = 0.5
 # used by api/batches/output.py
 #: Input-file lines read per page (a request's jobs share its line, so a page never splits one).
 BATCH_OUTPUT_PAGE_LINES = 2000
+
+# used by api/usage/service.py (issue 12)
+#: The period `GET /v1/usage` reports when `from` is not given: this many days before `to`.
+USAGE_DEFAULT_DAYS = 30
+#: The longest period one `GET /v1/usage` may ask for (a year and a day: a leap year's days all fit).
+USAGE_MAX_DAYS = 366

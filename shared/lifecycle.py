@@ -10,7 +10,9 @@
    and its status is published on its events channel (`shared.events`); a running job ended by
    anyone but its own worker (a cancel, the sweeper) is aborted in its engine (`CANCEL_CHANNEL`, one
    more round trip);
-4. the delivery ids are made due in the webhook queue.
+4. the delivery ids are made due in the webhook queue;
+5. each ended job's usage moves its tenant's `textfleet_usage_*` counters (`shared.usage`), once: only
+   the transaction that wrote its terminal state reports it.
 
 Steps 3 and 4 are best effort: the database already holds the truth, waiters re-read after their
 timeout, and the sweeper prunes the outstanding sets and re-sends lost deliveries. The worker's claim
@@ -32,6 +34,7 @@ from shared.db import repository
 from shared.db.conflicts import retry_conflicts
 from shared.events import announce_terminals
 from shared.schemas import JobStatus
+from shared.usage import JobUsage, count_ended
 from shared.webhooks.queue import enqueue_deliveries
 from shared.webhooks.records import record_event
 
@@ -49,6 +52,8 @@ class Completion:
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     usage: dict[str, int] | None = None
+    #: Texts a succeeded classifier job classified (`shared.usage.classified_texts`); None otherwise.
+    classified_texts: int | None = None
     #: The claimant: only it may finish the job (None: anyone, e.g. a cancel or the sweeper).
     worker: str | None = None
     #: The states the job may be in, tried in order; it ends only from one of them.
@@ -84,6 +89,8 @@ class Ended:
     task: str
     status: JobStatus
     previous: JobStatus  # the state it ended from
+    #: What it adds to its tenant's usage (read back from the row its end wrote).
+    usage: JobUsage | None = None
 
 
 @dataclass
@@ -111,11 +118,12 @@ def write(session: Session, completions: list[Completion], endings: Endings) -> 
                 result=c.result,
                 error=c.error,
                 usage=c.usage,
+                classified_texts=c.classified_texts,
                 expected=expected,
                 worker=c.worker,
             )
             if row is not None:
-                ended = Ended(c.job_id, row.task, c.status, expected)
+                ended = Ended(c.job_id, row.task, c.status, expected, JobUsage.from_row(row))
                 endings.ended.append(ended)
                 if expected is JobStatus.RUNNING and c.worker is None:
                     endings.aborts.append(c.job_id)
@@ -133,7 +141,8 @@ def write(session: Session, completions: list[Completion], endings: Endings) -> 
 
 
 def announce(client: redis.Redis, endings: Endings) -> None:
-    """Steps 3 and 4, after the commit; failures are logged, never raised."""
+    """Steps 3 to 5, after the commit; failures are logged, never raised."""
+    count_ended(e.usage for e in endings.ended if e.usage is not None)
     if endings.ended or endings.aborts:
         try:
             announce_terminals(client, [(e.job_id, e.task, e.status.value) for e in endings.ended])

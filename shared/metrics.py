@@ -22,6 +22,20 @@ Workers:
 - `textfleet_webhook_deliveries_total{outcome}`: delivered, retry, failed; skipped (pulled, nothing to
   do), deferred (put back: endpoint busy or breaker open). `textfleet_webhook_attempt_errors_total{kind}`,
   `textfleet_webhook_delivery_lag_seconds`, `textfleet_webhook_pending`, `textfleet_webhook_breakers_open`.
+
+Usage per tenant (issue 12; moved by whichever process ends a job: a worker, the sweeper, the API's
+cancel; once per job, after the commit of its terminal state, by `shared.usage.count_ended`):
+- `textfleet_usage_jobs_total{tenant,task,status}`: jobs that reached a terminal state.
+- `textfleet_usage_prompt_tokens_total{tenant,task}`, `textfleet_usage_completion_tokens_total{tenant,task}`.
+- `textfleet_usage_classified_texts_total{tenant,task}`: texts classified by succeeded classifier jobs.
+- `textfleet_usage_run_seconds_total{tenant,task}`: started -> finished of jobs that ran.
+They add up to `GET /v1/usage` (same columns, same rule); sum them over processes
+(`sum by (tenant) (...)`). Cardinality: `tenant` takes one value per tenant that ended a job in
+this process (tenants are created by operators, never named by a request), `task` one of the 7
+registered tasks, `status` one of 4 terminal states; a series exists only once it moved (tokens only
+for generation tasks, texts only for classifier tasks): at most 7 x 4 + 3 x 2 + 4 + 7 = 45 series per
+tenant per process. Thousands of tenants make that a lot of series: drop the label in the scrape
+config (`labeldrop`) or aggregate in a recording rule if so.
 """
 
 from __future__ import annotations
@@ -45,6 +59,11 @@ __all__ = [
     "QUEUE_IN_FLIGHT",
     "QUEUE_OUTSTANDING",
     "QUEUE_WAITING",
+    "USAGE_CLASSIFIED_TEXTS",
+    "USAGE_COMPLETION_TOKENS",
+    "USAGE_JOBS",
+    "USAGE_PROMPT_TOKENS",
+    "USAGE_RUN_SECONDS",
     "WAITS_ANSWERED_AT_ONCE",
     "WAITS_HELD",
     "WEBHOOK_ATTEMPT_ERRORS",
@@ -150,4 +169,29 @@ WEBHOOK_ATTEMPT_ERRORS = Counter(
 )
 WEBHOOK_BREAKERS_OPEN = Gauge(
     "textfleet_webhook_breakers_open", "Webhook endpoints whose circuit breaker is open or half-open."
+)
+
+
+# --- Usage per tenant (issue 12; see the module docstring and shared.usage) -----------------------
+
+USAGE_JOBS = Counter(
+    "textfleet_usage_jobs", "Jobs that reached a terminal state, per tenant.", ["tenant", "task", "status"]
+)
+USAGE_PROMPT_TOKENS = Counter(
+    "textfleet_usage_prompt_tokens", "Prompt tokens of ended generation jobs, per tenant.", ["tenant", "task"]
+)
+USAGE_COMPLETION_TOKENS = Counter(
+    "textfleet_usage_completion_tokens",
+    "Completion (generated) tokens of ended generation jobs, per tenant.",
+    ["tenant", "task"],
+)
+USAGE_CLASSIFIED_TEXTS = Counter(
+    "textfleet_usage_classified_texts",
+    "Texts classified by succeeded classifier jobs, per tenant.",
+    ["tenant", "task"],
+)
+USAGE_RUN_SECONDS = Counter(
+    "textfleet_usage_run_seconds",
+    "Seconds from start to terminal state of ended jobs that ran, per tenant.",
+    ["tenant", "task"],
 )

@@ -27,6 +27,7 @@ from shared.errors import ConfigurationError, RetryableError, TextfleetError
 from shared.lifecycle import Completion
 from shared.queueing import send_job
 from shared.schemas import JobStatus, parse_job_payload
+from shared.usage import classified_texts
 from workers import metrics
 from workers.handlers import HANDLERS
 from workers.runtime import WorkerRuntime
@@ -115,7 +116,12 @@ def _run(task: TaskName, runtime: WorkerRuntime, claim: Claim) -> Completion:
     if out.result.get("finish_reason") == "abort" and runtime.draining.is_set():
         raise _RequeueError(0.0, "worker shutting down")
     return Completion(
-        claim.job_id, JobStatus.SUCCEEDED, result=out.result, usage=out.usage, worker=runtime.hostname
+        claim.job_id,
+        JobStatus.SUCCEEDED,
+        result=out.result,
+        usage=out.usage,
+        classified_texts=classified_texts(task, claim.input),
+        worker=runtime.hostname,
     )
 
 

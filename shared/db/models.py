@@ -74,6 +74,8 @@ class Job(Base):
     webhook_events: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
     #: When the job's inputs and results were erased (on request, or by retention); the row stays.
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: Usage accounting (issue 12, `shared.usage`): texts a succeeded classifier job classified.
+    classified_texts: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     __table_args__ = (
         Index("ix_jobs_status_id", "status", "id"),
@@ -92,6 +94,10 @@ class Job(Base):
         if self.prompt_tokens is None or self.completion_tokens is None:
             return None
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
+
+#: `GET /v1/usage` reads a tenant's jobs that ended in a period (`shared.db.usage`).
+Index("ix_jobs_tenant_finished", Job.tenant_id, Job.finished_at)
 
 
 class WebhookDelivery(Base):

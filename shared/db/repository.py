@@ -145,6 +145,16 @@ def running_jobs(session: Session, *, limit: int) -> Sequence[AnyRow]:
 
 #: What a transition returns of the row it changed: what announcing it and its webhook event need.
 _CHANGED = (Job.id, Job.task, Job.webhook, Job.webhook_events)
+#: What `finish` returns for usage accounting (`shared.usage.JobUsage.from_row`).
+_ACCOUNTED = (
+    Job.tenant_id,
+    Job.status,
+    Job.started_at,
+    Job.finished_at,
+    Job.prompt_tokens,
+    Job.completion_tokens,
+    Job.classified_texts,
+)
 #: The error of a job canceled by its client.
 CANCELED_ERROR: dict[str, Any] = {"code": "canceled", "message": "canceled by request"}
 
@@ -192,13 +202,15 @@ def finish(
     result: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
     usage: dict[str, int] | None = None,
+    classified_texts: int | None = None,
     expected: JobStatus = JobStatus.RUNNING,
     worker: str | None = None,
 ) -> AnyRow | None:
     """Write a terminal state (succeeded, failed, canceled, expired) if the job is still `expected`
-    (and, with `worker`, still that worker's). The changed row (id, task, webhook, webhook_events), or
-    None (and nothing written): the first terminal state wins. An `expired` job never started, so its
-    `started_at` is cleared. Callers go through `shared.lifecycle.end_jobs`."""
+    (and, with `worker`, still that worker's), with its accounting columns (tokens of `usage`,
+    `classified_texts`: see `shared.usage`). The changed row (id, task, webhook, webhook_events and
+    `_ACCOUNTED`), or None (and nothing written): the first terminal state wins. An `expired` job
+    never started, so its `started_at` is cleared. Callers go through `shared.lifecycle.end_jobs`."""
     if status not in TERMINAL_STATUSES:
         raise ValueError(f"{status} is not terminal")
     values: dict[str, Any] = {
@@ -206,6 +218,7 @@ def finish(
         "result": result,
         "error": error,
         "finished_at": utcnow(),
+        "classified_texts": classified_texts,
     }
     if status is JobStatus.EXPIRED:
         values["started_at"] = None
@@ -219,7 +232,7 @@ def finish(
         update(Job)
         .where(*conditions)
         .values(**values)
-        .returning(*_CHANGED)
+        .returning(*_CHANGED, *_ACCOUNTED)
         .execution_options(synchronize_session=False)
     ).first()
 
