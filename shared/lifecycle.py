@@ -31,6 +31,7 @@ from shared.constants import CANCEL_CHANNEL
 from shared.db import repository
 from shared.db.conflicts import retry_conflicts
 from shared.events import announce_terminals
+from shared.logging import safe_message
 from shared.schemas import JobStatus
 from shared.webhooks.queue import enqueue_deliveries
 from shared.webhooks.records import record_event
@@ -143,12 +144,12 @@ def announce(client: redis.Redis, endings: Endings) -> None:
                         pipe.publish(CANCEL_CHANNEL, job_id)
                     pipe.execute()
         except Exception as exc:  # waiters time out and re-read; the sweeper prunes the sets
-            log.warning("job.announce_failed", count=len(endings.ended), error=str(exc))
+            log.warning("job.announce_failed", count=len(endings.ended), error=safe_message(exc))
     if endings.deliveries:
         try:
             enqueue_deliveries(client, endings.deliveries)
         except Exception as exc:  # the sweeper re-sends deliveries that are overdue and unqueued
-            log.warning("webhook.enqueue_failed", count=len(endings.deliveries), error=str(exc))
+            log.warning("webhook.enqueue_failed", count=len(endings.deliveries), error=safe_message(exc))
 
 
 def end_jobs(session: Session, client: redis.Redis, completions: list[Completion]) -> list[Ended | None]:

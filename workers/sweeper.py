@@ -39,6 +39,7 @@ from shared.db.conflicts import retry_conflicts
 from shared.db.models import IdempotencyKey, Job, utcnow
 from shared.db.repository import AnyRow
 from shared.lifecycle import Completion, Ended
+from shared.logging import safe_message
 from shared.queueing import send_jobs
 from shared.schemas import TERMINAL_STATUSES, JobStatus
 from shared.settings import Settings
@@ -269,4 +270,4 @@ class Sweeper:
             try:
                 self.run_once()
             except Exception as exc:  # database or Redis down: try again next interval
-                log.warning("sweeper.failed", error=str(exc))
+                log.warning("sweeper.failed", error=safe_message(exc))
