@@ -166,7 +166,7 @@ def test_hide_message_withholds_every_message_of_the_chain(
     assert "RuntimeError" in out and "KeyError" in out and "test_logging.py" in out
     assert HIDDEN_MESSAGE in out
     assert MARKER not in out
-    assert "hide_message=" not in out and "\"hide_message\"" not in out
+    assert "hide_message=" not in out and '"hide_message"' not in out
 
 
 def test_error_fields_name_the_type_and_code_never_the_message() -> None:
