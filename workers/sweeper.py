@@ -14,7 +14,10 @@ these stages, each a small function with its own transaction; jobs end through `
 4. re-sends webhook deliveries that are overdue and in neither Redis set (their enqueue was lost; one
    waiting behind a backlog is never re-sent);
 5. forgets idempotency keys older than `idempotency_ttl_s`;
-6. drops terminal jobs left in the outstanding sets (an announce that never reached Redis).
+6. drops terminal jobs left in the outstanding sets (an announce that never reached Redis);
+7. moves batches on (`shared.batches`);
+8. erases the data of jobs finished longer ago than their tenant's retention (`shared.privacy`):
+   input, params, metadata, result and error text; the row stays for accounting.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from shared.db.models import IdempotencyKey, Job, utcnow
 from shared.db.repository import AnyRow
 from shared.lifecycle import Completion, Ended
 from shared.logging import safe_message
+from shared.privacy.retention import retention_plan
 from shared.queueing import send_jobs
 from shared.schemas import TERMINAL_STATUSES, JobStatus
 from shared.settings import Settings
@@ -83,6 +87,7 @@ def sweep(
     _forget_idempotency_keys(state)
     state.done["outstanding_dropped"] += _prune_outstanding(settings, client)
     _advance_batches(state)
+    _erase_past_retention(state)
     return +state.done
 
 
@@ -188,6 +193,21 @@ def _advance_batches(state: _Sweep) -> None:
     """7. Batches complete, expire and end `cancelling` with nobody reading them (`shared.batches`)."""
     with session_scope(state.settings.database_url) as session:
         state.done["batches_moved"] += advance_active(session, state.client)
+
+
+def _erase_past_retention(state: _Sweep) -> None:
+    """8. Finished jobs past their retention lose their data (`shared.privacy.retention`); at most
+    `SWEEP_BATCH` per retention group per sweep (a backlog drains over the next sweeps)."""
+    privacy = state.settings.privacy
+    if not privacy.retention_enabled:
+        return
+    with session_scope(state.settings.database_url) as session:
+        plan = retention_plan(session, default_days=privacy.retention_days, now=state.now)
+        for group in plan:
+            due = repository.erasable(
+                session, before=group.before, limit=SWEEP_BATCH, tenants=group.tenants, exclude=group.exclude
+            )
+            state.done["jobs_erased"] += len(repository.erase(session, due, now=state.now))
 
 
 def _alive_workers(client: redis.Redis, workers: set[tuple[str, str]]) -> set[tuple[str, str]]:
