@@ -107,7 +107,7 @@ def test_no_prompt_or_generated_text_reaches_any_log(tmp_path: Path) -> None:
         "chosen": {
             "task": "generate",
             "input": {"prompt": "Answer yes or no:"},
-            "params": {"max_tokens": 16, "response_format": choice},
+            "params": {"max_tokens": 64, "response_format": choice},
             "metadata": meta,
         },
         "chat": {
