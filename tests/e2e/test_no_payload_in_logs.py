@@ -8,7 +8,8 @@ fleet wrote is searched for it.
 
 A second fleet adds a generate worker (the real vLLM engine), logging JSON at DEBUG: the marker is in
 prompts, chat messages, a summary's text, metadata and, through a `choice` constraint, in the
-generated text itself (so a result echoed by any logger, Celery's and vLLM's included, would show).
+generated text itself (so a result echoed by any logger, Celery's and vLLM's included, would show);
+one job is then erased (`DELETE /v1/jobs/{id}`) and reads no longer hold the marker.
 """
 
 from __future__ import annotations
@@ -134,6 +135,10 @@ def test_no_prompt_or_generated_text_reaches_any_log(tmp_path: Path) -> None:
             ids[name] = response.json()["id"]
         statuses = _terminal(http, list(ids.values()))
         chosen = http.get(f"/v1/jobs/{ids['chosen']}").json()
+        erased = http.delete(f"/v1/jobs/{ids['chosen']}")  # erasure on request, through the stack
+        assert erased.status_code == 200, erased.text
+        assert erased.json()["erased_at"] is not None
+        assert MARKER not in http.get(f"/v1/jobs/{ids['chosen']}").text
         logs = {path.name: path.read_text(errors="backslashreplace") for path in fleet.log_dir.glob("*.log")}
 
     assert set(statuses.values()) == {"succeeded"}, statuses
