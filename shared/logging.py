@@ -50,6 +50,10 @@ MAX_CHAIN = 4
 MAX_MESSAGE = 1000
 #: The message of an exception logged with `hide_message=True` (see `_exc_of`).
 HIDDEN_MESSAGE = "<message withheld: it may quote job data>"
+#: Libraries' loggers that log exceptions raised on a request's or a job's path, whose messages may
+#: quote its data: uvicorn's "Exception in ASGI application" (Starlette re-raises every 500 to the
+#: server after our handler answered), Celery's task failures. Their exceptions render without messages.
+_HIDE_MESSAGES_OF = frozenset({"uvicorn.error", "celery.app.trace", "celery.worker.request"})
 #: Modules whose exception messages repeat the values a statement was given.
 _DATABASE_MODULES = ("sqlalchemy", "psycopg", "sqlite3")
 
@@ -203,7 +207,7 @@ def _exc_of(event_dict: structlog.types.EventDict) -> BaseException | None:
 def _exception_as_json(
     _logger: object, _name: str, event_dict: structlog.types.EventDict
 ) -> structlog.types.EventDict:
-    hide = bool(event_dict.pop("hide_message", False))
+    hide = bool(event_dict.pop("hide_message", False)) or event_dict.get("logger") in _HIDE_MESSAGES_OF
     exc = _exc_of(event_dict)
     if exc is not None:
         event_dict["exception"] = describe_exception(exc, messages=not hide)
@@ -213,7 +217,7 @@ def _exception_as_json(
 def _exception_as_text(
     _logger: object, _name: str, event_dict: structlog.types.EventDict
 ) -> structlog.types.EventDict:
-    hide = bool(event_dict.pop("hide_message", False))
+    hide = bool(event_dict.pop("hide_message", False)) or event_dict.get("logger") in _HIDE_MESSAGES_OF
     exc = _exc_of(event_dict)
     if exc is not None:
         event_dict["exception"] = format_exception_text(describe_exception(exc, messages=not hide))

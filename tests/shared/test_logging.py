@@ -4,6 +4,7 @@ variables, never the values a database statement was given; bounded whatever the
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections.abc import Callable
 
@@ -193,3 +194,20 @@ def test_safe_message_of_a_database_error_drops_the_statement_and_its_values(dat
     assert safe_message(ConnectionError("Error 111 connecting to 127.0.0.1:6379")) == (
         "ConnectionError: Error 111 connecting to 127.0.0.1:6379"
     )
+
+
+@pytest.mark.parametrize("logger", ["uvicorn.error", "celery.app.trace"])
+def test_libraries_logging_a_request_or_task_failure_never_show_its_message(
+    logger: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Starlette re-raises every 500 to uvicorn, which logs it with the exception: the message
+    (which may quote the request) is withheld there too."""
+    configure_logging(Settings(log_format="json"), process="test")
+    capsys.readouterr()
+    try:
+        raise ValueError(f"bad value {MARKER}")
+    except ValueError:
+        logging.getLogger(logger).exception("Exception in ASGI application")
+    out = capsys.readouterr().err
+    assert "ValueError" in out and "Exception in ASGI application" in out
+    assert MARKER not in out
