@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from shared.constants import CANCEL_CHANNEL
 from shared.db import repository
+from shared.tenancy.principal import Scope
 from tests.api.conftest import MakeClient, Rows
 from tests.utils.factories import job_payload, job_row
 from tests.utils.tenancy import auth_headers, make_key
@@ -102,7 +103,10 @@ def test_another_tenants_job_is_404_exactly_like_a_missing_one(
     api = make_client(auth_enabled="true")
     owner = auth_headers(make_key(database_url, "acme"))
     stranger = auth_headers(make_key(database_url, "beta"))
-    job_id = api.post("/v1/jobs", json=job_payload("sentiment"), headers=owner).json()["id"]
+    job = job_row("sentiment")
+    job.tenant_id = "acme"
+    rows.add(job)
+    job_id = job.id
     missing_id = repository.new_job_id()
 
     theirs = api.delete(f"/v1/jobs/{job_id}", headers=stranger)
@@ -115,8 +119,8 @@ def test_another_tenants_job_is_404_exactly_like_a_missing_one(
     assert row is not None and row.status == "queued" and row.erased_at is None  # untouched
 
     assert api.delete(f"/v1/jobs/{job_id}").status_code == 401  # no key
-    reader = auth_headers(make_key(database_url, "acme", scopes=["jobs:read"]))
+    reader = auth_headers(make_key(database_url, "acme", scopes=[Scope.JOBS_READ]))
     assert api.delete(f"/v1/jobs/{job_id}", headers=reader).status_code == 403
-    admin = auth_headers(make_key(database_url, "ops", scopes=["admin"]))
+    admin = auth_headers(make_key(database_url, "ops", scopes=[Scope.ADMIN]))
     assert api.delete(f"/v1/jobs/{job_id}", headers=admin).json()["erased_at"] is not None
     assert api.delete(f"/v1/jobs/{job_id}", headers=owner).status_code == 200
