@@ -37,7 +37,7 @@ def retention_plan(session: Session, *, default_days: int, now: datetime) -> lis
     ).all()
     by_days: dict[int, list[str]] = {}
     for tenant, days in overrides:
-        by_days.setdefault(max(0, int(days)), []).append(tenant)
+        by_days.setdefault(max(0, days or 0), []).append(tenant)
     groups = [
         RetentionGroup(now - timedelta(days=days), tenants=tuple(sorted(tenants)))
         for days, tenants in sorted(by_days.items())
