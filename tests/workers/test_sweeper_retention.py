@@ -10,6 +10,7 @@ import pytest
 import redis
 from sqlalchemy import update
 
+from shared.constants import RETENTION_LOCK
 from shared.db import repository, session_scope
 from shared.db.models import Job, utcnow
 from shared.db.tenant_models import Tenant
@@ -18,6 +19,7 @@ from shared.schemas import JobStatus
 from shared.settings import Settings, get_settings
 from shared.tenancy.store import ensure_tenant
 from tests.utils.factories import add_jobs, job_row
+from workers import sweeper
 from workers.sweeper import sweep
 
 
@@ -81,7 +83,22 @@ def test_each_tenant_keeps_its_jobs_for_its_own_retention(env: tuple[Settings, r
         "brief-old",
         "longer-old",
     }
+    assert sweep(settings, client, make_celery(settings))["jobs_erased"] == 0  # a pass per RETENTION_PASS_S
+    client.delete(RETENTION_LOCK)
     assert sweep(settings, client, make_celery(settings))["jobs_erased"] == 0  # each job once
+
+
+def test_a_backlog_is_erased_in_batches(
+    env: tuple[Settings, redis.Redis], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, client = env
+    monkeypatch.setattr(sweeper, "SWEEP_BATCH", 2)
+    monkeypatch.setattr(sweeper, "RETENTION_MAX_ROUNDS", 2)
+    old = [_finished(settings, "default", 31) for _ in range(5)]
+    assert sweep(settings, client, make_celery(settings))["jobs_erased"] == 4  # 2 rounds of 2
+    client.delete(RETENTION_LOCK)
+    assert sweep(settings, client, make_celery(settings))["jobs_erased"] == 1
+    assert all(_erased(settings, *old).values())
 
 
 def test_retention_can_be_turned_off(
