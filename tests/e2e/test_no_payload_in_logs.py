@@ -100,6 +100,7 @@ GENERATION_ENV = {
 }
 
 
+@pytest.mark.timeout(1500)
 def test_no_prompt_or_generated_text_reaches_any_log(tmp_path: Path) -> None:
     meta = {"ticket": MARKER, MARKER: [MARKER]}
     choice = {"type": "choice", "choice": [f"{MARKER}-yes", f"{MARKER}-no"]}
@@ -125,7 +126,9 @@ def test_no_prompt_or_generated_text_reaches_any_log(tmp_path: Path) -> None:
         "classified": {"task": "sentiment", "input": {"text": f"{MARKER} is great"}, "metadata": meta},
     }
     with (
-        running_fleet("postgresql", tmp_path, env=GENERATION_ENV, workers=("classify", "generate")) as fleet,
+        running_fleet(
+            "postgresql", tmp_path, env=GENERATION_ENV, workers=("classify", "generate"), ready_timeout_s=900
+        ) as fleet,
         httpx.Client(base_url=fleet.api_url, timeout=60) as http,
     ):
         ids = {}
