@@ -13,7 +13,8 @@ import redis
 from fastapi.testclient import TestClient
 
 from shared.constants import CANCEL_CHANNEL
-from shared.db import repository
+from shared.db import repository, session_scope
+from shared.schemas import JobStatus
 from shared.tenancy.principal import Scope
 from tests.api.conftest import MakeClient, Rows
 from tests.utils.factories import job_payload, job_row
@@ -65,7 +66,7 @@ def test_a_queued_job_is_canceled_then_erased(api: TestClient, rows: Rows) -> No
 
 
 def test_a_running_job_is_aborted_in_its_worker_then_erased(
-    api: TestClient, rows: Rows, redis_url: str
+    api: TestClient, rows: Rows, redis_url: str, database_url: str
 ) -> None:
     job = job_row("generate", input_={"prompt": MARKER})
     job.status = "running"
@@ -84,10 +85,14 @@ def test_a_running_job_is_aborted_in_its_worker_then_erased(
     finally:
         pubsub.close()
         client.close()
-    with_result = rows.get(job.id)
-    assert with_result is not None and with_result.input == {} and with_result.erased_at is not None
-    # The worker's late result is refused: the first terminal state won, and the data stays gone.
-    assert rows.get(job.id).status == "canceled"  # type: ignore[union-attr]
+    with session_scope(database_url) as session:  # the worker's late result is refused
+        late = repository.finish(
+            session, job.id, JobStatus.SUCCEEDED, result={"text": MARKER}, worker=job.worker
+        )
+    assert late is None
+    row = rows.get(job.id)
+    assert row is not None and row.status == "canceled" and row.result is None and row.input == {}
+    assert row.erased_at is not None
 
 
 @pytest.mark.parametrize("job_id", ["01ARZ3NDEKTSV4RRFFQ69G5FAV", "not-a-ulid"])
