@@ -43,6 +43,7 @@ from shared.errors import (
     TextfleetError,
     TransientDatabaseError,
 )
+from shared.logging import safe_message
 from shared.schemas import ErrorBody, ErrorResponse
 from shared.validation import KEY, string_problem
 
@@ -222,7 +223,7 @@ async def _on_textfleet_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_operational_error(request: Request, exc: Exception) -> JSONResponse:
     # The database dropped or refused the connection: the same as TransientDatabaseError.
-    log.warning("request.database_unavailable", path=request.url.path, error=str(exc).splitlines()[0])
+    log.warning("request.database_unavailable", path=request.url.path, error=safe_message(exc))
     return await _on_textfleet_error(request, TransientDatabaseError("the database is unavailable"))
 
 
@@ -239,7 +240,9 @@ async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("request.unhandled_error", path=request.url.path, error_type=type(exc).__name__)
+    log.exception(
+        "request.unhandled_error", path=request.url.path, error_type=type(exc).__name__, hide_message=True
+    )
     return error_response(500, "internal_error", "internal server error")
 
 

@@ -27,6 +27,7 @@ from shared.db import repository
 from shared.db.batch_models import Batch, BatchRequest
 from shared.db.models import Job, utcnow
 from shared.lifecycle import Completion, end_jobs
+from shared.logging import safe_message
 from shared.results import TERMINAL_STATUSES, JobStatus
 from shared.webhooks.queue import enqueue_deliveries
 from shared.webhooks.records import BATCH_EVENT_TYPES, record_batch_event
@@ -114,7 +115,7 @@ def move(
         try:
             enqueue_deliveries(client, [delivery.id])
         except Exception as exc:  # the sweeper re-sends deliveries that are overdue and unqueued
-            log.warning("webhook.enqueue_failed", batch_id=batch.id, error=str(exc))
+            log.warning("webhook.enqueue_failed", batch_id=batch.id, error=safe_message(exc))
     return won
 
 

@@ -21,6 +21,9 @@ __all__ = [
     "PRIORITY_MAX",
     "PRIORITY_MIN",
     "REDIS_KEY_PREFIX",
+    "RETENTION_LOCK",
+    "RETENTION_MAX_ROUNDS",
+    "RETENTION_PASS_S",
     "STREAM_CHANNEL_PREFIX",
     "SWEEPER_LOCK",
     "TASK_QUEUES",
@@ -57,6 +60,8 @@ CANCEL_CHANNEL = f"{REDIS_KEY_PREFIX}cancel"
 OUTSTANDING_PREFIX = f"{REDIS_KEY_PREFIX}outstanding:"
 #: Redis lock held by the worker that runs the fleet-wide sweep.
 SWEEPER_LOCK = f"{REDIS_KEY_PREFIX}sweeper-lock"
+#: Redis key that spaces the sweeper's retention passes (`RETENTION_PASS_S`).
+RETENTION_LOCK = f"{REDIS_KEY_PREFIX}retention-lock"
 
 #: OpenAI's moderation category names, in their documented order.
 MODERATION_CATEGORIES: tuple[str, ...] = (
@@ -168,6 +173,12 @@ EMBED_BATCH = 64
 # used by workers/sweeper.py
 #: Most jobs one sweep stage reads and ends or re-sends in one transaction (the rest wait for the next sweep).
 SWEEP_BATCH = 1000
+#: Seconds between two retention passes of the fleet: retention counts in days, and a pass reads the
+#: finished jobs (no index on `erased_at`), so it runs far less often than the other stages.
+RETENTION_PASS_S = 300
+#: Most batches of `SWEEP_BATCH` jobs one retention pass erases per retention group (a backlog drains
+#: over the next passes).
+RETENTION_MAX_ROUNDS = 20
 
 # used by workers/engines/vllm_start.py
 #: How long stopping the engine loop (and close()'s and a timeout's abort) waits.

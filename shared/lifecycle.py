@@ -33,6 +33,7 @@ from shared.constants import CANCEL_CHANNEL
 from shared.db import repository
 from shared.db.conflicts import retry_conflicts
 from shared.events import announce_terminals
+from shared.logging import safe_message
 from shared.schemas import JobStatus
 from shared.usage import JobUsage, count_ended
 from shared.webhooks.queue import enqueue_deliveries
@@ -152,12 +153,12 @@ def announce(client: redis.Redis, endings: Endings) -> None:
                         pipe.publish(CANCEL_CHANNEL, job_id)
                     pipe.execute()
         except Exception as exc:  # waiters time out and re-read; the sweeper prunes the sets
-            log.warning("job.announce_failed", count=len(endings.ended), error=str(exc))
+            log.warning("job.announce_failed", count=len(endings.ended), error=safe_message(exc))
     if endings.deliveries:
         try:
             enqueue_deliveries(client, endings.deliveries)
         except Exception as exc:  # the sweeper re-sends deliveries that are overdue and unqueued
-            log.warning("webhook.enqueue_failed", count=len(endings.deliveries), error=str(exc))
+            log.warning("webhook.enqueue_failed", count=len(endings.deliveries), error=safe_message(exc))
 
 
 def end_jobs(session: Session, client: redis.Redis, completions: list[Completion]) -> list[Ended | None]:

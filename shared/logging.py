@@ -10,6 +10,12 @@ lines. The work is bounded whatever the exception: at most `MAX_FRAMES` frames, 
 exceptions and `MAX_MESSAGE` characters of message. Database errors keep only their first line, cut
 before any quoted value (PostgreSQL's DETAIL and CONTEXT lines and SQLAlchemy's parameters repeat the
 data that was refused), and a pydantic ValidationError is summarised without its input values.
+
+What a log line may say (issue 12, privacy): ids, counts, sizes, timings, codes and exception types;
+never a job's input, params, metadata values, result or error text (a schema error quotes the
+generated value it refused; a tokenizer error may quote the prompt). A failure on a job's path is
+logged with `error_fields` (type and code, no message); an infrastructure failure (Redis, database)
+with `safe_message` (the message, cut before the values a statement was given).
 """
 
 from __future__ import annotations
@@ -25,12 +31,15 @@ import structlog
 from shared.settings import Settings
 
 __all__ = [
+    "HIDDEN_MESSAGE",
     "MAX_CHAIN",
     "MAX_FRAMES",
     "MAX_MESSAGE",
     "configure_logging",
     "describe_exception",
+    "error_fields",
     "format_exception_text",
+    "safe_message",
 ]
 
 #: Frames rendered per exception (the innermost ones; the rest are counted).
@@ -39,6 +48,12 @@ MAX_FRAMES = 64
 MAX_CHAIN = 4
 #: Characters of an exception's message rendered.
 MAX_MESSAGE = 1000
+#: The message of an exception logged with `hide_message=True` (see `_exc_of`).
+HIDDEN_MESSAGE = "<message withheld: it may quote job data>"
+#: Libraries' loggers that log exceptions raised on a request's or a job's path, whose messages may
+#: quote its data: uvicorn's "Exception in ASGI application" (Starlette re-raises every 500 to the
+#: server after our handler answered), Celery's task failures. Their exceptions render without messages.
+_HIDE_MESSAGES_OF = frozenset({"uvicorn.error", "celery.app.trace", "celery.worker.request"})
 #: Modules whose exception messages repeat the values a statement was given.
 _DATABASE_MODULES = ("sqlalchemy", "psycopg", "sqlite3")
 
@@ -103,34 +118,54 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
 # --- Exceptions ------------------------------------------------------------------------------------
 
 
-def describe_exception(exc: BaseException) -> dict[str, Any]:
+def describe_exception(exc: BaseException, *, messages: bool = True) -> dict[str, Any]:
     """`{"type", "message", "frames": [{"file", "line", "function"}], "frames_omitted"?, "causes"?}`:
-    what a log line says about `exc` (its causes, outermost first, under `causes`)."""
+    what a log line says about `exc` (its causes, outermost first, under `causes`). With
+    `messages=False` every message is left out (an exception on a job's path may quote its data)."""
     chain: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and len(chain) < MAX_CHAIN and all(current is not e for e in chain):
         chain.append(current)
         current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
-    described = [_describe_one(item) for item in chain]
+    described = [_describe_one(item, messages) for item in chain]
     head = described[0]
     if len(described) > 1:
         head["causes"] = described[1:]
     return head
 
 
-def _describe_one(exc: BaseException) -> dict[str, Any]:
+def _describe_one(exc: BaseException, messages: bool) -> dict[str, Any]:
     frames: list[dict[str, Any]] = []
     tb: types.TracebackType | None = exc.__traceback__
     while tb is not None:
         code = tb.tb_frame.f_code
         frames.append({"file": code.co_filename, "line": tb.tb_lineno, "function": code.co_name})
         tb = tb.tb_next
-    out: dict[str, Any] = {"type": _qualified_name(type(exc)), "message": _safe_message(exc)}
+    message = _safe_message(exc) if messages else HIDDEN_MESSAGE
+    out: dict[str, Any] = {"type": _qualified_name(type(exc)), "message": message}
     if len(frames) > MAX_FRAMES:
         out["frames_omitted"] = len(frames) - MAX_FRAMES
         frames = frames[-MAX_FRAMES:]
     out["frames"] = frames
     return out
+
+
+def error_fields(exc: BaseException) -> dict[str, str]:
+    """What a log line says of a failure on a job's path: `error_type` and, for textfleet's own
+    errors, `error_code`; never the message (it may quote the job's input or output)."""
+    fields = {"error_type": _qualified_name(type(exc))}
+    code = getattr(exc, "code", None)
+    if isinstance(code, str):
+        fields["error_code"] = code
+    return fields
+
+
+def safe_message(exc: BaseException) -> str:
+    """`Type: message` of an infrastructure failure (Redis, database, HTTP), without the values a
+    database statement or validator was given, and bounded (`MAX_MESSAGE`)."""
+    message = _safe_message(exc)
+    name = _qualified_name(type(exc))
+    return f"{name}: {message}" if message else name
 
 
 def _qualified_name(cls: type) -> str:
@@ -157,6 +192,8 @@ def _safe_message(exc: BaseException) -> str:
 
 
 def _exc_of(event_dict: structlog.types.EventDict) -> BaseException | None:
+    """The exception of a log call (`exc_info`); `hide_message=True` beside it (popped here) is
+    read by the callers: `log.exception("job.crashed", hide_message=True)`."""
     exc_info = event_dict.pop("exc_info", None)
     if exc_info is True:
         exc_info = sys.exc_info()
@@ -170,18 +207,20 @@ def _exc_of(event_dict: structlog.types.EventDict) -> BaseException | None:
 def _exception_as_json(
     _logger: object, _name: str, event_dict: structlog.types.EventDict
 ) -> structlog.types.EventDict:
+    hide = bool(event_dict.pop("hide_message", False)) or event_dict.get("logger") in _HIDE_MESSAGES_OF
     exc = _exc_of(event_dict)
     if exc is not None:
-        event_dict["exception"] = describe_exception(exc)
+        event_dict["exception"] = describe_exception(exc, messages=not hide)
     return event_dict
 
 
 def _exception_as_text(
     _logger: object, _name: str, event_dict: structlog.types.EventDict
 ) -> structlog.types.EventDict:
+    hide = bool(event_dict.pop("hide_message", False)) or event_dict.get("logger") in _HIDE_MESSAGES_OF
     exc = _exc_of(event_dict)
     if exc is not None:
-        event_dict["exception"] = format_exception_text(describe_exception(exc))
+        event_dict["exception"] = format_exception_text(describe_exception(exc, messages=not hide))
     return event_dict
 
 

@@ -159,6 +159,11 @@ class JobOut(BaseModel):
     webhook: str | None = None
     webhook_events: list[str] = Field(default_factory=list)
     webhook_deliveries: list[WebhookDeliveryOut] = Field(default_factory=list)
+    erased_at: datetime | None = Field(
+        None,
+        description="When the job's input, params, metadata, result and error text were erased "
+        "(retention, or `DELETE /v1/jobs/{id}`); task, status, usage and timings stay.",
+    )
 
 
 class JobList(BaseModel):

@@ -1,8 +1,8 @@
 """The one typed configuration of textfleet.
 
-Every field is read from an environment variable named `TEXTFLEET_<FIELD>` (case-insensitive), or from
-a `.env` file in the working directory. Dict fields take JSON, e.g.
-`TEXTFLEET_MODERATION_THRESHOLDS='{"hate": 0.3}'`.
+Every field is read from an environment variable named `TEXTFLEET_<FIELD>` (case-insensitive), a file
+named by `TEXTFLEET_<FIELD>_FILE` or in `TEXTFLEET_SECRETS_DIR` (`shared.privacy.secrets`), or `.env`.
+Dict fields take JSON, e.g. `TEXTFLEET_MODERATION_THRESHOLDS='{"hate": 0.3}'`.
 
 Fields are grouped in sections (deployment, stores, broker, API server, request limits, job defaults,
 models, engine, classifiers, workers, delivery, webhooks, webhook workers, secrets), each with a
@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from shared.constants import MODERATION_CATEGORIES
 from shared.files.settings import FilesSettings
+from shared.privacy.settings import PrivacySettings, SecretSources
 from shared.settings_rules import cross_field_problems
 from shared.tenancy.settings import AuthSettings
 from shared.webhooks.settings import WebhookSafetySettings
@@ -38,7 +39,7 @@ def _default_models_dir() -> Path:
     return Path.home() / ".cache" / "textfleet" / "models"
 
 
-class Settings(BaseSettings):
+class Settings(SecretSources):
     """All of textfleet's settings. Each field is `TEXTFLEET_<NAME>` in the environment."""
 
     model_config = SettingsConfigDict(
@@ -322,6 +323,7 @@ class Settings(BaseSettings):
 
     # --- Tenants and API keys -----------------------------------------------------------------
     auth: AuthSettings = Field(default_factory=AuthSettings, description="`TEXTFLEET_AUTH_*`: API keys.")
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings, description="`TEXTFLEET_RETENTION_*`")
 
     # --- Secrets ------------------------------------------------------------------------------
     # No defaults: unset means the feature is off.

@@ -8,8 +8,22 @@ Kept beside `shared.settings` so the list of rules reads as one list; `Settings`
 from __future__ import annotations
 
 from typing import Protocol
+from urllib.parse import urlsplit
 
-__all__ = ["RuleInputs", "cross_field_problems"]
+from pydantic import SecretStr
+
+__all__ = ["WEAK_SECRETS", "RuleInputs", "cross_field_problems", "secret_problems"]
+
+#: Values that are no secret: the defaults of images and tutorials, and placeholders of our docs.
+WEAK_SECRETS = frozenset(
+    {"postgres", "password", "changeme", "change-me", "secret", "admin", "root", "textfleet", "test"}
+    | {"minioadmin", "redis", "example", "default", "whsec_", "whsec_..."}
+)
+
+
+class _FilesSecrets(Protocol):
+    @property
+    def files_s3_secret_access_key(self) -> SecretStr | None: ...
 
 
 class RuleInputs(Protocol):
@@ -18,15 +32,23 @@ class RuleInputs(Protocol):
     @property
     def broker_visibility_timeout_s(self) -> float: ...
     @property
+    def database_url(self) -> str: ...
+    @property
     def default_max_tokens(self) -> int: ...
     @property
     def default_timeout_s(self) -> float: ...
+    @property
+    def environment(self) -> str: ...
+    @property
+    def files(self) -> _FilesSecrets: ...
     @property
     def max_model_len(self) -> int: ...
     @property
     def max_timeout_s(self) -> float: ...
     @property
     def max_tokens_limit(self) -> int: ...
+    @property
+    def redis_url(self) -> str: ...
     @property
     def retry_backoff_max_s(self) -> float: ...
     @property
@@ -45,6 +67,8 @@ class RuleInputs(Protocol):
     def webhook_concurrency(self) -> int: ...
     @property
     def webhook_endpoint_concurrency(self) -> int: ...
+    @property
+    def webhook_secret(self) -> SecretStr | None: ...
 
 
 def cross_field_problems(s: RuleInputs) -> list[str]:
@@ -96,4 +120,46 @@ def cross_field_problems(s: RuleInputs) -> list[str]:
             "webhook_breaker_cooldown_s must not exceed webhook_breaker_max_cooldown_s",
         ),
     ]
-    return [message for broken, message in rules if broken]
+    return [message for broken, message in rules if broken] + secret_problems(s)
+
+
+def secret_problems(s: RuleInputs) -> list[str]:
+    """In production, every secret that is set must be one: not empty, not a known default or a
+    placeholder (`WEAK_SECRETS`, `<...>`), nor a password of a database or Redis URL. An unset secret
+    turns its feature off (or leaves the credential to the driver: peer auth, a .pgpass file). The
+    values are never repeated in the message."""
+    if s.environment != "production":
+        return []
+    found = {
+        "webhook_secret": _value(s.webhook_secret),
+        "files_s3_secret_access_key": _value(s.files.files_s3_secret_access_key),
+        "the password in database_url": _password(s.database_url),
+        "the password in redis_url": _password(s.redis_url),
+    }
+    return [
+        f"environment=production refuses {what}: {why} (set a real secret, e.g. from a file through "
+        "TEXTFLEET_<NAME>_FILE)"
+        for what, value in found.items()
+        if value is not None and (why := _weakness(value))
+    ]
+
+
+def _value(secret: SecretStr | None) -> str | None:
+    return None if secret is None else secret.get_secret_value()
+
+
+def _password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:  # a URL the driver will refuse anyway
+        return None
+
+
+def _weakness(value: str) -> str | None:
+    """Why `value` is no secret (None when it may be one)."""
+    stripped = value.strip()
+    if not stripped:
+        return "it is empty"
+    if stripped.lower() in WEAK_SECRETS or stripped.startswith("<") or "..." in stripped:
+        return "it is a well-known default or a placeholder"
+    return None

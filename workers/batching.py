@@ -18,6 +18,8 @@ from typing import Generic, TypeVar
 
 import structlog
 
+from shared.logging import error_fields
+
 __all__ = ["BatcherClosedError", "BatcherStats", "MicroBatcher"]
 
 T = TypeVar("T")
@@ -153,7 +155,7 @@ class MicroBatcher(Generic[T, R]):
                 raise RuntimeError(f"batch function returned {len(results)} results for {len(live)} items")
         except BaseException as exc:  # the batch fails; the thread keeps serving
             self.stats.failed_batches += 1
-            log.warning("batcher.batch_failed", size=len(live), error=repr(exc))
+            log.warning("batcher.batch_failed", size=len(live), **error_fields(exc))
             for _, future in live:
                 future.set_exception(exc)
             if not isinstance(exc, Exception):

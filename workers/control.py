@@ -15,6 +15,7 @@ import time
 import structlog
 
 from shared.constants import CANCEL_CHANNEL
+from shared.logging import safe_message
 from workers.runtime import WorkerRuntime
 
 __all__ = ["CancelListener", "drain"]
@@ -52,7 +53,7 @@ class CancelListener:
                         )
                 pubsub.close()
             except Exception as exc:  # Redis restarting: subscribe again
-                log.warning("cancel.listener_error", error=str(exc))
+                log.warning("cancel.listener_error", error=safe_message(exc))
                 self._stop.wait(1.0)
 
     def handle(self, job_id: str) -> bool:

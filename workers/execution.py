@@ -25,6 +25,7 @@ from shared.constants import TaskName
 from shared.db.models import utcnow
 from shared.errors import ConfigurationError, RetryableError, TextfleetError
 from shared.lifecycle import Completion
+from shared.logging import error_fields, safe_message
 from shared.queueing import send_job
 from shared.schemas import JobStatus, parse_job_payload
 from shared.usage import classified_texts
@@ -100,18 +101,18 @@ def _run(task: TaskName, runtime: WorkerRuntime, claim: Claim) -> Completion:
             schedule = doubling(settings.retry_backoff_s, settings.retry_backoff_max_s)
             delay = backoff_s(claim.attempts, schedule)
             raise _RequeueError(delay, exc.code) from exc
-        log.warning("job.retries_exhausted", code=exc.code, attempts=claim.attempts)
+        log.warning("job.retries_exhausted", **error_fields(exc), attempts=claim.attempts)
         return failed(exc.to_dict())
     except ConfigurationError as exc:
-        log.error("job.misrouted", error=exc.message)
+        log.error("job.misrouted", **error_fields(exc))
         return failed(exc.to_dict())
     except TextfleetError as exc:
-        log.warning("job.failed", code=exc.code, error=exc.message)
+        log.warning("job.failed", **error_fields(exc))  # the message may quote the job
         return failed(exc.to_dict())
     except TimeoutError:
         return failed({"code": "timeout", "message": "the job ran past its time limit"})
     except Exception as exc:  # a model bug must fail this job, never the worker
-        log.exception("job.crashed")
+        log.exception("job.crashed", hide_message=True)
         return failed({"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"})
     if out.result.get("finish_reason") == "abort" and runtime.draining.is_set():
         raise _RequeueError(0.0, "worker shutting down")
@@ -132,5 +133,5 @@ def _requeue(
         try:
             send_job(runtime.celery, job_id, task, claim.priority, countdown=requeue.delay_s)
         except Exception as exc:  # the sweeper re-sends jobs queued too long
-            log.warning("job.requeue_send_failed", error=str(exc))
+            log.warning("job.requeue_send_failed", error=safe_message(exc))
         log.info("job.requeued", reason=requeue.reason, delay_s=requeue.delay_s, attempt=claim.attempts)

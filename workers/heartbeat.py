@@ -16,6 +16,7 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.constants import WORKER_HEARTBEAT_PREFIX
+from shared.logging import safe_message
 from workers.runtime import WorkerRuntime
 
 __all__ = ["Heartbeat", "heartbeat_key", "serve_side_port"]
@@ -71,7 +72,7 @@ class Heartbeat:
             try:
                 self.beat()
             except Exception as exc:
-                log.warning("worker.heartbeat_failed", error=str(exc))
+                log.warning("worker.heartbeat_failed", error=safe_message(exc))
 
     def stop(self) -> None:
         """Stop beating and remove the keys (a clean exit)."""
@@ -81,7 +82,7 @@ class Heartbeat:
                 *(heartbeat_key(q.value, self.runtime.hostname) for q in self.runtime.queues)
             )
         except Exception as exc:
-            log.warning("worker.heartbeat_cleanup_failed", error=str(exc))
+            log.warning("worker.heartbeat_cleanup_failed", error=safe_message(exc))
 
 
 def serve_side_port(heartbeat: Heartbeat, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:

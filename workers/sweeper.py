@@ -14,7 +14,11 @@ these stages, each a small function with its own transaction; jobs end through `
 4. re-sends webhook deliveries that are overdue and in neither Redis set (their enqueue was lost; one
    waiting behind a backlog is never re-sent);
 5. forgets idempotency keys older than `idempotency_ttl_s`;
-6. drops terminal jobs left in the outstanding sets (an announce that never reached Redis).
+6. drops terminal jobs left in the outstanding sets (an announce that never reached Redis);
+7. moves batches on (`shared.batches`);
+8. erases the data of jobs finished longer ago than their tenant's retention (`shared.privacy`):
+   input, params, metadata, result and error text; the row stays for accounting (once per
+   `RETENTION_PASS_S`).
 """
 
 from __future__ import annotations
@@ -33,12 +37,24 @@ from sqlalchemy import delete, select
 
 from shared import lifecycle
 from shared.batches import advance_active
-from shared.constants import SWEEP_BATCH, SWEEPER_LOCK, TASK_QUEUES, Queue, TaskName, outstanding_key
+from shared.constants import (
+    RETENTION_LOCK,
+    RETENTION_MAX_ROUNDS,
+    RETENTION_PASS_S,
+    SWEEP_BATCH,
+    SWEEPER_LOCK,
+    TASK_QUEUES,
+    Queue,
+    TaskName,
+    outstanding_key,
+)
 from shared.db import repository, session_scope
 from shared.db.conflicts import retry_conflicts
 from shared.db.models import IdempotencyKey, Job, utcnow
 from shared.db.repository import AnyRow
 from shared.lifecycle import Completion, Ended
+from shared.logging import safe_message
+from shared.privacy.retention import retention_plan
 from shared.queueing import send_jobs
 from shared.schemas import TERMINAL_STATUSES, JobStatus
 from shared.settings import Settings
@@ -82,6 +98,7 @@ def sweep(
     _forget_idempotency_keys(state)
     state.done["outstanding_dropped"] += _prune_outstanding(settings, client)
     _advance_batches(state)
+    _erase_past_retention(state)
     return +state.done
 
 
@@ -189,6 +206,33 @@ def _advance_batches(state: _Sweep) -> None:
         state.done["batches_moved"] += advance_active(session, state.client)
 
 
+def _erase_past_retention(state: _Sweep) -> None:
+    """8. Finished jobs past their retention lose their data (`shared.privacy.retention`): once per
+    `RETENTION_PASS_S` across the fleet, in batches of `SWEEP_BATCH` (each its own transaction), at
+    most `RETENTION_MAX_ROUNDS` per retention group (a backlog drains over the next passes)."""
+    privacy = state.settings.privacy
+    if not privacy.retention_enabled or not state.client.set(
+        RETENTION_LOCK, "1", nx=True, ex=RETENTION_PASS_S
+    ):
+        return
+    url = state.settings.database_url
+    with session_scope(url) as session:
+        plan = retention_plan(session, default_days=privacy.retention_days, now=state.now)
+    for group in plan:
+        for _ in range(RETENTION_MAX_ROUNDS):
+            with session_scope(url) as session:
+                due = repository.erasable(
+                    session,
+                    before=group.before,
+                    limit=SWEEP_BATCH,
+                    tenants=group.tenants,
+                    exclude=group.exclude,
+                )
+                state.done["jobs_erased"] += len(repository.erase(session, due, now=state.now))
+            if len(due) < SWEEP_BATCH:
+                break
+
+
 def _alive_workers(client: redis.Redis, workers: set[tuple[str, str]]) -> set[tuple[str, str]]:
     """The (queue, hostname) pairs whose heartbeat key exists."""
     ordered = sorted(workers)
@@ -269,4 +313,4 @@ class Sweeper:
             try:
                 self.run_once()
             except Exception as exc:  # database or Redis down: try again next interval
-                log.warning("sweeper.failed", error=str(exc))
+                log.warning("sweeper.failed", error=safe_message(exc))

@@ -16,7 +16,7 @@ import structlog
 from celery.signals import worker_shutting_down
 
 from shared.constants import Queue
-from shared.logging import configure_logging
+from shared.logging import configure_logging, safe_message
 from shared.settings import Settings
 from workers import runtime as runtime_module
 from workers.control import CancelListener, drain
@@ -161,7 +161,8 @@ def _wait_for_signal(deliveries: DeliveryThread | None) -> int:
     try:
         while not stop.wait(0.5):
             if deliveries is not None and not deliveries.is_alive():
-                log.error("worker.delivery_loop_stopped", error=repr(deliveries.error))
+                error = deliveries.error
+                log.error("worker.delivery_loop_stopped", error=safe_message(error) if error else None)
                 return EXIT_UNEXPECTED
         return 0
     finally:

@@ -1,4 +1,4 @@
-"""`/v1/jobs`: submit, read (optionally waiting for completion), list and cancel jobs.
+"""`/v1/jobs`: submit, read (optionally waiting for completion), list, cancel and erase jobs.
 
 Thin routes: validation is the models' (`shared.schemas`, `api.jobs.protocol`), the work is the
 services' (`api.deps`: the job service, the intake batcher, the waiter), errors are mapped to HTTP
@@ -13,9 +13,10 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CeleryDep, IntakeDep, JobsDep, SessionDep, SettingsDep, WaiterDep
+from api.deps import CeleryDep, IntakeDep, JobsDep, SessionDep, SettingsDep, WaiterDep, WriterDep
 from api.jobs import reads
 from api.jobs.creation import check_webhooks
+from api.jobs.erasure import erase_job
 from api.jobs.protocol import IdempotencyKeyHeader, JobBatch, JobBatchCreate
 from api.jobs.service import cancel_job as cancel
 from api.webhooks.safety import check_job_webhooks
@@ -172,3 +173,13 @@ def cancel_job(job_id: str, session: SessionDep, celery: CeleryDep) -> JobOut:
     """Cancel a queued or running job. A running generation is aborted inside the engine (its KV cache
     freed). 409 if the job already finished."""
     return cancel(session, celery, job_id)
+
+
+@router.delete(
+    "/{job_id}", response_model=JobOut, summary="Erase a job's data", responses=_errors(404, 409, 503)
+)
+def delete_job(job_id: str, session: SessionDep, celery: CeleryDep, principal: WriterDep) -> JobOut:
+    """Erase the job's input, params, metadata, result and error text now (what retention does after
+    `retention_days`); the job stays listed with its task, status, tokens and timings, and `erased_at`.
+    A job not yet finished is canceled first. Erasing again answers the same."""
+    return erase_job(session, celery, job_id, principal)

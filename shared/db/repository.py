@@ -14,7 +14,8 @@ event and announces the end); the worker's store batches claims and completions 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,9 +29,12 @@ from shared.schemas import TERMINAL_STATUSES, JobError, JobOut, JobStatus, Usage
 
 __all__ = [
     "CANCELED_ERROR",
+    "ERASED_MESSAGE",
     "AnyRow",
     "claim",
     "delete_jobs",
+    "erasable",
+    "erase",
     "expired_error",
     "finish",
     "get",
@@ -278,6 +282,59 @@ def delete_jobs(session: Session, job_ids: Sequence[str], *, chunk_size: int = 1
         session.execute(delete(Job).where(Job.id.in_(job_ids[start : start + chunk_size])))
 
 
+# --- Erasure (retention and DELETE): the data goes, the accounting row stays ----------------------
+
+#: The `error.message` of an erased job (its `error.code` stays).
+ERASED_MESSAGE = "erased"
+_TERMINAL = [s.value for s in TERMINAL_STATUSES]
+
+
+def erasable(
+    session: Session,
+    *,
+    before: datetime,
+    limit: int,
+    tenants: Collection[str] | None = None,
+    exclude: Collection[str] = (),
+) -> list[str]:
+    """Ids of up to `limit` finished, not yet erased jobs that ended before `before` (oldest first), of
+    `tenants` only, or of every tenant but `exclude`: the retention sweep's candidates."""
+    query = select(Job.id).where(
+        Job.status.in_(_TERMINAL),
+        Job.erased_at.is_(None),
+        func.coalesce(Job.finished_at, Job.created_at) < before,
+    )
+    if tenants is not None:
+        query = query.where(Job.tenant_id.in_(list(tenants)))
+    elif exclude:
+        query = query.where(Job.tenant_id.not_in(list(exclude)))
+    return list(session.scalars(query.order_by(Job.id).limit(limit)))
+
+
+def erase(session: Session, job_ids: Sequence[str], *, now: datetime) -> list[str]:
+    """Erase the data of the finished, not yet erased jobs among `job_ids`: input, params and
+    metadata emptied, result dropped, error cut to its code, `erased_at` set. Task, status, tenant,
+    priority, attempts, tokens, worker and timestamps stay (the accounting). The ids erased; a job
+    not yet finished is left alone (one UPDATE per error code)."""
+    rows = session.execute(
+        select(Job.id, Job.error).where(
+            Job.id.in_(list(job_ids)), Job.status.in_(_TERMINAL), Job.erased_at.is_(None)
+        )
+    ).all()
+    by_code: dict[str | None, list[str]] = defaultdict(list)
+    for row in rows:
+        by_code[(row.error or {}).get("code")].append(row.id)
+    for code, ids in by_code.items():
+        error = None if code is None else {"code": code, "message": ERASED_MESSAGE}
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(ids), Job.status.in_(_TERMINAL), Job.erased_at.is_(None))
+            .values(input={}, params={}, meta={}, result=None, error=error, erased_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return [row.id for row in rows]
+
+
 # --- Benchmarks only (multi-row, unconditional on the worker: no worker runs then) ----------------
 
 
@@ -338,4 +395,5 @@ def to_out(job: Job) -> JobOut:
         finished_at=job.finished_at,
         webhook=job.webhook,
         webhook_events=(job.webhook_events or ["completed"]) if job.webhook else [],
+        erased_at=job.erased_at,
     )

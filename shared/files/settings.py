@@ -9,14 +9,15 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from shared.constants import PRIORITY_MAX, PRIORITY_MIN
+from shared.privacy.secrets import SecretSources
 
 __all__ = ["FilesSettings"]
 
 
-class FilesSettings(BaseSettings):
+class FilesSettings(SecretSources):
     """Where uploaded files live and how batches run. Each field is `TEXTFLEET_<NAME>`."""
 
     model_config = SettingsConfigDict(

@@ -4,6 +4,7 @@ variables, never the values a database statement was given; bounded whatever the
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections.abc import Callable
 
@@ -14,7 +15,16 @@ from sqlalchemy.exc import IntegrityError
 
 from shared.db.models import Job
 from shared.db.session import session_scope
-from shared.logging import MAX_FRAMES, MAX_MESSAGE, configure_logging, describe_exception
+from shared.errors import InvalidOutputError
+from shared.logging import (
+    HIDDEN_MESSAGE,
+    MAX_FRAMES,
+    MAX_MESSAGE,
+    configure_logging,
+    describe_exception,
+    error_fields,
+    safe_message,
+)
 from shared.settings import Settings
 from tests.utils.factories import add_jobs, job_row
 
@@ -136,3 +146,68 @@ def test_lone_surrogates_in_a_log_line_are_escaped(capsys: pytest.CaptureFixture
     structlog.get_logger("test").warning("odd", value="a\udfffb")
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert json.loads(line)["value"] == "a\\udfffb"
+
+
+@pytest.mark.parametrize("log_format", ["console", "json"])
+def test_hide_message_withholds_every_message_of_the_chain(
+    log_format: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`job.crashed` and `request.unhandled_error` log the type and stack, never the message: an
+    exception raised on a job's path may quote its input (here, as a KeyError of a metadata key)."""
+    configure_logging(Settings(log_format=log_format), process="test")
+    capsys.readouterr()
+    try:
+        try:
+            raise KeyError(MARKER)
+        except KeyError as inner:
+            raise RuntimeError(f"lookup of {MARKER} failed") from inner
+    except RuntimeError:
+        structlog.get_logger("test").exception("job.crashed", hide_message=True)
+    out = capsys.readouterr().err
+    assert "RuntimeError" in out and "KeyError" in out and "test_logging.py" in out
+    assert HIDDEN_MESSAGE in out
+    assert MARKER not in out
+    assert "hide_message=" not in out and '"hide_message"' not in out
+
+
+def test_error_fields_name_the_type_and_code_never_the_message() -> None:
+    refused = InvalidOutputError(f"the output does not match the schema: {MARKER!r} is not one of ['a']")
+    assert error_fields(refused) == {
+        "error_type": "shared.errors.InvalidOutputError",
+        "error_code": "invalid_output",
+    }
+    assert error_fields(ValueError(MARKER)) == {"error_type": "ValueError"}
+
+
+@pytest.mark.usefixtures("settings_env")
+def test_safe_message_of_a_database_error_drops_the_statement_and_its_values(database_url: str) -> None:
+    first = job_row(input_={"text": MARKER})
+    _insert(database_url, first)
+    with pytest.raises(IntegrityError) as caught:
+        _insert(database_url, job_row(input_={"text": MARKER}, job_id=first.id))
+    message = safe_message(caught.value)
+    assert message.startswith("sqlalchemy.exc.IntegrityError: ")
+    assert MARKER not in message and "[SQL" not in message
+    if "DETAIL" in str(caught.value):  # PostgreSQL names the key's value: `error=str(exc)` logged it
+        assert first.id in str(caught.value)
+        assert first.id not in message
+    assert safe_message(ConnectionError("Error 111 connecting to 127.0.0.1:6379")) == (
+        "ConnectionError: Error 111 connecting to 127.0.0.1:6379"
+    )
+
+
+@pytest.mark.parametrize("logger", ["uvicorn.error", "celery.app.trace"])
+def test_libraries_logging_a_request_or_task_failure_never_show_its_message(
+    logger: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Starlette re-raises every 500 to uvicorn, which logs it with the exception: the message
+    (which may quote the request) is withheld there too."""
+    configure_logging(Settings(log_format="json"), process="test")
+    capsys.readouterr()
+    try:
+        raise ValueError(f"bad value {MARKER}")
+    except ValueError:
+        logging.getLogger(logger).exception("Exception in ASGI application")
+    out = capsys.readouterr().err
+    assert "ValueError" in out and "Exception in ASGI application" in out
+    assert MARKER not in out

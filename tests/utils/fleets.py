@@ -17,21 +17,28 @@ __all__ = ["running_fleet"]
 
 @contextmanager
 def running_fleet(
-    database: str, log_dir: Path, *, env: dict[str, str] | None = None, workers: tuple[str, ...] = ()
+    database: str,
+    log_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    workers: tuple[str, ...] = (),
+    ready_timeout_s: float = 420,
 ) -> Iterator[Fleet]:
     """`database` is "postgresql" (a fresh database on the test server) or "sqlite" (a file in
-    `log_dir`); one worker process is started per queue in `workers`, and all are ready on return."""
+    `log_dir`); one worker process is started per queue in `workers`, and all are ready on return
+    (within `ready_timeout_s`)."""
     if database == "postgresql":
-        with postgres_database() as url, _fleet(url, log_dir, env or {}, workers) as fleet:
+        with postgres_database() as url, _fleet(url, log_dir, env or {}, workers, ready_timeout_s) as fleet:
             yield fleet
     else:
-        with _fleet(f"sqlite:///{log_dir / 'textfleet.db'}", log_dir, env or {}, workers) as fleet:
+        sqlite = f"sqlite:///{log_dir / 'textfleet.db'}"
+        with _fleet(sqlite, log_dir, env or {}, workers, ready_timeout_s) as fleet:
             yield fleet
 
 
 @contextmanager
 def _fleet(
-    database_url: str, log_dir: Path, extra: dict[str, str], workers: tuple[str, ...]
+    database_url: str, log_dir: Path, extra: dict[str, str], workers: tuple[str, ...], ready_timeout_s: float
 ) -> Iterator[Fleet]:
     upgrade(database_url)
     redis_port, api_port = free_port(), free_port()
@@ -48,7 +55,7 @@ def _fleet(
         fleet.spawn("api", "api", "--port", str(api_port))
         for queue in workers:
             fleet.spawn(f"worker-{queue}", "worker", "--queues", queue)
-        fleet.wait_ready(dict.fromkeys(workers, 1), timeout=420)
+        fleet.wait_ready(dict.fromkeys(workers, 1), timeout=ready_timeout_s)
         yield fleet
     finally:
         fleet.stop()

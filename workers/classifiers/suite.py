@@ -22,6 +22,7 @@ import structlog
 
 from shared.constants import TaskName
 from shared.errors import ModelError, ModelNotPreparedError
+from shared.logging import error_fields
 from shared.settings import Settings
 from shared.tasks import TASKS, Engine
 from workers.batching import BatcherClosedError, MicroBatcher
@@ -186,10 +187,10 @@ class EncoderClassifierSuite:
             return self._classify_items(items)
         except Exception as exc:
             if len(items) == 1:
-                log.warning("classifiers.item_failed", task=items[0][0].value, error=repr(exc))
+                log.warning("classifiers.item_failed", task=items[0][0].value, **error_fields(exc))
                 return [_as_model_error(exc)]
             # Find the culprit: run each item alone so one bad input fails only its own job.
-            log.warning("classifiers.batch_failed", size=len(items), error=repr(exc))
+            log.warning("classifiers.batch_failed", size=len(items), **error_fields(exc))
             return [self._run_batch([item])[0] for item in items]
 
     def _classify_items(self, items: list[Item]) -> list[Outcome]:

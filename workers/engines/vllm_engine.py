@@ -27,6 +27,7 @@ import structlog
 
 from shared.constants import ENGINE_STOP_TIMEOUT_S
 from shared.errors import EngineError, InvalidInputError
+from shared.logging import error_fields, safe_message
 from workers.engines.base import GenerationOutput, GenerationRequest
 from workers.engines.vllm_sampling import sampling_params
 from workers.engines.vllm_start import Tokenizer, check_model_dir, launch, stop_loop
@@ -191,7 +192,7 @@ class VLLMEngine:
         try:
             self._call(llm.abort(request_id), timeout_s=ENGINE_STOP_TIMEOUT_S)
         except Exception as exc:
-            log.warning("engine_abort_failed", request_id=request_id, error=repr(exc))
+            log.warning("engine_abort_failed", request_id=request_id, error=safe_message(exc))
 
     def running(self) -> int:
         """Requests currently inside the engine (waiting or being generated)."""
@@ -280,13 +281,13 @@ class VLLMEngine:
         except asyncio.CancelledError:
             raise
         except EngineDeadError as exc:
-            log.error("engine_dead", request_id=request_id, error=repr(exc))
+            log.error("engine_dead", request_id=request_id, **error_fields(exc))
             raise EngineError(f"the generation engine died: {exc}") from exc
         except (VLLMClientError, ValueError) as exc:
             raise InvalidInputError(f"the engine rejected the request: {exc}", field="params") from exc
         except Exception as exc:
             cause = exc.__cause__ or exc
-            log.warning("generation_failed", request_id=request_id, error=repr(cause))
+            log.warning("generation_failed", request_id=request_id, **error_fields(cause))
             raise EngineError(f"generation {request_id} failed: {cause!r}") from exc
         if final is None or not final.outputs:
             return GenerationOutput(
