@@ -20,6 +20,9 @@ Shape (every feature follows it; `api/jobs/` is the full example):
 - Errors: raise the shared error tree (`shared.errors`); `api/errors.py` is the only HTTP mapping.
 - Limits: request models read the limits in force through `shared.limits`, which the app sets per
   request from its own settings.
+- Authentication: `api/auth/` is not a feature but serves them all: every `/v1` router is included
+  with its `authenticate` dependency, and routes ask `api.deps` for the scope they need
+  (`ReaderDep`, `WriterDep`, `AdminDep`).
 - Wiring: include the router in `api.app.create_app`; tests mirror the tree (`tests/api/<feature>/`).
 
 Imports flow one way: `app` -> `<feature>.router` -> `deps` -> `<feature>.service` -> `shared`;

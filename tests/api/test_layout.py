@@ -7,8 +7,13 @@ import ast
 from pathlib import Path
 
 API = Path(__file__).resolve().parents[2] / "api"
-#: Every folder of `api/` is a feature.
-FEATURES = sorted(p.name for p in API.iterdir() if p.is_dir() and not p.name.startswith("_"))
+#: Folders of `api/` that serve every feature rather than being one (no routes of their own):
+#: `auth` turns a request's key into its principal for every `/v1` router.
+CROSS_CUTTING = frozenset({"auth"})
+#: Every other folder of `api/` is a feature.
+FEATURES = sorted(
+    p.name for p in API.iterdir() if p.is_dir() and not p.name.startswith("_") and p.name not in CROSS_CUTTING
+)
 
 
 def test_the_features_are_found() -> None:
@@ -29,6 +34,11 @@ def _imports(path: Path) -> set[str]:
 def _module(path: Path) -> str:
     parts = path.relative_to(API.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_cross_cutting_packages_have_no_routes() -> None:
+    for name in CROSS_CUTTING:
+        assert not (API / name / "router.py").exists(), f"api/{name} has routes: make it a feature"
 
 
 def test_every_feature_has_a_thin_router() -> None:
