@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from shared.privacy.secrets import SecretSources
 
 __all__ = ["AuthSettings"]
 
 
-class AuthSettings(BaseSettings):
+class AuthSettings(SecretSources):
     """Who may call the API. Each field is `TEXTFLEET_<NAME>`."""
 
     model_config = SettingsConfigDict(

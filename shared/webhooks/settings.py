@@ -14,14 +14,15 @@ import json
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from shared.privacy.secrets import SecretSources
 from shared.webhooks.addresses import AllowList
 
 __all__ = ["WebhookSafetySettings"]
 
 
-class WebhookSafetySettings(BaseSettings):
+class WebhookSafetySettings(SecretSources):
     """Where webhooks may go. Each field is `TEXTFLEET_<NAME>`."""
 
     model_config = SettingsConfigDict(
