@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from redis.asyncio import BlockingConnectionPool, Redis
 
@@ -26,11 +26,12 @@ from api.jobs.intake import IntakeBatcher
 from api.jobs.router import router as jobs_router
 from api.jobs.service import JobService
 from api.jobs.waits import JobWaiter
-from api.limits import LimitsMiddleware
+from api.limits import LimitsMiddleware, check_url_params
 from api.metrics.middleware import MetricsMiddleware
 from api.metrics.router import router as metrics_router
 from api.openai.router import router as openai_router
 from api.openai.service import OpenAIService
+from api.openapi import install_openapi
 from api.queues.router import router as queues_router
 from api.queues.service import QueueStats
 from api.webhooks.router import router as webhooks_router
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=SafeJSONResponse,
         docs_url="/docs",
         openapi_url="/openapi.json",
+        dependencies=[Depends(check_url_params)],
     )
     app.state.settings = settings
     app.state.celery = make_celery(settings)
@@ -147,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         batches_router,
     ):
         app.include_router(router)
+    install_openapi(app, settings)
     app.add_middleware(LimitsMiddleware, limits=Limits.from_settings(settings))
     app.add_middleware(MetricsMiddleware)
     return app

@@ -181,3 +181,7 @@ STREAM_POLL_S = 0.5
 # used by api/batches/output.py
 #: Input-file lines read per page (a request's jobs share its line, so a page never splits one).
 BATCH_OUTPUT_PAGE_LINES = 2000
+
+# used by shared/limits.py (the body cap of a file upload, api/limits.py)
+#: Bytes a multipart upload may carry beyond the file itself (boundaries, part headers, `purpose`).
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
