@@ -21,7 +21,7 @@ from shared.settings import MODERATION_CATEGORIES
 
 __all__ = ["finishing_jobs"]
 
-POLL_S = 0.02
+POLL_S = 0.01
 _USAGE = {"prompt_tokens": 3, "completion_tokens": 2}
 _RESULTS: dict[str, dict[str, Any]] = {
     "generate": {"text": "Blue sky.", "finish_reason": "stop", "usage": _USAGE},

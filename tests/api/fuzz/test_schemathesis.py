@@ -39,7 +39,13 @@ def fuzzed_api(redis_url: str, tmp_path: Path) -> Iterator[tuple[LiveApi, str]]:
     client.close()
     with postgres_database() as database_url:
         upgrade(database_url)
-        env = {"database_url": database_url, "redis_url": redis_url, "webhook_secret": WEBHOOK_SECRET}
+        env = {
+            "database_url": database_url,
+            "redis_url": redis_url,
+            "webhook_secret": WEBHOOK_SECRET,
+            # `?wait` is documented up to max_wait_s: short, so a wait on a job nobody runs ends fast.
+            "max_wait_s": "2",
+        }
         with live_api(tmp_path / "api.log", **env) as api, finishing_jobs(database_url, redis_url):
             yield api, database_url
 
