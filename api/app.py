@@ -15,6 +15,8 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from api.auth.dependencies import authenticate
+from api.auth.service import Authenticator
 from api.batches.router import router as batches_router
 from api.batches.service import BatchesService
 from api.errors import install_error_handlers
@@ -89,6 +91,8 @@ def _start_services(app: FastAPI, settings: Settings) -> None:
         )
     )
     state.sessions = get_sessionmaker(settings.database_url)
+    # API keys to principals (or everyone open, when authentication is off).
+    state.auth = Authenticator(settings.auth, state.sessions)
     state.jobs = jobs = JobService(settings, state.celery, state.sessions)
     # Concurrent single submissions share one INSERT, commit and Redis write.
     state.intake = IntakeBatcher(lambda bodies: jobs.create(bodies, log_each=True))
@@ -116,6 +120,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _start_services(app, settings)
         await app.state.waiter.start()
         log.info("api.started", environment=settings.environment, version=app.version)
+        if not settings.auth.auth_enabled:
+            log.warning(
+                "api.auth_disabled", detail="every request acts as the default tenant, with every scope"
+            )
         try:
             yield
         finally:
@@ -133,22 +141,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=SafeJSONResponse,
         docs_url="/docs",
         openapi_url="/openapi.json",
-        dependencies=[Depends(check_url_params)],
     )
     app.state.settings = settings
     app.state.celery = make_celery(settings)
     install_error_handlers(app)
+    for router in (health_router, metrics_router):
+        app.include_router(router)
+    # Every /v1 route needs a valid key (401 before the route runs); routes check their scope. Then
+    # no path or query parameter may hold a NUL (api.limits.check_url_params).
     for router in (
-        health_router,
         jobs_router,
         queues_router,
-        metrics_router,
         webhooks_router,
         openai_router,
         files_router,
         batches_router,
     ):
-        app.include_router(router)
+        app.include_router(router, dependencies=[Depends(authenticate), Depends(check_url_params)])
     install_openapi(app, settings)
     app.add_middleware(LimitsMiddleware, limits=Limits.from_settings(settings))
     app.add_middleware(MetricsMiddleware)

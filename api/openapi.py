@@ -8,7 +8,8 @@ from it, tests/api/fuzz) sees the answers the API really gives:
   `{"error": {"message", "type", "param", "code"}}` on the OpenAI-compatible routes (`OpenAIRoute`),
   which answer `400` where the others answer `422`. FastAPI's own `HTTPValidationError` is never sent,
   so it is replaced everywhere.
-- **Statuses added around the routes.** `413` on every operation with a body (`api.limits`), `400`
+- **Statuses added around the routes.** `401` (with `WWW-Authenticate`) and `403` on every operation
+  that needs an API key (`api.auth`), `413` on every operation with a body (`api.limits`), `400`
   on every JSON body (not JSON), `422` (`400` on OpenAI routes) wherever a parameter or body is
   validated, and `200` beside the `202` of an operation that takes an `Idempotency-Key` (a replay).
 - **Content types.** Streams (`text/event-stream`) of the completion routes; a file's bytes.
@@ -60,6 +61,12 @@ _WHY = {
     400: "Bad request: the body is not valid JSON (or, on OpenAI routes, any invalid parameter).",
     413: "The request body is larger than this deployment accepts (`max_body_bytes`).",
     422: "A parameter or the body is invalid; `error.field` names it.",
+    401: "No API key, or not a valid one (`Authorization: Bearer tfk_...`).",
+    403: "The API key lacks the scope this operation needs.",
+}
+_UNAUTHENTICATED: dict[str, Any] = {
+    "description": _WHY[401],
+    "headers": {"WWW-Authenticate": {"description": "`Bearer` (RFC 6750).", "schema": {"type": "string"}}},
 }
 
 #: (path, method) -> {parameter: schema changes}; values may read the app's settings.
@@ -113,6 +120,9 @@ def _error_statuses(operation: dict[str, Any], openai: bool) -> None:
             responses.setdefault("400", {"description": _WHY[400]})
     elif validated:
         responses.setdefault("422", {"description": _WHY[422]})
+    if operation.get("security"):  # the /v1 routes (api.auth): no valid key, or a key lacking the scope
+        responses.setdefault("401", _UNAUTHENTICATED)
+        responses.setdefault("403", {"description": _WHY[403]})
     if "application/json" in body:
         responses.setdefault("400", {"description": _WHY[400]})
     if body:
@@ -122,7 +132,10 @@ def _error_statuses(operation: dict[str, Any], openai: bool) -> None:
             description = response.get("description") or _WHY.get(int(status), "Error")
             if description == "Validation Error":
                 description = _WHY[422]
+            headers = response.get("headers")
             responses[status] = _json(shape, description)
+            if headers:
+                responses[status]["headers"] = headers
 
 
 def _idempotent_replay(operation: dict[str, Any]) -> None:
