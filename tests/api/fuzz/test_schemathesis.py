@@ -6,7 +6,8 @@ phase, stateful sequences following the document's links included.
 The run's settings are in schemathesis.toml beside this file (fixed seed, deterministic generation,
 bounded examples). Workers are stood in for by `finisher.finishing_jobs`, so routes that wait for a
 job answer at once. On failure the assertion shows schemathesis' own report: each failing request as
-a `curl` command, the check it broke, and the response.
+a `curl` command, the check it broke, and the response. Authentication is on: the run presents a
+key of its own tenant with every scope.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import pytest
 import redis
 
 from shared.db.migrate import upgrade
+from shared.tenancy.principal import Scope
 from tests.api.fuzz.finisher import finishing_jobs
 from tests.utils.live_api import LiveApi, live_api
 from tests.utils.services import postgres_database
+from tests.utils.tenancy import make_key
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 RUN_TIMEOUT_S = 600
@@ -45,6 +48,7 @@ def fuzzed_api(redis_url: str, tmp_path: Path) -> Iterator[tuple[LiveApi, str]]:
             "webhook_secret": WEBHOOK_SECRET,
             # `?wait` is documented up to max_wait_s: short, so a wait on a job nobody runs ends fast.
             "max_wait_s": "2",
+            "auth_enabled": "true",
         }
         with live_api(tmp_path / "api.log", **env) as api, finishing_jobs(database_url, redis_url):
             yield api, database_url
@@ -54,7 +58,10 @@ def fuzzed_api(redis_url: str, tmp_path: Path) -> Iterator[tuple[LiveApi, str]]:
 def test_schemathesis_finds_no_server_error_and_no_response_off_the_schema(
     fuzzed_api: tuple[LiveApi, str], tmp_path: Path
 ) -> None:
-    api, _database_url = fuzzed_api
+    api, database_url = fuzzed_api
+    # A key with every scope, so the run reaches every route (schemathesis' `ignored_auth` check also
+    # sends requests without it and expects the 401 the document declares).
+    key = make_key(database_url, "fuzz", scopes=tuple(Scope))
     command = [
         sys.executable,
         "-m",
@@ -64,6 +71,8 @@ def test_schemathesis_finds_no_server_error_and_no_response_off_the_schema(
         "--no-color",
         "run",
         f"{api.url}/openapi.json",
+        "--header",
+        f"Authorization: Bearer {key}",
         "--checks",
         "all",
         "--report",
