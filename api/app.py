@@ -31,11 +31,12 @@ from api.jobs.service import JobService
 from api.jobs.waits import JobWaiter
 from api.keys.router import router as keys_router
 from api.keys.service import KeysService
-from api.limits import LimitsMiddleware
+from api.limits import LimitsMiddleware, check_url_params
 from api.metrics.middleware import MetricsMiddleware
 from api.metrics.router import router as metrics_router
 from api.openai.router import router as openai_router
 from api.openai.service import OpenAIService
+from api.openapi import install_openapi
 from api.queues.router import router as queues_router
 from api.queues.service import QueueStats
 from api.usage.router import router as usage_router
@@ -155,7 +156,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in (health_router, metrics_router, docs_router):
         app.include_router(router)
-    # Every /v1 route needs a valid key (401 before the route runs); routes check their scope.
+    # Every /v1 route needs a valid key (401 before the route runs); routes check their scope. Then
+    # no path or query parameter may hold a NUL (api.limits.check_url_params).
     for router in (
         jobs_router,
         queues_router,
@@ -166,7 +168,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         keys_router,
         usage_router,
     ):
-        app.include_router(router, dependencies=[Depends(authenticate)])
+        app.include_router(router, dependencies=[Depends(authenticate), Depends(check_url_params)])
+    install_openapi(app, settings)
     app.add_middleware(LimitsMiddleware, limits=Limits.from_settings(settings))
     app.add_middleware(MetricsMiddleware)
     return app

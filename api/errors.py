@@ -30,6 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from shared.constants import RETRY_AFTER_S, TaskName
 from shared.errors import (
@@ -227,11 +228,29 @@ async def _on_operational_error(request: Request, exc: Exception) -> JSONRespons
     return await _on_textfleet_error(request, TransientDatabaseError("the database is unavailable"))
 
 
-async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+def _method_not_allowed(request: Request) -> JSONResponse:
+    """405 with `Allow` naming every method of the path: Starlette names only those of the first route
+    whose path matched, and two routes (e.g. `GET` and `POST /v1/jobs`) may share a path."""
+    matched: list[tuple[bool, set[str]]] = []  # (a literal path, its methods) of each matching route
+    for route in request.app.router.routes:
+        match, _child = route.matches({**request.scope, "method": "GET"})
+        methods = getattr(route, "methods", None)
+        if match is not Match.NONE and methods:
+            matched.append(("{" not in getattr(route, "path", "{"), set(methods)))
+    # A literal path (`/v1/jobs/batch`) is its own resource, not an instance of `/v1/jobs/{job_id}`.
+    literal = any(is_literal for is_literal, _ in matched)
+    allow = ", ".join(sorted({m for is_literal, ms in matched if is_literal or not literal for m in ms}))
+    message = f"{request.method} is not allowed here; allowed: {allow}"
+    return error_response(405, "method_not_allowed", message, headers={"Allow": allow})
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400 and exc.detail == _BODY_UNPARSABLE:  # FastAPI's words for a non-JSON error
         message = "the request body is not valid JSON (not UTF-8, nested too deeply, or a number too long)"
         return error_response(400, "invalid_json", message, field="body")
+    if exc.status_code == 405:
+        return _method_not_allowed(request)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = str(exc.detail) if exc.detail else code.replace("_", " ")
     if exc.status_code == 404 and message == "Not Found":

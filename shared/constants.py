@@ -226,3 +226,6 @@ BATCH_OUTPUT_PAGE_LINES = 2000
 USAGE_DEFAULT_DAYS = 30
 #: The longest period one `GET /v1/usage` may ask for (a year and a day: a leap year's days all fit).
 USAGE_MAX_DAYS = 366
+# used by shared/limits.py (the body cap of a file upload, api/limits.py)
+#: Bytes a multipart upload may carry beyond the file itself (boundaries, part headers, `purpose`).
+MULTIPART_OVERHEAD_BYTES = 64 * 1024

@@ -1,4 +1,5 @@
-"""The request limits in force: what one job may ask for (text length, tokens, deadlines, schema size).
+"""The request limits in force: what one job may ask for (text length, tokens, deadlines, schema size,
+metadata size and depth) and how large a request body may be.
 
 Request models validate against `current_limits()`, never against the global `get_settings()`
 directly, so each app enforces the limits of the settings it was created with: the API sets them
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from shared.constants import MULTIPART_OVERHEAD_BYTES
 from shared.settings import Settings, get_settings
 
 __all__ = ["Limits", "current_limits", "limits_in_force"]
@@ -27,6 +29,12 @@ class Limits:
     max_timeout_s: float
     max_ttl_s: float
     max_schema_chars: int
+    max_metadata_bytes: int
+    max_metadata_depth: int
+    #: Largest request body of every route but an upload (`api.limits`).
+    max_body_bytes: int
+    #: Largest body of a file upload: the file's own cap plus room for its multipart framing.
+    max_upload_bytes: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -37,6 +45,10 @@ class Limits:
             max_timeout_s=settings.max_timeout_s,
             max_ttl_s=settings.max_ttl_s,
             max_schema_chars=settings.max_schema_chars,
+            max_metadata_bytes=settings.inputs.max_metadata_bytes,
+            max_metadata_depth=settings.inputs.max_metadata_depth,
+            max_body_bytes=settings.inputs.max_body_bytes,
+            max_upload_bytes=settings.files.files_max_bytes + MULTIPART_OVERHEAD_BYTES,
         )
 
 

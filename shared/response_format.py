@@ -32,14 +32,14 @@ def _unique(values: list[str]) -> list[str]:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class JsonSchemaSpec(_Strict):
     """OpenAI's `json_schema` object. Output is always constrained, whatever `strict` says."""
 
     model_config = ConfigDict(
-        extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+        extra="forbid", strict=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
     )
 
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]

@@ -14,6 +14,7 @@ from pydantic import (
     AfterValidator,
     AnyHttpUrl,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
@@ -44,7 +45,7 @@ from shared.results import (
     WebhookDeliveryOut,
 )
 from shared.tasks import TASKS, TaskRegistry
-from shared.validation import RequestModel, check_no_credentials
+from shared.validation import RequestModel, check_json_bounds, check_no_credentials
 
 __all__ = [
     "JOB_CREATE_MODELS",
@@ -230,7 +231,7 @@ class ExtractParams(_Deadlines):
     """What to extract: a JSON Schema (default: entities and relations) and optional instructions."""
 
     model_config = ConfigDict(
-        extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+        extra="forbid", strict=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
     )
 
     schema_: JsonSchema | None = Field(
@@ -282,9 +283,22 @@ class ModerateParams(ClassifyParams):
 
 # --- Job creation (a discriminated union on `task`) ----------------------------------------------
 
+
+def _bounded_metadata(value: Any) -> Any:
+    limits = current_limits()
+    return check_json_bounds(
+        value, name="metadata", max_bytes=limits.max_metadata_bytes, max_depth=limits.max_metadata_depth
+    )
+
+
 Metadata = Annotated[
     dict[Annotated[str, Field(max_length=64)], JsonValue],
-    Field(max_length=64, description="Your own key/values, stored and returned unchanged."),
+    Field(
+        max_length=64,
+        description="Your own key/values, stored and returned unchanged: at most 64 keys, "
+        "`max_metadata_bytes` as compact JSON and `max_metadata_depth` levels of nesting.",
+    ),
+    BeforeValidator(_bounded_metadata),
 ]
 Priority = Annotated[
     int,

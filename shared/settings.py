@@ -24,6 +24,7 @@ from pydantic_settings import SettingsConfigDict
 from shared.constants import MODERATION_CATEGORIES
 from shared.files.settings import FilesSettings
 from shared.privacy.settings import PrivacySettings, SecretSources
+from shared.inputs.settings import InputSettings
 from shared.settings_rules import cross_field_problems
 from shared.tenancy.settings import AuthSettings
 from shared.webhooks.settings import WebhookSafetySettings
@@ -320,6 +321,7 @@ class Settings(SecretSources):
         description="Where uploaded files live and how batches run: the `TEXTFLEET_FILES_*` and "
         "`TEXTFLEET_BATCH_*` variables (`shared.files.settings`), read from the same environment.",
     )
+    inputs: InputSettings = Field(default_factory=InputSettings, description="Request size caps.")
 
     # --- Tenants and API keys -----------------------------------------------------------------
     auth: AuthSettings = Field(default_factory=AuthSettings, description="`TEXTFLEET_AUTH_*`: API keys.")

@@ -12,11 +12,13 @@ nested in it do not walk again) and refused, naming each field, if it holds:
   a lenient JSON parser turns into floats): JSON cannot represent it.
 
 `check_clean_str` applies the same rule to a single string outside any model (e.g. a header).
+`check_json_bounds` bounds a free-form JSON value (a job's `metadata`) in size and nesting depth.
 """
 
 from __future__ import annotations
 
 import contextvars
+import json
 import math
 import re
 from collections.abc import Iterator
@@ -29,8 +31,10 @@ __all__ = [
     "KEY",
     "RequestModel",
     "check_clean_str",
+    "check_json_bounds",
     "check_no_credentials",
     "find_poison",
+    "json_depth",
     "string_problem",
 ]
 
@@ -74,6 +78,38 @@ def check_no_credentials(url: _U) -> _U:
     return url
 
 
+def json_depth(value: Any) -> int:
+    """How deeply objects and arrays nest in `value` (a scalar is 0, a flat object 1); iterative."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            depth += 1
+            deepest = max(deepest, depth)
+            stack.extend((child, depth) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def check_json_bounds(value: _U, *, name: str, max_bytes: int, max_depth: int) -> _U:
+    """`value` unchanged, or ValueError if it nests deeper than `max_depth` or is larger than
+    `max_bytes` as compact UTF-8 JSON (for `BeforeValidator`: checked on the raw input, so a deep
+    document never reaches a recursive validator). A value that is not JSON is left to the type check."""
+    if not isinstance(value, dict | list):
+        return value
+    depth = json_depth(value)
+    if depth > max_depth:
+        raise ValueError(f"{name} nests {depth} levels deep; the maximum is {max_depth}")
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return value
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise ValueError(f"{name} is {size} bytes as JSON; the maximum is {max_bytes}")
+    return value
+
+
 def find_poison(data: Any) -> Iterator[tuple[tuple[int | str, ...], str, str]]:
     """`(loc, error type, message)` of every unacceptable string or number in `data`, in document order.
 
@@ -114,10 +150,13 @@ class _BadKey:
 
 
 class RequestModel(BaseModel):
-    """Base of every request model: unknown fields are refused, and so is any NUL, lone surrogate,
-    NaN or Infinity anywhere in the input (one 422 item per offending field)."""
+    """Base of every request model: unknown fields are refused, values are not coerced from another
+    JSON type, and any NUL, lone surrogate, NaN or Infinity anywhere in the input is refused (one 422
+    item per offending field)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # strict: JSON types are not coerced (`"5"`, `true` or `5.0` is no integer, `1` no boolean); an enum
+    # field that takes its value's text says `Field(strict=False)` (JSON has no enums).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     @model_validator(mode="wrap")
     @classmethod
