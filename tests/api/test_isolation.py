@@ -27,7 +27,6 @@ from ulid import ULID
 from api.app import create_app
 from api.openai.service import INTERACTIVE_PRIORITY
 from shared.tenancy.principal import Scope
-from tests.api.conftest import Serve
 from tests.utils.factories import job_payload
 from tests.utils.isolation import (
     TenantObjects,
@@ -38,6 +37,7 @@ from tests.utils.isolation import (
     same_answer,
     tenant_of,
 )
+from tests.utils.live_api import LiveApi, live_api
 from tests.utils.tenancy import auth_headers, make_key
 
 #: A wait long enough that answering it late is unmistakable.
@@ -133,10 +133,19 @@ def _ask(client: httpx.Client, probe: Probe, object_id: str, key: str) -> tuple[
 Tenants = tuple[httpx.Client, TenantObjects, TenantObjects, str]
 
 
+@pytest.fixture(scope="module")
+def live(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
+    """The API served for real with keys required, shared by this module's tests (each makes tenants
+    of its own, with fresh names)."""
+    log_path = tmp_path_factory.mktemp("isolation") / "api.log"
+    env = {"database_url": database_url, "redis_url": redis_url, "auth_enabled": "true"}
+    with live_api(log_path, **env) as api:
+        yield api
+
+
 @pytest.fixture
-def two_tenants(serve: Serve, database_url: str) -> Iterator[Tenants]:
-    """A live API with keys required; tenants A and B, each with its objects; an admin key."""
-    live = serve(auth_enabled="true")
+def two_tenants(live: LiveApi, database_url: str) -> Iterator[Tenants]:
+    """Tenants A and B, each with its objects, made through the live API; an admin key."""
     with httpx.Client(base_url=live.url, timeout=60) as client:
         a, b = (
             make_objects(client, database_url, tenant, make_key(database_url, tenant))
@@ -232,9 +241,8 @@ def test_scopes(two_tenants: Tenants, database_url: str) -> None:
 
 
 def test_every_creation_path_records_the_creators_tenant(
-    serve: Serve, database_url: str, redis_url: str
+    live: LiveApi, database_url: str, redis_url: str
 ) -> None:
-    live = serve(auth_enabled="true")
     tenants = [_tenant("a"), _tenant("b")]
     keys = {t: make_key(database_url, t) for t in tenants}
 

@@ -88,7 +88,7 @@ def make_objects(client: httpx.Client, database_url: str, tenant: str, key: str)
     for kind in ("file", "file_del"):
         upload = client.post(
             "/v1/files",
-            files={"file": ("in.jsonl", jsonl(moderation_lines(2)))},
+            files={"file": ("in.jsonl", jsonl(list[dict[str, Any] | str](moderation_lines(2))))},
             data={"purpose": "batch"},
             headers=headers,
         )
