@@ -207,7 +207,7 @@ def test_lists_hold_the_callers_own_and_an_admin_sees_every_tenant(
         return {item["id"] for item in response.json()[field]}
 
     for path, field, kinds in (
-        ("/v1/jobs", "items", ("job", "job_hook")),
+        ("/v1/jobs", "items", ("job", "job_erase", "job_hook")),
         ("/v1/files", "data", ("file", "file_del", "output_file")),
         ("/v1/batches", "data", ("batch", "batch_hook")),
     ):
@@ -217,7 +217,7 @@ def test_lists_hold_the_callers_own_and_an_admin_sees_every_tenant(
         assert mine | theirs <= listed(path, admin, field), path
     # A's jobs list holds A's jobs only (its batches' jobs included), never another tenant's.
     jobs = client.get("/v1/jobs", headers=a.headers, params={"limit": 100}).json()["items"]
-    assert len(jobs) == 2 + 2 * 2  # its job, its hooked job, two batches of two requests
+    assert len(jobs) == 3 + 2 * 2  # its two jobs, its hooked job, two batches of two requests
 
 
 def test_scopes(two_tenants: Tenants, database_url: str) -> None:

@@ -79,12 +79,14 @@ def _fail(session: Session, delivery_id: str) -> None:
 def make_objects(client: httpx.Client, database_url: str, tenant: str, key: str) -> TenantObjects:
     """A tenant's objects, made through the API with its key (deliveries written to the database):
     `job` (queued), `file` (a batch input file), `file_del` (one to delete), `batch` (in progress, from
-    `file`), `output_file` (its output file), `job_hook` and `batch_hook` (with a failed delivery)."""
+    `file`), `output_file` (its output file), `job_hook` and `batch_hook` (with a failed delivery),
+    `job_erase` (a queued job, for a probe that erases one)."""
     made = TenantObjects(tenant, key)
     headers = made.headers
-    job = client.post("/v1/jobs", json=job_payload("sentiment"), headers=headers)
-    assert job.status_code == 202, job.text
-    made.ids["job"] = job.json()["id"]
+    for kind in ("job", "job_erase"):
+        job = client.post("/v1/jobs", json=job_payload("sentiment"), headers=headers)
+        assert job.status_code == 202, job.text
+        made.ids[kind] = job.json()["id"]
     for kind in ("file", "file_del"):
         upload = client.post(
             "/v1/files",
