@@ -101,7 +101,7 @@ def _start_services(app: FastAPI, settings: Settings) -> None:
     state.keys = KeysService(state.sessions, state.auth)
     state.jobs = jobs = JobService(settings, state.celery, state.sessions)
     # Concurrent single submissions share one INSERT, commit and Redis write.
-    state.intake = IntakeBatcher(lambda bodies: jobs.create(bodies, log_each=True))
+    state.intake = IntakeBatcher(lambda bodies, tenants: jobs.create(bodies, log_each=True, tenant=tenants))
     # Long polling: one subscription for the whole process, fanned out in memory.
     state.waiter = JobWaiter(settings.redis_url, jobs.read_many, max_waiters=settings.wait_max_waiters)
     # OpenAI-compatible endpoints: jobs through the same services, at interactive priority.

@@ -23,8 +23,8 @@ from pydantic_settings import SettingsConfigDict
 
 from shared.constants import MODERATION_CATEGORIES
 from shared.files.settings import FilesSettings
-from shared.privacy.settings import PrivacySettings, SecretSources
 from shared.inputs.settings import InputSettings
+from shared.privacy.settings import PrivacySettings, SecretSources
 from shared.settings_rules import cross_field_problems
 from shared.tenancy.settings import AuthSettings
 from shared.webhooks.settings import WebhookSafetySettings

@@ -2,10 +2,10 @@
 
 The moderation runs on the fleet's own classify path, batched like any classification: the
 generation worker records a child `moderate` job (priority 9, `metadata.guardrail_of` = the parent
-job's id), sends it to the classify queue, and waits for its result in the database. So a generation
-worker needs no classifier of its own, and the verdict is recorded like any job's. If no verdict
-comes back in time (no classify worker running, say) the parent is retried later rather than
-generated unchecked (`guardrail_unavailable`).
+job's id; in the parent's tenant, as it holds that tenant's text), sends it to the classify queue,
+and waits for its result in the database. So a generation worker needs no classifier of its own, and
+the verdict is recorded like any job's. If no verdict comes back in time (no classify worker
+running, say) the parent is retried later rather than generated unchecked (`guardrail_unavailable`).
 """
 
 from __future__ import annotations
@@ -41,15 +41,16 @@ def fleet_moderator(rt: WorkerRuntime, parent_id: str, timeout_s: float | None) 
     """A moderator that runs each text as a child `moderate` job on the classify queue."""
 
     def moderate(text: str, which: str) -> dict[str, Any]:
-        row = repository.new_job_row(
-            task=_MODERATE.value,
-            input_={"text": text},
-            params={},
-            metadata={"guardrail_of": parent_id, "guardrail": which},
-            priority=PRIORITY_MAX,
-            created_at=utcnow(),
-        )
         with session_scope(rt.settings.database_url) as session:
+            row = repository.new_job_row(
+                task=_MODERATE.value,
+                input_={"text": text},
+                params={},
+                metadata={"guardrail_of": parent_id, "guardrail": which},
+                priority=PRIORITY_MAX,
+                created_at=utcnow(),
+                tenant=repository.tenant_of(session, parent_id),
+            )
             repository.insert_job_rows(session, [row])
         try:
             send_job(rt.celery, row["id"], _MODERATE, PRIORITY_MAX)

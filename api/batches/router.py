@@ -1,4 +1,8 @@
-"""`/v1/batches`: create (from an uploaded JSONL file), retrieve, list and cancel batches."""
+"""`/v1/batches`: create (from an uploaded JSONL file), retrieve, list and cancel batches.
+
+Scopes: create, cancel and webhook re-send need `jobs:write`, list and retrieve `jobs:read`. A batch
+(its jobs, its output files) is its creator's tenant's, made from that tenant's own file; another
+tenant's batch answers `404` exactly like a missing one; an `admin` key sees every tenant's batches."""
 
 from __future__ import annotations
 
@@ -8,8 +12,9 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from api.batches.protocol import BatchCreate, BatchList, BatchOut, batch_out
-from api.deps import BatchesDep, OpenAIDep, SessionDep, SettingsDep
+from api.deps import BatchesDep, OpenAIDep, ReaderDep, SessionDep, SettingsDep, WriterDep
 from api.openai.errors import OpenAIRoute
+from api.visibility import visible_tenant
 from api.webhooks.safety import check_batch_webhook
 from shared.schemas import WebhookDeliveryOut
 
@@ -25,7 +30,12 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 
 @router.post("", response_model=BatchOut, summary="Create a batch", responses=_ERRORS)
 async def create_batch(
-    body: BatchCreate, service: BatchesDep, openai: OpenAIDep, session: SessionDep, settings: SettingsDep
+    body: BatchCreate,
+    service: BatchesDep,
+    openai: OpenAIDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: WriterDep,
 ) -> BatchOut:
     """Validate the input file line by line and run each request as a job (at `batch_priority`).
 
@@ -35,12 +45,14 @@ async def create_batch(
     downloaded while it runs."""
     await check_batch_webhook(body.webhook, settings)
     batch = await run_in_threadpool(
-        service.create,
-        session,
-        body,
-        webhooks_enabled=settings.webhook_secret is not None,
-        webhook_safety=settings.webhook_safety,
-        generation_model=openai.generation_model,
+        lambda: service.create(
+            session,
+            body,
+            webhooks_enabled=settings.webhook_secret is not None,
+            webhook_safety=settings.webhook_safety,
+            generation_model=openai.generation_model,
+            tenant=principal.tenant,
+        )
     )
     counts = await run_in_threadpool(service.counts, session, batch)
     session.rollback()
@@ -51,10 +63,11 @@ async def create_batch(
 def list_batches(
     service: BatchesDep,
     session: SessionDep,
+    principal: ReaderDep,
     after: Annotated[str | None, Query(description="`last_id` of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> BatchList:
-    items, more = service.list(session, limit=limit, after=after)
+    items, more = service.list(session, limit=limit, after=after, tenant=visible_tenant(principal))
     data = [batch_out(batch, counts) for batch, counts in items]
     return BatchList(
         data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None, has_more=more
@@ -62,15 +75,15 @@ def list_batches(
 
 
 @router.get("/{batch_id}", response_model=BatchOut, summary="Get a batch", responses=_ERRORS)
-def get_batch(batch_id: str, service: BatchesDep, session: SessionDep) -> BatchOut:
-    return batch_out(*service.get(session, batch_id))
+def get_batch(batch_id: str, service: BatchesDep, session: SessionDep, principal: ReaderDep) -> BatchOut:
+    return batch_out(*service.get(session, batch_id, visible_tenant(principal)))
 
 
 @router.post("/{batch_id}/cancel", response_model=BatchOut, summary="Cancel a batch", responses=_ERRORS)
-def cancel_batch(batch_id: str, service: BatchesDep, session: SessionDep) -> BatchOut:
+def cancel_batch(batch_id: str, service: BatchesDep, session: SessionDep, principal: WriterDep) -> BatchOut:
     """Cancel a batch in progress: its queued requests are canceled (they go to the error file as
     `batch_cancelled`), running ones finish; `cancelling` until none runs, then `cancelled`."""
-    return batch_out(*service.cancel(session, batch_id))
+    return batch_out(*service.cancel(session, batch_id, visible_tenant(principal)))
 
 
 @router.post(
@@ -80,8 +93,10 @@ def cancel_batch(batch_id: str, service: BatchesDep, session: SessionDep) -> Bat
     summary="Re-send a batch's failed webhook delivery",
     responses=_ERRORS,
 )
-def resend_batch_webhook(batch_id: str, service: BatchesDep, session: SessionDep) -> WebhookDeliveryOut:
+def resend_batch_webhook(
+    batch_id: str, service: BatchesDep, session: SessionDep, principal: WriterDep
+) -> WebhookDeliveryOut:
     """textfleet's extension: make the failed delivery of the batch's event (`batch.completed`, ...)
     pending again, due now, under the same `webhook-id`, with a fresh retry schedule. 404: no such
     batch or delivery; 409: the delivery is not failed (still retried, or delivered)."""
-    return service.resend_webhook(session, batch_id)
+    return service.resend_webhook(session, batch_id, visible_tenant(principal))

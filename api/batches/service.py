@@ -1,6 +1,11 @@
 """Batch logic: create (validate, then store and enqueue every request as a job), read with live
 `request_counts`, list and cancel. Reading a batch moves it on (`shared.batches.advance`, which the
 sweeper also runs), so a client always sees it where its jobs are.
+
+A batch, its jobs and its output files belong to the tenant that created it, and its input file must
+be that tenant's own. With `tenant` given, reads, cancels and re-sends see only that tenant's batches;
+another tenant's is "not found" with the same words as a missing one (`tenant=None`: every tenant's,
+for an admin).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from api.files.service import FilesService, new_file_id
 from api.jobs.creation import job_row
 from api.webhooks.safety import line_webhook_errors
 from shared import batches
+from shared.constants import DEFAULT_TENANT
 from shared.db import repository
 from shared.db.batch_models import Batch, BatchRequest, FileObject
 from shared.db.models import utcnow
@@ -57,16 +63,17 @@ class BatchesService:
         webhooks_enabled: bool,
         generation_model: str,
         webhook_safety: WebhookSafetySettings | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> Batch:
-        """A batch from an uploaded file: `in_progress` with every request queued as a job, or
-        `failed` with the errors of its bad lines (then nothing was stored but the batch)."""
+        """A batch of `tenant` from one of its uploaded files: `in_progress` with every request queued
+        as a job, or `failed` with the errors of its bad lines (then nothing was stored but the batch)."""
         if body.webhook is not None and not webhooks_enabled:
             raise InvalidInputError(
                 "webhook: webhooks are not enabled on this deployment (TEXTFLEET_WEBHOOK_SECRET is not set)",
                 field="webhook",
                 code="validation_error",
             )
-        source = self.files.get(session, body.input_file_id)
+        source = self.files.get(session, body.input_file_id, tenant)
         if source.purpose != "batch":
             raise InvalidInputError(
                 f"file {source.id!r} has purpose {source.purpose!r}; a batch needs purpose 'batch'",
@@ -91,6 +98,7 @@ class BatchesService:
         now = utcnow()
         batch = Batch(
             id=f"batch_{ULID()}",
+            tenant_id=tenant,
             endpoint=body.endpoint,
             input_file_id=source.id,
             completion_window=body.completion_window,
@@ -120,13 +128,14 @@ class BatchesService:
         batch.status, batch.in_progress_at, batch.total = "in_progress", now, len(requests)
         batch.output_file_id, batch.error_file_id = new_file_id(), new_file_id()
         jobs = [(request, item, job) for request in requests for item, job in enumerate(request.jobs)]
-        rows = [job_row(job, now) for _request, _item, job in jobs]
+        rows = [job_row(job, now, batch.tenant_id) for _request, _item, job in jobs]
         try:
             session.add(batch)
             for file_id, suffix in ((batch.output_file_id, "output"), (batch.error_file_id, "error")):
                 session.add(
                     FileObject(
                         id=file_id,
+                        tenant_id=batch.tenant_id,
                         purpose="batch_output",
                         filename=f"{batch.id}_{suffix}.jsonl",
                         bytes=0,
@@ -183,18 +192,19 @@ class BatchesService:
 
     # --- Read -------------------------------------------------------------------------------------
 
-    def _row(self, session: Session, batch_id: str) -> Batch:
+    def _row(self, session: Session, batch_id: str, tenant: str | None) -> Batch:
         batch = session.get(Batch, batch_id)
-        if batch is None:
+        if batch is None or (tenant is not None and batch.tenant_id != tenant):
             raise JobNotFoundError(f"no batch with id {batch_id!r}", code="batch_not_found")
         return batch
 
     def counts(self, session: Session, batch: Batch) -> RequestCounts:
         return RequestCounts(**batches.counts(session, batch)._asdict())
 
-    def get(self, session: Session, batch_id: str) -> tuple[Batch, RequestCounts]:
-        """The batch, moved on to where its jobs are (`shared.batches.advance`), with its counts."""
-        batch = self._row(session, batch_id)
+    def get(self, session: Session, batch_id: str, tenant: str | None = None) -> tuple[Batch, RequestCounts]:
+        """The batch (of `tenant`, when given), moved on to where its jobs are
+        (`shared.batches.advance`), with its counts."""
+        batch = self._row(session, batch_id, tenant)
         current = batches.counts(session, batch)
         if batch.status in batches.ACTIVE_STATUSES:
             current = batches.advance(session, batch, self._redis(), current)
@@ -205,34 +215,43 @@ class BatchesService:
         return redis_client(str(self.celery.conf.broker_url))
 
     def list(
-        self, session: Session, *, limit: int, after: str | None
+        self, session: Session, *, limit: int, after: str | None, tenant: str | None = None
     ) -> tuple[list[tuple[Batch, RequestCounts]], bool]:
-        """A page of batches, newest first, each advanced like `get`; and whether more follow."""
+        """A page of batches (of `tenant`, when given), newest first, each advanced like `get`; and
+        whether more follow."""
         query = select(Batch.id).order_by(Batch.id.desc()).limit(limit + 1)
+        if tenant is not None:
+            query = query.where(Batch.tenant_id == tenant)
         if after is not None:
             query = query.where(Batch.id < after)
         ids = list(session.scalars(query).all())
-        return [self.get(session, batch_id) for batch_id in ids[:limit]], len(ids) > limit
+        return [self.get(session, batch_id, tenant) for batch_id in ids[:limit]], len(ids) > limit
 
     # --- Cancel and expire ------------------------------------------------------------------------
 
-    def cancel(self, session: Session, batch_id: str) -> tuple[Batch, RequestCounts]:
-        """Cancel a batch: its queued jobs are canceled, running ones finish; `cancelled` once none runs."""
-        batch = self._row(session, batch_id)
+    def cancel(
+        self, session: Session, batch_id: str, tenant: str | None = None
+    ) -> tuple[Batch, RequestCounts]:
+        """Cancel a batch (of `tenant`, when given): its queued jobs are canceled, running ones finish;
+        `cancelled` once none runs."""
+        batch = self._row(session, batch_id, tenant)
         if batch.status in {"cancelling", "cancelled"}:
-            return self.get(session, batch_id)
+            return self.get(session, batch_id, tenant)
         if batch.status != "in_progress" or not batches.move(
             session, batch, "in_progress", "cancelling", cancelling_at=utcnow()
         ):
             raise ConflictError(f"batch is already {batch.status}; only a batch in progress can be cancelled")
         batches.cancel_queued(session, batch, self._redis())
-        return self.get(session, batch_id)
+        return self.get(session, batch_id, tenant)
 
     # --- Webhook ----------------------------------------------------------------------------------
 
-    def resend_webhook(self, session: Session, batch_id: str) -> WebhookDeliveryOut:
-        """Make the failed delivery of the batch's event pending again and due now, then enqueue it."""
-        delivery = reset_batch_for_resend(session, batch_id)
+    def resend_webhook(
+        self, session: Session, batch_id: str, tenant: str | None = None
+    ) -> WebhookDeliveryOut:
+        """Make the failed delivery of the batch's event (of `tenant`'s batch, when given) pending
+        again and due now, then enqueue it."""
+        delivery = reset_batch_for_resend(session, batch_id, tenant=tenant)
         session.commit()
         enqueue_deliveries(self.celery, [delivery.id])  # if Redis refuses (503), the sweeper re-sends it
         return delivery

@@ -1,4 +1,8 @@
-"""`/v1/files`: upload (multipart, OpenAI's client), retrieve, list, delete, download content."""
+"""`/v1/files`: upload (multipart, OpenAI's client), retrieve, list, delete, download content.
+
+Scopes: upload and delete need `jobs:write`, list, retrieve and download `jobs:read`. A file is its
+uploader's tenant's (a batch's output files, the batch's); another tenant's file answers `404` exactly
+like a missing one; an `admin` key sees every tenant's files."""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.batches.output import output_lines
-from api.deps import FilesDep, JobsDep, SessionDep
+from api.deps import FilesDep, JobsDep, ReaderDep, SessionDep, WriterDep
 from api.files.protocol import FileDeleted, FileList, FileOut, file_out
 from api.openai.errors import OpenAIRoute
+from api.visibility import visible_tenant
 from shared.errors import InvalidInputError
 
 __all__ = ["router"]
@@ -28,6 +33,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 async def upload_file(
     service: FilesDep,
     session: SessionDep,
+    principal: WriterDep,
     file: Annotated[UploadFile, File(description="The file; for a batch, JSONL of requests.")],
     purpose: Annotated[str, Form(description="`batch` for a batch's input.")],
 ) -> FileOut:
@@ -41,7 +47,13 @@ async def upload_file(
             code="file_too_large",
         )
     row = await run_in_threadpool(
-        service.create, session, data=data, filename=file.filename or "upload.jsonl", purpose=purpose
+        lambda: service.create(
+            session,
+            data=data,
+            filename=file.filename or "upload.jsonl",
+            purpose=purpose,
+            tenant=principal.tenant,
+        )
     )
     return file_out(row)
 
@@ -50,12 +62,15 @@ async def upload_file(
 def list_files(
     service: FilesDep,
     session: SessionDep,
+    principal: ReaderDep,
     after: Annotated[str | None, Query(description="`last_id` of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
     order: Annotated[Literal["asc", "desc"], Query()] = "desc",
     purpose: Annotated[str | None, Query()] = None,
 ) -> FileList:
-    rows, more = service.list(session, limit=limit, after=after, purpose=purpose, order=order)
+    rows, more = service.list(
+        session, limit=limit, after=after, purpose=purpose, order=order, tenant=visible_tenant(principal)
+    )
     data = [file_out(row) for row in rows]
     return FileList(
         data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None, has_more=more
@@ -63,22 +78,24 @@ def list_files(
 
 
 @router.get("/{file_id}", response_model=FileOut, summary="Get a file", responses=_ERRORS)
-def get_file(file_id: str, service: FilesDep, session: SessionDep) -> FileOut:
-    return file_out(service.get(session, file_id))
+def get_file(file_id: str, service: FilesDep, session: SessionDep, principal: ReaderDep) -> FileOut:
+    return file_out(service.get(session, file_id, visible_tenant(principal)))
 
 
 @router.delete("/{file_id}", response_model=FileDeleted, summary="Delete a file", responses=_ERRORS)
-def delete_file(file_id: str, service: FilesDep, session: SessionDep) -> FileDeleted:
-    service.delete(session, file_id)
+def delete_file(file_id: str, service: FilesDep, session: SessionDep, principal: WriterDep) -> FileDeleted:
+    service.delete(session, file_id, visible_tenant(principal))
     return FileDeleted(id=file_id)
 
 
 @router.get("/{file_id}/content", summary="Download a file's content", responses=_ERRORS)
-def file_content(file_id: str, service: FilesDep, session: SessionDep, jobs: JobsDep) -> Response:
+def file_content(
+    file_id: str, service: FilesDep, session: SessionDep, jobs: JobsDep, principal: ReaderDep
+) -> Response:
     """The file's bytes. A batch's output or error file holds a line per request finished so far, so
     it can be read while the batch runs (complete once the batch is `completed`, `expired` or
     `cancelled`)."""
-    row = service.get(session, file_id)
+    row = service.get(session, file_id, visible_tenant(principal))
     if row.batch_id is not None:
         lines = output_lines(jobs.sessions, row)
         return StreamingResponse(lines, media_type="application/jsonl")

@@ -3,6 +3,10 @@
 A batch's output and error files are rows without bytes (`batch_id` set): their content is the
 batch's finished requests, read from the jobs when asked (`api.batches.service.output_lines`), so it is
 downloadable while the batch runs and can never disagree with the jobs.
+
+Every file belongs to a tenant (its uploader's; a batch's output files, the batch's). With `tenant`
+given, reads see only that tenant's files, and another tenant's file is "not found" with the same
+words as a missing one (`tenant=None`: every tenant's, for an admin).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from ulid import ULID
 
+from shared.constants import DEFAULT_TENANT
 from shared.db.batch_models import FileObject
 from shared.errors import ConflictError, InvalidInputError, JobNotFoundError
 from shared.files.settings import FilesSettings
@@ -38,7 +43,9 @@ class FilesService:
         self.settings = settings
         self.store = store or make_store(settings)
 
-    def create(self, session: Session, *, data: bytes, filename: str, purpose: str) -> FileObject:
+    def create(
+        self, session: Session, *, data: bytes, filename: str, purpose: str, tenant: str = DEFAULT_TENANT
+    ) -> FileObject:
         if purpose not in PURPOSES:
             raise InvalidInputError(
                 f"purpose must be one of {sorted(PURPOSES)}, got {purpose!r}",
@@ -53,6 +60,7 @@ class FilesService:
             )
         row = FileObject(
             id=new_file_id(),
+            tenant_id=tenant,
             purpose=purpose,
             filename=filename[:255],
             bytes=len(data),
@@ -72,9 +80,10 @@ class FilesService:
             raise
         return row
 
-    def get(self, session: Session, file_id: str) -> FileObject:
+    def get(self, session: Session, file_id: str, tenant: str | None = None) -> FileObject:
+        """The file `file_id` (of `tenant`, when given); JobNotFoundError otherwise."""
         row = session.get(FileObject, file_id)
-        if row is None:
+        if row is None or (tenant is not None and row.tenant_id != tenant):
             raise JobNotFoundError(f"no file with id {file_id!r}", code="file_not_found")
         return row
 
@@ -93,10 +102,19 @@ class FilesService:
         )
 
     def list(
-        self, session: Session, *, limit: int, after: str | None, purpose: str | None, order: str
+        self,
+        session: Session,
+        *,
+        limit: int,
+        after: str | None,
+        purpose: str | None,
+        order: str,
+        tenant: str | None = None,
     ) -> tuple[Sequence[FileObject], bool]:
-        """A page of files (by id: creation order) and whether more follow."""
+        """A page of files (by id: creation order) and whether more follow; with `tenant`, its files only."""
         query = select(FileObject).limit(limit + 1)
+        if tenant is not None:
+            query = query.where(FileObject.tenant_id == tenant)
         descending = order == "desc"
         query = query.order_by(FileObject.id.desc() if descending else FileObject.id)
         if after is not None:
@@ -106,8 +124,8 @@ class FilesService:
         rows = session.scalars(query).all()
         return rows[:limit], len(rows) > limit
 
-    def delete(self, session: Session, file_id: str) -> None:
-        row = self.get(session, file_id)
+    def delete(self, session: Session, file_id: str, tenant: str | None = None) -> None:
+        row = self.get(session, file_id, tenant)
         if row.batch_id is None and row.storage == self.store.name:
             self.store.delete(session, row.id)
         session.delete(row)

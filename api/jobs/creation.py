@@ -17,7 +17,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
-from shared.constants import TaskName
+from shared.constants import DEFAULT_TENANT, TaskName
 from shared.db import repository
 from shared.db.models import IdempotencyKey, utcnow
 from shared.errors import InvalidInputError, QueueUnavailableError
@@ -34,10 +34,11 @@ class IdempotentReplayError(Exception):
     """A concurrent request stored the same Idempotency-Key first: answer with its jobs."""
 
 
-def job_row(body: JobCreate, created_at: Any) -> dict[str, Any]:
-    """The row of a validated job: input and params as given (unset and null fields left out),
-    metadata unchanged (its values are already plain JSON: null stays null)."""
+def job_row(body: JobCreate, created_at: Any, tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
+    """The row of a validated job of `tenant`: input and params as given (unset and null fields left
+    out), metadata unchanged (its values are already plain JSON: null stays null)."""
     return repository.new_job_row(
+        tenant=tenant,
         task=body.task.value,
         input_=body.input.model_dump(mode="json", exclude_unset=True, exclude_none=True),
         params=body.params.model_dump(mode="json", exclude_unset=True, exclude_none=True),
@@ -71,6 +72,7 @@ def create_jobs(
     chunk_size: int = 1000,
     log_each: bool = False,
     idempotency: tuple[str, str, float] | None = None,
+    tenant: str | Sequence[str] = DEFAULT_TENANT,
 ) -> list[JobOut]:
     """Store validated jobs as `queued` (one multi-row INSERT per `chunk_size`), commit once, then
     enqueue them all in one pipelined Redis write. Returns them in the order given.
@@ -80,14 +82,23 @@ def create_jobs(
 
     With `idempotency = (key, request digest, ttl_s)` the key is stored in the same transaction as the
     jobs; a concurrent request with the same key loses the insert race and raises IdempotentReplayError.
+
+    Every job belongs to `tenant`, its creator's (or, a list: to `tenant[i]`, for the intake batcher's
+    groups of several callers' jobs); an idempotency key is `tenant`'s own (it must be one name then).
     """
     created_at = utcnow()
-    rows = [job_row(body, created_at) for body in bodies]
+    tenants = [tenant] * len(bodies) if isinstance(tenant, str) else list(tenant)
+    rows = [job_row(body, created_at, owner) for body, owner in zip(bodies, tenants, strict=True)]
     try:
         repository.insert_job_rows(session, rows, chunk_size=chunk_size)
         if idempotency is not None:
             key, digest, _ttl = idempotency
-            session.add(IdempotencyKey(key=key, request_hash=digest, job_ids=[r["id"] for r in rows]))
+            assert isinstance(tenant, str), "an Idempotency-Key belongs to one tenant"
+            session.add(
+                IdempotencyKey(
+                    tenant_id=tenant, key=key, request_hash=digest, job_ids=[r["id"] for r in rows]
+                )
+            )
         session.commit()
     except IntegrityError as exc:
         session.rollback()
@@ -114,7 +125,11 @@ def create_jobs(
         try:
             repository.delete_jobs(session, ids)
             if idempotency is not None:
-                session.execute(delete(IdempotencyKey).where(IdempotencyKey.key == idempotency[0]))
+                session.execute(
+                    delete(IdempotencyKey).where(
+                        IdempotencyKey.tenant_id == tenants[0], IdempotencyKey.key == idempotency[0]
+                    )
+                )
             session.commit()
         except Exception:
             session.rollback()
@@ -129,13 +144,13 @@ def create_jobs(
     return [repository.row_to_out(row) for row in rows]
 
 
-def create_job(session: Session, celery: Any, body: JobCreate) -> JobOut:
-    """Store a validated job as `queued`, commit, then enqueue it by task name.
+def create_job(session: Session, celery: Any, body: JobCreate, tenant: str = DEFAULT_TENANT) -> JobOut:
+    """Store a validated job of `tenant` as `queued`, commit, then enqueue it by task name.
 
     If the broker refuses the message the row is deleted again and QueueUnavailableError propagates,
     so a failed submission leaves nothing behind.
     """
-    return create_jobs(session, celery, [body])[0]
+    return create_jobs(session, celery, [body], tenant=tenant)[0]
 
 
 def _refused_value(exc: BaseException) -> bool:

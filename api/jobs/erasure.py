@@ -21,10 +21,11 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import Session
 
-from api.jobs.reads import normalize_id, read_job
+from api.jobs.reads import job_not_found, normalize_id, read_job
+from api.visibility import visible_tenant
 from shared.db import repository
 from shared.db.models import utcnow
-from shared.errors import ConflictError, JobNotFoundError
+from shared.errors import ConflictError
 from shared.lifecycle import Completion, end_jobs
 from shared.queueing import redis_client
 from shared.schemas import JobOut, JobStatus
@@ -44,10 +45,10 @@ def erase_job(session: Session, celery: Any, job_id: str, principal: Principal) 
     ConflictError in the rare case the job kept changing state (a worker requeued it) meanwhile."""
     job_id = normalize_id(job_id)
     for _ in range(ERASE_ATTEMPTS):
-        job = repository.get(session, job_id)
-        if job is None or not (principal.is_admin or job.tenant_id == principal.tenant):
+        job = repository.get(session, job_id, tenant=visible_tenant(principal))
+        if job is None:
             session.rollback()
-            raise JobNotFoundError("no job with this id")
+            raise job_not_found()
         status, erased_at = JobStatus(job.status), job.erased_at
         session.rollback()  # end_jobs runs its own transaction
         if erased_at is not None:

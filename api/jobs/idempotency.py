@@ -1,6 +1,9 @@
 """`Idempotency-Key`: the same key and request within `idempotency_ttl_s` return the original jobs;
 the same key with a different request is a conflict. The key is stored in the transaction that
-stores the jobs (`api.jobs.creation.create_jobs`), so two racing requests cannot both create."""
+stores the jobs (`api.jobs.creation.create_jobs`), so two racing requests cannot both create.
+
+Keys are per tenant (the table's key is (tenant, key)): another tenant's use of the same key is
+invisible, neither replayed nor a conflict."""
 
 from __future__ import annotations
 
@@ -31,10 +34,11 @@ def request_hash(bodies: Sequence[JobCreate], kind: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def replay(session: Session, key: str, digest: str, ttl_s: float) -> list[JobOut] | None:
-    """The jobs an Idempotency-Key already created, if it was used within `ttl_s` with the same request;
-    ConflictError if it was used with a different one; None if it is unused (or expired, then freed)."""
-    seen = session.get(IdempotencyKey, (DEFAULT_TENANT, key))  # TODO(isolation): the caller's tenant
+def replay(session: Session, key: str, digest: str, ttl_s: float, tenant: str) -> list[JobOut] | None:
+    """The jobs `tenant`'s Idempotency-Key already created, if it was used within `ttl_s` with the same
+    request; ConflictError if it was used with a different one; None if it is unused (or expired, then
+    freed)."""
+    seen = session.get(IdempotencyKey, {"tenant_id": tenant, "key": key})
     if seen is None:
         return None
     if seen.created_at < utcnow() - timedelta(seconds=ttl_s):
@@ -43,7 +47,10 @@ def replay(session: Session, key: str, digest: str, ttl_s: float) -> list[JobOut
         return None
     if seen.request_hash != digest:
         raise ConflictError("this Idempotency-Key was already used with a different request body")
-    rows = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(seen.job_ids)))}
+    rows = {
+        job.id: job
+        for job in session.scalars(select(Job).where(Job.id.in_(seen.job_ids), Job.tenant_id == tenant))
+    }
     return with_deliveries(session, [rows[job_id] for job_id in seen.job_ids if job_id in rows])
 
 
@@ -56,12 +63,14 @@ def create_idempotent(
     kind: str,
     ttl_s: float,
     chunk_size: int = 1000,
+    tenant: str = DEFAULT_TENANT,
 ) -> tuple[list[JobOut], bool]:
-    """Create jobs under an Idempotency-Key: (jobs, replayed). The same key with the same request within
-    `ttl_s` returns the original jobs (replayed=True); with a different request, ConflictError."""
+    """Create jobs of `tenant` under its Idempotency-Key: (jobs, replayed). The same key with the same
+    request within `ttl_s` returns the original jobs (replayed=True); with a different request,
+    ConflictError."""
     digest = request_hash(bodies, kind)
     try:
-        earlier = replay(session, key, digest, ttl_s)
+        earlier = replay(session, key, digest, ttl_s, tenant)
         if earlier is not None:
             return earlier, True
         session.commit()  # an expired key was freed
@@ -69,11 +78,11 @@ def create_idempotent(
         session.rollback()
     try:
         return create_jobs(
-            session, celery, bodies, chunk_size=chunk_size, idempotency=(key, digest, ttl_s)
+            session, celery, bodies, chunk_size=chunk_size, idempotency=(key, digest, ttl_s), tenant=tenant
         ), False
     except IdempotentReplayError:
         try:
-            earlier = replay(session, key, digest, ttl_s)
+            earlier = replay(session, key, digest, ttl_s, tenant)
         finally:
             session.rollback()
         if earlier is None:  # freed again in between: vanishingly rare

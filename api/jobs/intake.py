@@ -9,7 +9,7 @@ import structlog
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
-from shared.constants import INTAKE_MAX_BATCH, INTAKE_MAX_FLUSHES
+from shared.constants import DEFAULT_TENANT, INTAKE_MAX_BATCH, INTAKE_MAX_FLUSHES
 from shared.errors import RetryableError
 from shared.schemas import JobCreate, JobOut
 
@@ -37,18 +37,20 @@ class IntakeBatcher:
     def __init__(
         self, store: Any, *, max_batch: int = INTAKE_MAX_BATCH, max_flushes: int = INTAKE_MAX_FLUSHES
     ) -> None:
-        # `store(bodies) -> list[JobOut]` runs in the threadpool: create_jobs with its own session.
+        # `store(bodies, tenants) -> list[JobOut]` runs in the threadpool: create_jobs with its own
+        # session, each job in its own caller's tenant (a group holds several callers' jobs).
         self._store = store
         self._max_batch = max_batch
-        self._pending: list[tuple[JobCreate, asyncio.Future[JobOut]]] = []
+        self._pending: list[tuple[JobCreate, str, asyncio.Future[JobOut]]] = []
         self._max_flushes = max_flushes
         self._flushing = 0
         self._tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
 
-    async def submit(self, body: JobCreate) -> JobOut:
-        """Store and enqueue `body` with whatever else is waiting; its JobOut once committed and sent."""
+    async def submit(self, body: JobCreate, tenant: str = DEFAULT_TENANT) -> JobOut:
+        """Store and enqueue `body` (a job of `tenant`) with whatever else is waiting; its JobOut once
+        committed and sent."""
         future: asyncio.Future[JobOut] = asyncio.get_running_loop().create_future()
-        self._pending.append((body, future))
+        self._pending.append((body, tenant, future))
         if self._flushing < self._max_flushes:
             self._flushing += 1
             task = asyncio.get_running_loop().create_task(self._flush_all())
@@ -56,7 +58,7 @@ class IntakeBatcher:
             task.add_done_callback(self._tasks.discard)
         return await future
 
-    def _store_each(self, bodies: list[JobCreate]) -> list[JobOut | BaseException]:
+    def _store_each(self, items: list[tuple[JobCreate, str]]) -> list[JobOut | BaseException]:
         """Store each job alone (after its group failed): each its own JobOut or exception.
 
         An outage is nobody's fault and would fail every member alike: once one member alone fails
@@ -64,12 +66,12 @@ class IntakeBatcher:
         without a try each (no N timeouts in a row against a hanging Redis)."""
         outcomes: list[JobOut | BaseException] = []
         outage: BaseException | None = None
-        for body in bodies:
+        for body, tenant in items:
             if outage is not None:
                 outcomes.append(outage)
                 continue
             try:
-                outcomes.append(self._store([body])[0])
+                outcomes.append(self._store([body], [tenant])[0])
             except Exception as exc:
                 outcomes.append(exc)
                 if isinstance(exc, RetryableError | OperationalError):
@@ -83,18 +85,22 @@ class IntakeBatcher:
                 del self._pending[: self._max_batch]
                 outcomes: list[JobOut | BaseException]
                 try:
-                    outcomes = list(await run_in_threadpool(self._store, [b for b, _ in batch]))
+                    outcomes = list(
+                        await run_in_threadpool(
+                            self._store, [b for b, _, _ in batch], [t for _, t, _ in batch]
+                        )
+                    )
                 except Exception as exc:
                     outcomes = [exc]
                     if len(batch) > 1:  # isolate: only the member at fault may fail
                         log.warning("intake.group_failed", jobs=len(batch), error_type=type(exc).__name__)
-                        outcomes = await run_in_threadpool(self._store_each, [b for b, _ in batch])
+                        outcomes = await run_in_threadpool(self._store_each, [(b, t) for b, t, _ in batch])
                 except BaseException as exc:
-                    for _, future in batch:
+                    for _, _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
                     raise
-                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                for (_, _, future), outcome in zip(batch, outcomes, strict=True):
                     if future.done():
                         continue
                     if isinstance(outcome, BaseException):

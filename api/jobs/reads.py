@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,9 +21,11 @@ from shared.schemas import JobList, JobOut, JobStatus
 from shared.webhooks import deliveries_for
 
 __all__ = [
+    "OwnedJob",
     "Sessions",
     "check_cursor",
     "get_job",
+    "job_not_found",
     "list_jobs",
     "normalize_id",
     "read_job",
@@ -34,6 +37,19 @@ __all__ = [
 Sessions = sessionmaker[Session]
 
 _ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+
+
+class OwnedJob(NamedTuple):
+    """A job as clients see it, with the tenant it belongs to (what a coalesced read returns)."""
+
+    tenant: str
+    job: JobOut
+
+
+def job_not_found() -> JobNotFoundError:
+    """The one answer for a job id that names no job the caller may see: none exists, or it is another
+    tenant's (the two must not be told apart)."""
+    return JobNotFoundError("no job with this id")
 
 
 def normalize_id(job_id: str) -> str:
@@ -65,30 +81,35 @@ def with_deliveries(session: Session, jobs: Sequence[Job]) -> list[JobOut]:
     return out
 
 
-def read_job(session: Session, job_id: str) -> JobOut:
-    """The job's current row, read fresh (`job_id` canonical); the transaction is ended so no
-    connection stays checked out."""
+def read_job(session: Session, job_id: str, tenant: str | None = None) -> JobOut:
+    """The job's current row, read fresh (`job_id` canonical); with `tenant`, only that tenant's (another
+    tenant's is not found). The transaction is ended so no connection stays checked out."""
     session.expire_all()
     try:
-        job = repository.get(session, job_id)
+        job = repository.get(session, job_id, tenant=tenant)
         if job is None:
-            raise JobNotFoundError("no job with this id")
+            raise job_not_found()
         return with_deliveries(session, [job])[0]
     finally:
         session.rollback()
 
 
-def get_job(session: Session, job_id: str) -> JobOut:
-    """The job with `job_id`; JobNotFoundError if there is none (or the id is malformed)."""
-    return read_job(session, normalize_id(job_id))
+def get_job(session: Session, job_id: str, tenant: str | None = None) -> JobOut:
+    """The job with `job_id` (of `tenant`, when given); JobNotFoundError if there is none (or the id is
+    malformed)."""
+    return read_job(session, normalize_id(job_id), tenant)
 
 
-def read_jobs(sessions: Sessions, job_ids: Sequence[str]) -> dict[str, JobOut]:
-    """The jobs with these ids (missing ones left out), read fresh in one query; no connection kept."""
+def read_jobs(sessions: Sessions, job_ids: Sequence[str]) -> dict[str, OwnedJob]:
+    """The jobs with these ids and their tenants (missing ones left out), read fresh in one query; no
+    connection kept. The caller filters by tenant (a coalesced read serves several tenants' waits)."""
     session = sessions()
     try:
         rows = session.scalars(select(Job).where(Job.id.in_(list(job_ids)))).all()
-        return {job.id: job for job in with_deliveries(session, rows)}
+        return {
+            job.id: OwnedJob(row.tenant_id, job)
+            for row, job in zip(rows, with_deliveries(session, rows), strict=True)
+        }
     finally:
         session.rollback()
         session.close()
@@ -102,8 +123,10 @@ def list_jobs(
     cursor: str | None = None,
     status: JobStatus | None = None,
     task: TaskName | None = None,
+    tenant: str | None = None,
 ) -> JobList:
-    """A page of jobs, newest first, optionally filtered by status and task."""
+    """A page of jobs, newest first, optionally filtered by status and task; with `tenant`, only that
+    tenant's."""
     if limit > max_limit:
         raise InvalidInputError(f"limit must be at most {max_limit}", field="limit", code="validation_error")
     try:
@@ -113,6 +136,7 @@ def list_jobs(
             cursor=check_cursor(cursor),
             status=status,
             task=task.value if task is not None else None,
+            tenant=tenant,
         )
         return JobList(items=with_deliveries(session, rows), next_cursor=next_cursor)
     finally:

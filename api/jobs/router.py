@@ -3,6 +3,11 @@
 Thin routes: validation is the models' (`shared.schemas`, `api.jobs.protocol`), the work is the
 services' (`api.deps`: the job service, the intake batcher, the waiter), errors are mapped to HTTP
 by `api.errors`. Async routes hold no session and no thread while they wait.
+
+Scopes: submitting and cancelling need `jobs:write`, reading, listing and waiting `jobs:read`. A job
+belongs to the tenant of the key that submitted it; a caller sees only its own tenant's jobs (an
+`admin` key sees every tenant's), and another tenant's job answers exactly like a missing one
+(`api.visibility`).
 """
 
 from __future__ import annotations
@@ -13,12 +18,22 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CeleryDep, IntakeDep, JobsDep, SessionDep, SettingsDep, WaiterDep, WriterDep
+from api.deps import (
+    CeleryDep,
+    IntakeDep,
+    JobsDep,
+    ReaderDep,
+    SessionDep,
+    SettingsDep,
+    WaiterDep,
+    WriterDep,
+)
 from api.jobs import reads
 from api.jobs.creation import check_webhooks
 from api.jobs.erasure import erase_job
 from api.jobs.protocol import IdempotencyKeyHeader, JobBatch, JobBatchCreate
 from api.jobs.service import cancel_job as cancel
+from api.visibility import visible_tenant
 from api.webhooks.safety import check_job_webhooks
 from shared.constants import TaskName
 from shared.errors import InvalidInputError
@@ -46,7 +61,11 @@ _JSON = "application/json"
     responses=_errors(400, 409, 422, 503),
 )
 async def create_job(
-    body: JobCreate, jobs: JobsDep, intake: IntakeDep, idempotency_key: IdempotencyKeyHeader = None
+    body: JobCreate,
+    jobs: JobsDep,
+    intake: IntakeDep,
+    principal: WriterDep,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Validate, store (status `queued`) and enqueue a job. Poll `Location` (or `GET ...?wait=`).
 
@@ -56,12 +75,12 @@ async def create_job(
     await check_job_webhooks([body], jobs.settings)
     if idempotency_key is not None:
         created, replayed = await run_in_threadpool(
-            lambda: jobs.create_idempotent([body], key=idempotency_key, kind="job")
+            lambda: jobs.create_idempotent([body], key=idempotency_key, kind="job", tenant=principal.tenant)
         )
         job, status = created[0], 200 if replayed else 202
     else:
         # Concurrent submissions share one INSERT + commit + Redis write (see IntakeBatcher).
-        job, status = await intake.submit(body), 202
+        job, status = await intake.submit(body, principal.tenant), 202
     location = {"Location": jobs.location(job.id)}
     return Response(_JOB_JSON.dump_json(job), status, headers=location, media_type=_JSON)
 
@@ -90,7 +109,7 @@ async def _batch_size_guard(request: Request, settings: SettingsDep) -> None:
     dependencies=[Depends(_batch_size_guard)],
 )
 async def create_jobs(
-    body: JobBatchCreate, jobs: JobsDep, idempotency_key: IdempotencyKeyHeader = None
+    body: JobBatchCreate, jobs: JobsDep, principal: WriterDep, idempotency_key: IdempotencyKeyHeader = None
 ) -> Response:
     """Validate, store and enqueue 1 to `bulk_max_jobs` jobs in one request; each item is exactly a
     `POST /v1/jobs` body and each item's `priority` is honoured.
@@ -111,11 +130,13 @@ async def create_jobs(
     status = 202
     if idempotency_key is not None:
         items, replayed = await run_in_threadpool(
-            lambda: jobs.create_idempotent(body.jobs, key=idempotency_key, kind="batch")
+            lambda: jobs.create_idempotent(
+                body.jobs, key=idempotency_key, kind="batch", tenant=principal.tenant
+            )
         )
         status = 200 if replayed else 202
     else:
-        items = await run_in_threadpool(jobs.create, body.jobs)
+        items = await run_in_threadpool(lambda: jobs.create(body.jobs, tenant=principal.tenant))
     return Response(_BATCH_JSON.dump_json(JobBatch(items=items)), status, media_type=_JSON)
 
 
@@ -123,13 +144,20 @@ async def create_jobs(
 def list_jobs(
     session: SessionDep,
     settings: SettingsDep,
+    principal: ReaderDep,
     limit: Annotated[int, Query(ge=1, description="Page size (at most `list_max_limit`).")] = 20,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
     task: Annotated[TaskName | None, Query(description="Only jobs of this task.")] = None,
 ) -> JobList:
     return reads.list_jobs(
-        session, limit=limit, max_limit=settings.list_max_limit, cursor=cursor, status=status, task=task
+        session,
+        limit=limit,
+        max_limit=settings.list_max_limit,
+        cursor=cursor,
+        status=status,
+        task=task,
+        tenant=visible_tenant(principal),
     )
 
 
@@ -138,6 +166,7 @@ async def get_job(
     job_id: str,
     jobs: JobsDep,
     waiter: WaiterDep,
+    principal: ReaderDep,
     wait: Annotated[
         float | None,
         Query(
@@ -149,9 +178,11 @@ async def get_job(
     ] = None,
 ) -> JobOut | Response:
     """The job's current state; with `?wait=N`, returns as soon as it is terminal or after N seconds
-    (at once, with the current state, when the API process already holds `wait_max_waiters` waits)."""
+    (at once, with the current state, when the API process already holds `wait_max_waiters` waits).
+    Another tenant's job is a `404` at once, like an id that does not exist."""
+    tenant = visible_tenant(principal)
     if wait is None:
-        return await run_in_threadpool(jobs.get, job_id)
+        return await run_in_threadpool(jobs.get, job_id, tenant)
     # No session dependency here: a waiter must not cost a thread (opening and closing a session
     # dependency is two threadpool hops per request); its reads are coalesced by the app's JobReader.
     max_wait_s = jobs.settings.max_wait_s
@@ -159,7 +190,7 @@ async def get_job(
         raise InvalidInputError(
             f"wait must be at most {max_wait_s:g} seconds", field="wait", code="validation_error"
         )
-    job = await waiter.wait(reads.normalize_id(job_id), wait)
+    job = await waiter.wait(reads.normalize_id(job_id), wait, tenant)
     try:  # written directly: thousands of waiters released at once skip response-model re-validation
         return Response(_JOB_JSON.dump_json(job), media_type=_JSON)
     except ValueError:  # a legacy row pydantic cannot write (a lone surrogate): the escaping path
@@ -169,10 +200,10 @@ async def get_job(
 @router.post(
     "/{job_id}/cancel", response_model=JobOut, summary="Cancel a job", responses=_errors(404, 409, 503)
 )
-def cancel_job(job_id: str, session: SessionDep, celery: CeleryDep) -> JobOut:
+def cancel_job(job_id: str, session: SessionDep, celery: CeleryDep, principal: WriterDep) -> JobOut:
     """Cancel a queued or running job. A running generation is aborted inside the engine (its KV cache
     freed). 409 if the job already finished."""
-    return cancel(session, celery, job_id)
+    return cancel(session, celery, job_id, visible_tenant(principal))
 
 
 @router.delete(

@@ -7,7 +7,9 @@
   connection was down are lost.
 - `JobReader` coalesces database reads: the reads that waiters ask for while one is in flight go
   together in the next (one `SELECT ... WHERE id IN (...)` per batch in the threadpool), so two
-  thousand waiters never queue two thousand reads in front of `/readyz`.
+  thousand waiters never queue two thousand reads in front of `/readyz`. Each read names the tenant it
+  may see: another tenant's job is answered "not found" by the same read that finds a missing id, so
+  `?wait` on it returns at once, exactly like `?wait` on an id that does not exist.
 - `wait_for_job` registers its waiter *before* it asks for the job's state, so an announcement made
   between the read and the wait cannot be missed; and every read it asks for starts after it asked.
 
@@ -28,6 +30,7 @@ import structlog
 from redis.asyncio import Redis
 from starlette.concurrency import run_in_threadpool
 
+from api.jobs.reads import OwnedJob, job_not_found
 from shared.constants import (
     EVENTS_CHANNEL_PREFIX,
     EVENTS_HEALTH_CHECK_S,
@@ -38,7 +41,6 @@ from shared.constants import (
     READER_MAX_FLUSHES,
     REDIS_CONNECT_TIMEOUT_S,
 )
-from shared.errors import JobNotFoundError
 from shared.metrics import WAITS_ANSWERED_AT_ONCE, WAITS_HELD
 from shared.schemas import JobOut
 
@@ -179,7 +181,7 @@ class JobReader:
 
     def __init__(
         self,
-        read_many: Callable[[Sequence[str]], dict[str, JobOut]],
+        read_many: Callable[[Sequence[str]], dict[str, OwnedJob]],
         *,
         max_batch: int = READER_MAX_BATCH,
         max_flushes: int = READER_MAX_FLUSHES,
@@ -187,15 +189,16 @@ class JobReader:
         self._read_many = read_many
         self._max_batch = max_batch
         self._max_flushes = max_flushes
-        self._pending: dict[str, list[asyncio.Future[JobOut]]] = {}
+        self._pending: dict[str, list[tuple[asyncio.Future[JobOut], str | None]]] = {}
         self._flushing = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def read(self, job_id: str) -> JobOut:
-        """The job's current state (JobNotFoundError if there is none)."""
+    async def read(self, job_id: str, tenant: str | None = None) -> JobOut:
+        """The job's current state (JobNotFoundError if there is none, or, with `tenant`, if it is another
+        tenant's)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[JobOut] = loop.create_future()
-        self._pending.setdefault(job_id, []).append(future)
+        self._pending.setdefault(job_id, []).append((future, tenant))
         if self._flushing < self._max_flushes:
             self._flushing += 1
             task = loop.create_task(self._flush_all())
@@ -212,30 +215,33 @@ class JobReader:
                     found = await run_in_threadpool(self._read_many, ids)
                 except Exception as exc:
                     for futures in batch.values():
-                        for future in futures:
+                        for future, _ in futures:
                             if not future.done():
                                 future.set_exception(exc)
                     continue
                 for job_id, futures in batch.items():
-                    job = found.get(job_id)
-                    for future in futures:
+                    owned = found.get(job_id)
+                    for future, tenant in futures:
                         if future.done():
                             continue
-                        if job is None:
-                            future.set_exception(JobNotFoundError("no job with this id"))
+                        if owned is None or (tenant is not None and owned.tenant != tenant):
+                            future.set_exception(job_not_found())
                         else:
-                            future.set_result(job)
+                            future.set_result(owned.job)
         finally:
             self._flushing -= 1
 
 
-async def wait_for_job(events: JobEvents, reader: JobReader, job_id: str, timeout_s: float) -> JobOut:
+async def wait_for_job(
+    events: JobEvents, reader: JobReader, job_id: str, timeout_s: float, tenant: str | None = None
+) -> JobOut:
     """The job once it is terminal, or its state after `timeout_s` seconds (at once when the process
-    is full or has no subscription). `job_id` must be canonical."""
+    is full or has no subscription). `job_id` must be canonical. With `tenant`, another tenant's job is
+    not found by the first read, at once, like a missing id."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     with events.watch(job_id) as announced:  # registered before the read: nothing is missed
-        job = await reader.read(job_id)
+        job = await reader.read(job_id, tenant)
         if announced is None:
             return job
         while not job.status.is_terminal and (remaining := deadline - loop.time()) > 0:
@@ -244,9 +250,9 @@ async def wait_for_job(events: JobEvents, reader: JobReader, job_id: str, timeou
             except TimeoutError:
                 break
             announced.clear()  # before the read: an announcement during it wakes us again
-            job = await reader.read(job_id)
+            job = await reader.read(job_id, tenant)
     if not job.status.is_terminal:  # the deadline: one last look (announcements are best effort)
-        job = await reader.read(job_id)
+        job = await reader.read(job_id, tenant)
     log.debug("job.wait_done", job_id=job_id, status=job.status.value)
     return job
 
@@ -256,7 +262,7 @@ class JobWaiter:
     subscription and a `JobReader` over `read_many` (one query per batch of ids, in the threadpool)."""
 
     def __init__(
-        self, redis_url: str, read_many: Callable[[Sequence[str]], dict[str, JobOut]], *, max_waiters: int
+        self, redis_url: str, read_many: Callable[[Sequence[str]], dict[str, OwnedJob]], *, max_waiters: int
     ) -> None:
         self.events = JobEvents(redis_url, max_waiters=max_waiters)
         self.reader = JobReader(read_many)
@@ -269,10 +275,11 @@ class JobWaiter:
         """Unsubscribe and release every waiter (at shutdown)."""
         await self.events.stop()
 
-    async def read(self, job_id: str) -> JobOut:
-        """The job's current state, read with whatever else is being read (`job_id` canonical)."""
-        return await self.reader.read(job_id)
+    async def read(self, job_id: str, tenant: str | None = None) -> JobOut:
+        """The job's current state, read with whatever else is being read (`job_id` canonical; with
+        `tenant`, only that tenant's job is found)."""
+        return await self.reader.read(job_id, tenant)
 
-    async def wait(self, job_id: str, timeout_s: float) -> JobOut:
+    async def wait(self, job_id: str, timeout_s: float, tenant: str | None = None) -> JobOut:
         """The job once terminal, or its state after `timeout_s` (see `wait_for_job`)."""
-        return await wait_for_job(self.events, self.reader, job_id, timeout_s)
+        return await wait_for_job(self.events, self.reader, job_id, timeout_s, tenant)

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from api.jobs.service import JobService, cancel_job
 from api.jobs.waits import JobWaiter
 from api.openai.updates import TextUpdates, text_updates
-from shared.constants import INTERACTIVE_GRACE_S, INTERACTIVE_TTL_S, PRIORITY_MAX
+from shared.constants import DEFAULT_TENANT, INTERACTIVE_GRACE_S, INTERACTIVE_TTL_S, PRIORITY_MAX
 from shared.errors import ConflictError, JobNotFoundError
 from shared.schemas import JobCreate, JobOut
 from shared.settings import Settings
@@ -70,12 +70,13 @@ class OpenAIService:
         """The streamed text of the jobs as it grows (see `api.openai.updates`)."""
         return text_updates(self.settings.redis_url, job_ids)
 
-    async def submit(self, bodies: Sequence[JobCreate]) -> list[JobOut]:
-        """Store and enqueue validated jobs (all or none), in one transaction and one Redis write."""
-        return await run_in_threadpool(self._create, list(bodies))
+    async def submit(self, bodies: Sequence[JobCreate], tenant: str = DEFAULT_TENANT) -> list[JobOut]:
+        """Store and enqueue validated jobs of `tenant` (all or none), in one transaction and one Redis
+        write."""
+        return await run_in_threadpool(self._create, list(bodies), tenant)
 
-    def _create(self, bodies: list[JobCreate]) -> list[JobOut]:
-        return self._jobs.create(bodies)
+    def _create(self, bodies: list[JobCreate], tenant: str) -> list[JobOut]:
+        return self._jobs.create(bodies, tenant=tenant)
 
     def deadline_s(self, body: JobCreate) -> float:
         """How long the API waits for `body`'s job: its queue time, run time, and a grace period."""
@@ -99,10 +100,10 @@ class OpenAIService:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 1.0)
 
-    async def run(self, bodies: Sequence[JobCreate]) -> list[JobOut]:
-        """Submit the jobs and wait for every one's end (a job still running at its deadline is
-        canceled: nobody is waiting for it any more)."""
-        jobs = await self.submit(bodies)
+    async def run(self, bodies: Sequence[JobCreate], tenant: str = DEFAULT_TENANT) -> list[JobOut]:
+        """Submit the jobs (of `tenant`) and wait for every one's end (a job still running at its
+        deadline is canceled: nobody is waiting for it any more)."""
+        jobs = await self.submit(bodies, tenant)
         return list(
             await asyncio.gather(*(self.finish(job.id, body) for job, body in zip(jobs, bodies, strict=True)))
         )

@@ -1,11 +1,16 @@
-"""Queue depth: `GET /v1/queues` and `GET /v1/queues/{queue}` (what KEDA's metrics-api trigger reads)."""
+"""Queue depth: `GET /v1/queues` and `GET /v1/queues/{queue}` (what KEDA's metrics-api trigger reads).
+
+Scopes: `GET /v1/queues` lists the fleet's workers (hostnames, side ports) besides the depths, which is
+the operators' business: `admin`. `GET /v1/queues/{queue}` holds only fleet-wide counts, nothing of any
+tenant's jobs: any valid key, so KEDA's trigger can use a key without `admin` (say `jobs:read` of a
+tenant of its own, which owns no jobs)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.deps import QueueStatsDep
+from api.deps import AdminDep, PrincipalDep, QueueStatsDep
 from api.errors import error_response
 from api.queues.protocol import QueueDepth, QueuesOut
 from shared.constants import Queue
@@ -36,7 +41,7 @@ KEDA's metrics-api trigger reads `outstanding` of `GET /v1/queues/{queue}`.
     " `textfleet:worker:<queue>:<hostname>` (hostname, running jobs, side port).",
     response_model=QueuesOut,
 )
-async def list_queues(stats: QueueStatsDep) -> QueuesOut:
+async def list_queues(stats: QueueStatsDep, _admin: AdminDep) -> QueuesOut:
     return QueuesOut.model_validate({"queues": await stats.depths(with_workers=True)})
 
 
@@ -47,7 +52,7 @@ async def list_queues(stats: QueueStatsDep) -> QueuesOut:
     response_model=QueueDepth,
     responses={404: {"model": ErrorResponse, "description": "no such queue"}},
 )
-async def get_queue(queue: str, stats: QueueStatsDep) -> QueueDepth | JSONResponse:
+async def get_queue(queue: str, stats: QueueStatsDep, _principal: PrincipalDep) -> QueueDepth | JSONResponse:
     names = [q.value for q in Queue]
     if queue not in names:
         return error_response(

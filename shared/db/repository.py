@@ -23,7 +23,7 @@ from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 from ulid import ULID
 
-from shared.constants import TaskName
+from shared.constants import DEFAULT_TENANT, TaskName
 from shared.db.models import Job, utcnow
 from shared.schemas import TERMINAL_STATUSES, JobError, JobOut, JobStatus, Usage
 
@@ -49,6 +49,7 @@ __all__ = [
     "running_jobs",
     "succeed_unrun",
     "take_stale_queued",
+    "tenant_of",
     "to_out",
     "ttl_passed",
 ]
@@ -74,10 +75,13 @@ def new_job_row(
     job_id: str | None = None,
     webhook: str | None = None,
     webhook_events: list[str] | None = None,
+    tenant: str = DEFAULT_TENANT,
 ) -> dict[str, Any]:
-    """The values of a `queued` job as a plain dict keyed by `Job` attribute (for `insert_job_rows`)."""
+    """The values of a `queued` job of `tenant` as a plain dict keyed by `Job` attribute (for
+    `insert_job_rows`)."""
     return {
         "id": job_id or new_job_id(),
+        "tenant_id": tenant,
         "task": task,
         "status": JobStatus.QUEUED.value,
         "input": input_,
@@ -100,9 +104,18 @@ def insert_job_rows(session: Session, rows: Sequence[dict[str, Any]], *, chunk_s
         session.execute(statement, list(rows[start : start + chunk_size]))
 
 
-def get(session: Session, job_id: str) -> Job | None:
-    """The job with `job_id`, or None."""
-    return session.get(Job, job_id)
+def get(session: Session, job_id: str, *, tenant: str | None = None) -> Job | None:
+    """The job with `job_id`, or None; with `tenant`, None as well for another tenant's job (the same
+    one primary-key read either way, so the two cannot be told apart, not even by time)."""
+    job = session.get(Job, job_id)
+    if job is None or (tenant is not None and job.tenant_id != tenant):
+        return None
+    return job
+
+
+def tenant_of(session: Session, job_id: str) -> str:
+    """The tenant of the job `job_id` (the default tenant's if there is no such job)."""
+    return session.scalar(select(Job.tenant_id).where(Job.id == job_id)) or DEFAULT_TENANT
 
 
 def list_jobs(
@@ -112,9 +125,13 @@ def list_jobs(
     cursor: str | None = None,
     status: JobStatus | None = None,
     task: str | None = None,
+    tenant: str | None = None,
 ) -> tuple[Sequence[Job], str | None]:
-    """A page of jobs, newest first, and the cursor of the next page (None on the last)."""
+    """A page of jobs, newest first, and the cursor of the next page (None on the last); with `tenant`,
+    only that tenant's jobs."""
     query = select(Job).order_by(Job.id.desc()).limit(limit + 1)
+    if tenant is not None:
+        query = query.where(Job.tenant_id == tenant)
     if cursor is not None:
         query = query.where(Job.id < cursor)
     if status is not None:

@@ -21,17 +21,20 @@ from shared.webhooks.records import WEBHOOK_EVENTS, delivery_out
 __all__ = ["reset_batch_for_resend", "reset_for_resend"]
 
 
-def reset_for_resend(session: Session, job_id: str, event: str) -> WebhookDeliveryOut:
+def reset_for_resend(
+    session: Session, job_id: str, event: str, *, tenant: str | None = None
+) -> WebhookDeliveryOut:
     """Make the failed delivery of `job_id`'s `event` pending and due now, in the caller's transaction;
     the caller enqueues its id (`shared.webhooks.queue.enqueue_deliveries`) after the commit.
 
-    Raises InvalidInputError (unknown event), JobNotFoundError (no such job, or no delivery of that
-    event) and ConflictError (the delivery is not `failed`)."""
+    Raises InvalidInputError (unknown event), JobNotFoundError (no such job, with `tenant` another
+    tenant's job too, or no delivery of that event) and ConflictError (the delivery is not `failed`)."""
     if event not in WEBHOOK_EVENTS:
         raise InvalidInputError(
             f"unknown webhook event {event!r}; expected one of {', '.join(WEBHOOK_EVENTS)}", field="event"
         )
-    if session.get(Job, job_id) is None:
+    job = session.get(Job, job_id)
+    if job is None or (tenant is not None and job.tenant_id != tenant):
         raise JobNotFoundError(f"no job with id {job_id!r}")
     row = session.scalar(
         select(WebhookDelivery).where(WebhookDelivery.job_id == job_id, WebhookDelivery.event == event)
@@ -41,11 +44,14 @@ def reset_for_resend(session: Session, job_id: str, event: str) -> WebhookDelive
     return _reset(session, row)
 
 
-def reset_batch_for_resend(session: Session, batch_id: str) -> WebhookDeliveryOut:
+def reset_batch_for_resend(
+    session: Session, batch_id: str, *, tenant: str | None = None
+) -> WebhookDeliveryOut:
     """As `reset_for_resend`, for the one event of a batch (sent when it ended). Raises
-    JobNotFoundError (no such batch, or no delivery: it has no webhook or has not ended) and
-    ConflictError (the delivery is not `failed`)."""
-    if session.get(Batch, batch_id) is None:
+    JobNotFoundError (no such batch, with `tenant` another tenant's batch too, or no delivery: it has
+    no webhook or has not ended) and ConflictError (the delivery is not `failed`)."""
+    batch = session.get(Batch, batch_id)
+    if batch is None or (tenant is not None and batch.tenant_id != tenant):
         raise JobNotFoundError(f"no batch with id {batch_id!r}", code="batch_not_found")
     row = session.scalar(select(WebhookDelivery).where(WebhookDelivery.batch_id == batch_id))
     if row is None:

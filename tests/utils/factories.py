@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from shared.constants import DEFAULT_TENANT
 from shared.db import repository, session_scope
 from shared.db.models import Job, utcnow
 from shared.schemas import JobStatus
@@ -51,10 +52,13 @@ def new_job(
     priority: int,
     job_id: str | None = None,
     created_at: datetime | None = None,
+    tenant: str = DEFAULT_TENANT,
 ) -> Job:
-    """A `queued` Job row, not yet added to any session (tests set any other state on it directly)."""
+    """A `queued` Job row of `tenant`, not yet added to any session (tests set any other state on it
+    directly)."""
     return Job(
         id=job_id or repository.new_job_id(),
+        tenant_id=tenant,
         task=task,
         status=JobStatus.QUEUED.value,
         input=input_,

@@ -17,6 +17,7 @@ from shared.errors import ContentFlaggedError, GuardrailUnavailableError
 from shared.queueing import make_celery
 from shared.schemas import GenerateInput, GenerateParams
 from shared.settings import Settings
+from tests.utils.factories import insert_job
 from workers.guardrails import fleet_moderator, guard_input, guard_output
 from workers.runtime import WorkerRuntime
 
@@ -117,3 +118,22 @@ def test_no_verdict_in_time_is_retryable(database_url: str, clean_redis_url: str
     moderate = fleet_moderator(_runtime(database_url, clean_redis_url), "01PARENTJOB00000000000000B", 0.3)
     with pytest.raises(GuardrailUnavailableError, match="no output moderation within"):
         moderate("nobody classifies this", "output")
+
+
+def test_the_child_moderation_job_is_in_its_parents_tenant(database_url: str, clean_redis_url: str) -> None:
+    """The child holds the parent's text: it belongs to the parent's tenant (whose reads may see it),
+    never to the default tenant's."""
+    parent = insert_job(database_url, "generate", tenant="guarded-tenant")
+    stop = threading.Event()
+    worker = threading.Thread(target=_classify_worker, args=(database_url, CLEAN, stop), daemon=True)
+    worker.start()
+    try:
+        assert fleet_moderator(_runtime(database_url, clean_redis_url), parent, 20)("text", "input") == CLEAN
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+    with session_scope(database_url) as session:
+        tenants = session.scalars(
+            select(Job.tenant_id).where(Job.meta["guardrail_of"].as_string() == parent)
+        ).all()
+    assert tenants == ["guarded-tenant"]

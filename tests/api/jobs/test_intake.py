@@ -64,9 +64,9 @@ def test_a_refused_member_fails_alone_and_its_neighbours_are_stored(
     bodies = good[:20] + bad + good[20:]
     calls: list[int] = []
 
-    def store(batch: Sequence[JobCreate]) -> list[JobOut]:
+    def store(batch: Sequence[JobCreate], tenants: Sequence[str]) -> list[JobOut]:
         calls.append(len(batch))
-        return jobs.create(list(batch), log_each=True)
+        return jobs.create(list(batch), log_each=True, tenant=tenants)
 
     async def submit_all() -> list[JobOut | BaseException]:
         batcher = IntakeBatcher(store)
@@ -104,9 +104,9 @@ def test_in_an_outage_every_member_gets_the_503_without_a_try_each(rows: Rows) -
     jobs = JobService(settings, celery, get_sessionmaker(settings.database_url))
     calls: list[int] = []
 
-    def store(batch: Sequence[JobCreate]) -> list[JobOut]:
+    def store(batch: Sequence[JobCreate], tenants: Sequence[str]) -> list[JobOut]:
         calls.append(len(batch))
-        return jobs.create(list(batch))
+        return jobs.create(list(batch), tenant=tenants)
 
     async def submit_all() -> list[JobOut | BaseException]:
         batcher = IntakeBatcher(store)

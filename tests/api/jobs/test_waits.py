@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis
 
-from api.jobs.reads import read_jobs
+from api.jobs.reads import OwnedJob, read_jobs
 from api.jobs.waits import JobEvents, JobReader, wait_for_job
 from shared.db import repository
 from shared.db.session import get_sessionmaker, session_scope
@@ -144,9 +144,9 @@ def test_a_job_finished_between_the_read_and_the_wait_is_not_missed(
     job_id = insert_job(database_url)
     reads: list[str] = []
 
-    def read_then_finish(ids: list[str]) -> dict[str, JobOut]:
+    def read_then_finish(ids: list[str]) -> dict[str, OwnedJob]:
         found = read_jobs(get_sessionmaker(database_url), ids)
-        reads.append(found[job_id].status.value)
+        reads.append(found[job_id].job.status.value)
         if len(reads) == 1:  # the worst moment: right after the waiter's first read
             _finish(database_url, redis_url, job_id)
         return found
@@ -192,3 +192,33 @@ def test_a_lost_subscription_is_renewed_and_its_waiters_re_read(database_url: st
             await events.stop()
 
     assert asyncio.run(scenario()).status == JobStatus.SUCCEEDED
+
+
+@pytest.mark.usefixtures("clean")
+def test_a_wait_on_another_tenants_job_is_not_found_at_once(database_url: str, redis_url: str) -> None:
+    """The coalesced read that serves every tenant's waits answers each with its own tenant's view: a
+    wait on another tenant's queued job ends at once, not found, like a wait on a missing id."""
+    job_id = insert_job(database_url, tenant="owner")
+
+    async def scenario() -> tuple[JobOut, list[BaseException], float]:
+        events = JobEvents(redis_url, max_waiters=10)
+        await events.start()
+        try:
+            reader = JobReader(partial(read_jobs, get_sessionmaker(database_url)))
+            started = time.monotonic()
+            refused = await asyncio.gather(
+                wait_for_job(events, reader, job_id, 60, "intruder"),
+                wait_for_job(events, reader, "0" * 26, 60, "intruder"),
+                return_exceptions=True,
+            )
+            elapsed = time.monotonic() - started
+            own = await wait_for_job(events, reader, job_id, 0.2, "owner")
+            return own, [r for r in refused if isinstance(r, BaseException)], elapsed
+        finally:
+            await events.stop()
+
+    own, refused, elapsed = asyncio.run(scenario())
+    assert own.id == job_id and own.status == JobStatus.QUEUED
+    assert [type(e).__name__ for e in refused] == ["JobNotFoundError"] * 2
+    assert str(refused[0]) == str(refused[1])
+    assert elapsed < 10  # not the 60 s a wait on a job it could see would hold
