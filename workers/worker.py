@@ -46,7 +46,13 @@ def default_hostname(queues: tuple[Queue, ...]) -> str:
     return f"{'+'.join(q.value for q in queues)}@{socket.gethostname()}-{os.getpid()}"
 
 
-def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int | None = None) -> None:
+def run_worker(
+    settings: Settings,
+    queues: tuple[Queue, ...],
+    concurrency: int | None = None,
+    *,
+    instant_classifiers: bool = False,
+) -> None:
     """Load models, then consume `queues` until stopped (SIGTERM/SIGINT: warm shutdown).
 
     The `webhooks` queue is not a Celery queue: it is served by the async delivery loop
@@ -63,7 +69,7 @@ def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int |
             }
         )
     concurrency = concurrency or default_concurrency(settings, queues)
-    rt = runtime_module.load_runtime(settings, queues, hostname)
+    rt = runtime_module.load_runtime(settings, queues, hostname, instant_classifiers=instant_classifiers)
     runtime_module.install(rt)
     instrument_runtime(rt)
     heartbeat = Heartbeat(rt)
