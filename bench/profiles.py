@@ -6,8 +6,11 @@ stacks, one line per distinct stack: `outer (file.py:12);inner (file.py:40) <sam
 reads one back into the functions that used the CPU: by self samples (the function was running) and
 by total samples (it was on the stack), with line numbers dropped so a function is one entry.
 
-py-spy samples only threads that are running (idle ones are left out), so the shares are of CPU
-time, not of wall time. It needs ptrace rights over the target (root, or the same user with
+Only the thread holding the GIL is sampled (`--gil`): a thread waiting on a socket, a lock or a
+condition releases the GIL, so the shares are of the Python process's busy time, where the time
+goes that no other thread of the process can use (py-spy's own idle detection, which decides from
+the threads' OS state, counted many waits in psycopg, kombu's poll and the asyncio loop as running).
+It needs ptrace rights over the target (root, or the same user with
 `kernel.yama.ptrace_scope` 0) and is installed with the `bench` extra.
 """
 
@@ -67,7 +70,7 @@ def top_entries(lines: Iterable[str]) -> Profile:
 
 def render_top(profile: Profile, title: str, limit: int = 25) -> str:
     """The `limit` top functions by self and by total samples, as text (percent of all samples)."""
-    out = [f"# {title}: {profile.samples} samples (py-spy, running threads only)", ""]
+    out = [f"# {title}: {profile.samples} samples (py-spy --gil: the thread holding the GIL)", ""]
     for heading, counter in (("self", profile.self_samples), ("total (on the stack)", profile.total_samples)):
         out.append(f"## top {limit} by {heading}")
         for name, count in counter.most_common(limit):
@@ -100,7 +103,7 @@ class Profiler:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for name, pid in self.pids.items():
             argv = [self.executable, "record", "--pid", str(pid), "--rate", str(self.rate)]
-            argv += ["--format", "raw", "--nonblocking", "--output", str(self.raw_path(name))]
+            argv += ["--gil", "--format", "raw", "--nonblocking", "--output", str(self.raw_path(name))]
             self.processes[name] = subprocess.Popen(
                 argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )

@@ -20,6 +20,8 @@ from shared.logging import configure_logging
 from shared.settings import Settings
 from workers import runtime as runtime_module
 from workers.control import CancelListener, drain
+from workers.engines.base import GenerationEngine
+from workers.engines.capacity import engine_capacity, generate_concurrency
 from workers.heartbeat import Heartbeat, serve_side_port
 from workers.metrics import instrument_runtime
 from workers.sweeper import Sweeper
@@ -30,12 +32,14 @@ __all__ = ["default_concurrency", "default_hostname", "run_worker"]
 log = structlog.get_logger(__name__)
 
 
-def default_concurrency(settings: Settings, queues: tuple[Queue, ...]) -> int:
-    """Jobs held at once: enough to fill the engine's batch (generation) or the classifier batch.
-    (Webhook deliveries are not Celery tasks: `webhook_concurrency` bounds them.)"""
+def default_concurrency(
+    settings: Settings, queues: tuple[Queue, ...], generation: GenerationEngine | None = None
+) -> int:
+    """Jobs held at once: what the started generation engine holds (`workers.engines.capacity`) or
+    the classifier batch. (Webhook deliveries are not Celery tasks: `webhook_concurrency` bounds them.)"""
     total = 0
     if Queue.GENERATE in queues:
-        total += settings.effective_generate_concurrency
+        total += generate_concurrency(settings, engine_capacity(generation))
     if Queue.CLASSIFY in queues:
         total += settings.classify_concurrency
     return max(total, 1)
@@ -68,8 +72,8 @@ def run_worker(
                 "webhook_endpoint_concurrency": min(settings.webhook_endpoint_concurrency, concurrency),
             }
         )
-    concurrency = concurrency or default_concurrency(settings, queues)
     rt = runtime_module.load_runtime(settings, queues, hostname, instant_classifiers=instant_classifiers)
+    concurrency = concurrency or default_concurrency(settings, queues, rt.generation)
     runtime_module.install(rt)
     instrument_runtime(rt)
     heartbeat = Heartbeat(rt)
