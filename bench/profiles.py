@@ -20,6 +20,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -85,7 +86,8 @@ class Profiler:
     on exit the top entries are written next to them as `<label>-<name>.txt`."""
 
     def __init__(self, pids: Mapping[str, int], out_dir: Path, label: str, *, rate: int = 100) -> None:
-        executable = shutil.which("py-spy")
+        beside = Path(sys.executable).with_name("py-spy")  # a virtual environment not on PATH
+        executable = shutil.which("py-spy") or (str(beside) if beside.is_file() else None)
         if executable is None:
             raise RuntimeError("py-spy is not installed (pip install 'textfleet[bench]')")
         self.executable = executable
