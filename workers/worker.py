@@ -7,6 +7,7 @@ which batches their requests together.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -27,7 +28,7 @@ from workers.metrics import instrument_runtime
 from workers.sweeper import Sweeper
 from workers.webhooks import DeliveryThread
 
-__all__ = ["default_concurrency", "default_hostname", "run_worker"]
+__all__ = ["CELERY_PER_TASK_LOGGERS", "default_concurrency", "default_hostname", "run_worker"]
 
 log = structlog.get_logger(__name__)
 
@@ -126,6 +127,9 @@ def _consume(rt: runtime_module.WorkerRuntime, queues: list[str], concurrency: i
             target=drain, args=(rt, settings.worker_drain_s), name="textfleet-drain", daemon=True
         ).start()
 
+    if settings.log_level.upper() != "DEBUG":  # before the worker builds its tracers and strategies
+        for name in CELERY_PER_TASK_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         worker = app.Worker(
             hostname=rt.hostname,
@@ -144,6 +148,12 @@ def _consume(rt: runtime_module.WorkerRuntime, queues: list[str], concurrency: i
     finally:
         worker_shutting_down.disconnect(_drain_on_shutdown)
 
+
+#: Celery's loggers of one INFO line per task ("Task ... received", "Task ... succeeded in ..."): they
+#: repeat `job.started` and `job.finished` and, at thousands of jobs a second, cost a worker about a
+#: twentieth of its CPU (`textfleet bench --scenario overhead --profile`). Raised to WARNING unless the
+#: log level is DEBUG; their warnings and errors still show.
+CELERY_PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
 
 #: Exit code of a worker that stopped without being asked to (EX_SOFTWARE): whatever runs it restarts it.
 EXIT_UNEXPECTED = 70
