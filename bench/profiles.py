@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["Profile", "Profiler", "render_top", "top_entries"]
+__all__ = ["PROJECT_PACKAGES", "Profile", "Profiler", "render_top", "top_entries"]
 
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
@@ -69,16 +69,34 @@ def top_entries(lines: Iterable[str]) -> Profile:
     return Profile(samples, self_samples, total_samples)
 
 
+#: Where this project's own modules live (py-spy names files relative to their import root).
+PROJECT_PACKAGES = ("api/", "workers/", "shared/", "textfleet/", "bench/")
+
+
 def render_top(profile: Profile, title: str, limit: int = 25) -> str:
-    """The `limit` top functions by self and by total samples, as text (percent of all samples)."""
+    """The `limit` top functions by self and by total samples, and this project's own functions by
+    total samples (what each costs with everything it calls), as text (percent of all samples)."""
     out = [f"# {title}: {profile.samples} samples (py-spy --gil: the thread holding the GIL)", ""]
-    for heading, counter in (("self", profile.self_samples), ("total (on the stack)", profile.total_samples)):
+    ours: Counter[str] = Counter(
+        {name: count for name, count in profile.total_samples.items() if _in_project(name)}
+    )
+    views = (
+        ("self", profile.self_samples),
+        ("total (on the stack)", profile.total_samples),
+        ("total, this project's functions", ours),
+    )
+    for heading, counter in views:
         out.append(f"## top {limit} by {heading}")
         for name, count in counter.most_common(limit):
             share = 100.0 * count / profile.samples if profile.samples else 0.0
             out.append(f"{share:6.1f}%  {count:7d}  {name}")
         out.append("")
     return "\n".join(out)
+
+
+def _in_project(function: str) -> bool:
+    match = _FRAME.match(function)
+    return match is not None and match["file"].startswith(PROJECT_PACKAGES)
 
 
 class Profiler:

@@ -35,6 +35,14 @@ def test_top_entries_fold_lines_of_a_function_into_one_entry() -> None:
     assert "10 samples" in text
     assert "  80.0%        8  inner (app.py)" in text
     assert "helper" in text.split("## top 2 by total")[0]
+    ours = text.split("## top 2 by total, this project's functions")[1]
+    assert "helper (lib/util.py)" not in ours and "outer (app.py)" not in ours  # not under a project package
+
+    project = top_entries(
+        ["<module> (workers/worker.py:9);run (celery/app.py:3);claim (workers/store.py:4) 5\n"]
+    )
+    ours = render_top(project, "w").split("this project's functions")[1]
+    assert "claim (workers/store.py)" in ours and "run (celery/app.py)" not in ours
 
 
 def test_the_cpu_meter_counts_what_a_process_spent(tmp_path: Path) -> None:
