@@ -114,6 +114,7 @@ def phase_stats(rows: list[Job], cpu_s: dict[str, float | None]) -> dict[str, An
     fleet = [per_job[name] for name in ("api", "worker") if per_job.get(name) is not None]
     waits = [(r.started_at - r.created_at).total_seconds() for r in rows if r.started_at is not None]
     worker_rate = jobs / worker
+    worker_us = per_job.get("worker")
     return {
         "jobs": jobs,
         "end_to_end_s": end_to_end,
@@ -124,6 +125,8 @@ def phase_stats(rows: list[Job], cpu_s: dict[str, float | None]) -> dict[str, An
         "cpu_s": cpu_s,
         "cpu_us_per_job": per_job,
         "fleet_cpu_us_per_job": sum(v for v in fleet if v is not None),
+        # what the worker process would sustain on a core of its own (robust to a shared machine)
+        "worker_jobs_per_cpu_s": 1e6 / worker_us if worker_us else None,
         "workers_per_gpu_encoder": GPU_ENCODER_TEXTS_PER_S / worker_rate,
     }
 
@@ -211,6 +214,10 @@ def _rows(report: OverheadReport) -> Iterator[tuple[str, ...]]:
     yield (
         "queue-to-start p50 / p99, ms",
         *each(lambda p: f"{p['queue_to_start_p50_ms']:.0f} / {p['queue_to_start_p99_ms']:.0f}"),
+    )
+    yield (
+        "jobs per CPU-second of the worker (what a core of its own sustains)",
+        *each(lambda p: _us(p.get("worker_jobs_per_cpu_s"))),
     )
     yield ("fleet CPU per job (API + worker), µs", *each(lambda p: f"{p['fleet_cpu_us_per_job']:.0f}"))
     for name in (*_MEASURED, DATABASE, _LOADGEN):
