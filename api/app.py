@@ -11,10 +11,12 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from api.auth.dependencies import authenticate
+from api.auth.service import Authenticator
 from api.batches.router import router as batches_router
 from api.batches.service import BatchesService
 from api.errors import install_error_handlers
@@ -88,6 +90,8 @@ def _start_services(app: FastAPI, settings: Settings) -> None:
         )
     )
     state.sessions = get_sessionmaker(settings.database_url)
+    # API keys to principals (or everyone open, when authentication is off).
+    state.auth = Authenticator(settings.auth, state.sessions)
     state.jobs = jobs = JobService(settings, state.celery, state.sessions)
     # Concurrent single submissions share one INSERT, commit and Redis write.
     state.intake = IntakeBatcher(lambda bodies: jobs.create(bodies, log_each=True))
@@ -115,6 +119,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _start_services(app, settings)
         await app.state.waiter.start()
         log.info("api.started", environment=settings.environment, version=app.version)
+        if not settings.auth.auth_enabled:
+            log.warning(
+                "api.auth_disabled", detail="every request acts as the default tenant, with every scope"
+            )
         try:
             yield
         finally:
@@ -136,17 +144,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.celery = make_celery(settings)
     install_error_handlers(app)
+    for router in (health_router, metrics_router):
+        app.include_router(router)
+    # Every /v1 route needs a valid key (401 before the route runs); routes check their scope.
     for router in (
-        health_router,
         jobs_router,
         queues_router,
-        metrics_router,
         webhooks_router,
         openai_router,
         files_router,
         batches_router,
     ):
-        app.include_router(router)
+        app.include_router(router, dependencies=[Depends(authenticate)])
     app.add_middleware(LimitsMiddleware, limits=Limits.from_settings(settings))
     app.add_middleware(MetricsMiddleware)
     return app
