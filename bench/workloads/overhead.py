@@ -41,7 +41,7 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from bench.cpu import DATABASE, CpuMeter
-from bench.loadgen import api_stack, submit_bulk, submit_single, wait_terminal
+from bench.loadgen import api_stack, client_headers, submit_bulk, submit_single, wait_terminal
 from bench.profiles import Profiler
 from bench.report import percentile
 from shared.constants import Queue
@@ -147,9 +147,12 @@ def run_overhead(settings: Settings, config: OverheadConfig, console: Console) -
     with (
         Progress(*columns, console=console) as progress,
         api_stack(settings, console) as stack,
-        httpx.Client(base_url=stack.url, timeout=120) as http,
+        httpx.Client(
+            base_url=stack.url, timeout=120, headers=client_headers(settings, stack.database_url)
+        ) as http,
     ):
         database = make_url(stack.database_url).get_backend_name()
+        report.machine["auth"] = "Authorization" in http.headers
         report.machine["database"] = database
         stack.add_workers((Queue.CLASSIFY,), args=("--instant-classifiers",))
         children = {"api": "api", "worker": f"worker-{Queue.CLASSIFY.value}", "redis": "redis"}
