@@ -19,6 +19,8 @@ SCENARIOS = {
     "webhooks": "one webhook worker against a local receiver (events/s, lag p50/p99, one endpoint hanging)",
     "wait-flood": "N clients long-polling one API process (waiters held, health-probe latency; no models)",
     "structured": "constrained decoding (extract, json_schema, regex) vs unconstrained of the same length",
+    "overhead": "the fleet's own cost per job: one classify worker with instant classifiers (jobs/s per "
+    "worker process, CPU µs per job; bulk and single POSTs)",
 }
 
 
@@ -39,6 +41,10 @@ def bench(
     moderate_jobs: Annotated[int | None, typer.Option(help="engines: moderation jobs (2000).")] = None,
     waiters: Annotated[int | None, typer.Option(help="wait-flood: concurrent ?wait clients (2000).")] = None,
     requests: Annotated[int | None, typer.Option(help="structured: requests at once per case (64).")] = None,
+    jobs: Annotated[int | None, typer.Option(help="overhead: jobs per phase (2000).")] = None,
+    profile: Annotated[
+        bool, typer.Option(help="overhead: py-spy profiles of the API and the worker (perturbs the figures).")
+    ] = False,
 ) -> None:
     """Measure one scenario on this machine; prints a table and writes the results under --out."""
     from shared.logging import configure_logging
@@ -61,6 +67,11 @@ def bench(
 
         structured = StructuredBenchConfig.quick(out) if quick else StructuredBenchConfig(out_dir=out)
         run_structured_bench(settings, replace(structured, requests=requests or structured.requests), console)
+    elif scenario == "overhead":
+        from bench.workloads.overhead import OverheadConfig, run_overhead
+
+        overhead = OverheadConfig.quick(out) if quick else OverheadConfig(out_dir=out)
+        run_overhead(stack_settings, replace(overhead, jobs=jobs or overhead.jobs, profile=profile), console)
     elif scenario == "wait-flood":
         from bench.workloads.waitflood import WaitFloodConfig, run_wait_flood
 

@@ -24,7 +24,15 @@ from shared.db import Job, repository, session_scope
 from shared.schemas import TERMINAL_STATUSES
 from shared.settings import Settings
 
-__all__ = ["api_stack", "purge", "submit_at_rate", "submit_bulk", "submit_single", "wait_terminal"]
+__all__ = [
+    "api_stack",
+    "client_headers",
+    "purge",
+    "submit_at_rate",
+    "submit_bulk",
+    "submit_single",
+    "wait_terminal",
+]
 
 TERMINAL = [s.value for s in TERMINAL_STATUSES]
 
@@ -143,6 +151,22 @@ def purge(database_url: str, redis_url: str) -> None:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+def client_headers(settings: Settings, database_url: str) -> dict[str, str]:
+    """Headers of the bench's HTTP clients: when the API requires keys (`TEXTFLEET_AUTH_ENABLED`, read
+    from the same environment as the stack's), a new key of the `bench` tenant (jobs:read, jobs:write)
+    stored in the stack's database, so intake pays its real key check; else none."""
+    if not settings.auth.auth_enabled:
+        return {}
+    from shared.tenancy.principal import Scope
+    from shared.tenancy.store import create_key
+
+    with session_scope(database_url) as session:
+        _row, plaintext = create_key(
+            session, "bench", (Scope.JOBS_READ, Scope.JOBS_WRITE), name="textfleet bench"
+        )
+    return {"Authorization": f"Bearer {plaintext}"}
 
 
 @contextmanager

@@ -184,6 +184,14 @@ RETENTION_MAX_ROUNDS = 20
 #: How long stopping the engine loop (and close()'s and a timeout's abort) waits.
 ENGINE_STOP_TIMEOUT_S = 30.0
 
+# used by workers/engines/capacity.py
+#: Prompt tokens assumed of a typical generation job when a worker sizes itself by its engine's KV
+#: cache: a job holds about this plus `default_max_tokens` tokens of it.
+GENERATE_TYPICAL_PROMPT_TOKENS = 256
+#: Jobs a generation worker holds when neither a setting nor its engine says how many (an engine that
+#: does not report its capacity).
+GENERATE_CONCURRENCY_FALLBACK = 32
+
 # used by workers/streaming.py
 #: Least time between two updates of one generation (bounds Redis traffic; ~20 updates a second).
 STREAM_INTERVAL_S = 0.05

@@ -172,8 +172,8 @@ class Settings(SecretSources):
     # --- Generation engine (vLLM) -------------------------------------------------------------
     # How a generation worker starts and feeds its engine.
     max_model_len: int = Field(2048, gt=0, description="Context length the engine is started with.")
-    max_num_seqs: int = Field(
-        32, gt=0, description="Sequences the engine batches at once (vLLM `max_num_seqs`)."
+    max_num_seqs: int | None = Field(
+        None, gt=0, description="Sequences the engine batches at once (vLLM `max_num_seqs`); default: vLLM's."
     )
     gpu_memory_utilization: float = Field(
         0.9, gt=0, le=1, description="Fraction of GPU memory vLLM may use (GPU machines)."
@@ -186,7 +186,7 @@ class Settings(SecretSources):
     )
     engine_dtype: str = Field("auto", description="vLLM dtype (auto, bfloat16, float16, float32).")
     generate_concurrency: int | None = Field(
-        None, gt=0, description="Jobs a generation worker runs at once; default: max_num_seqs."
+        None, gt=0, description="Jobs a generation worker runs at once; default: what its engine holds."
     )
 
     # --- Classifiers --------------------------------------------------------------------------
@@ -380,8 +380,8 @@ class Settings(SecretSources):
         return self.heads_dir or self.models_dir / "heads"
 
     @property
-    def effective_generate_concurrency(self) -> int:
-        """Jobs one generation worker runs at once: enough to fill the engine's batch."""
+    def effective_generate_concurrency(self) -> int | None:
+        """Jobs one generation worker runs at once if set; None: its engine's capacity decides."""
         return self.generate_concurrency or self.max_num_seqs
 
 

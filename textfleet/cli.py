@@ -191,6 +191,13 @@ def worker(
             help="One supervised worker process per GPU: `0,1,...` or `all` (sets CUDA_VISIBLE_DEVICES)."
         ),
     ] = None,
+    instant_classifiers: Annotated[
+        bool,
+        typer.Option(
+            help="Benchmark only: the classify queue is served without a model, every answer fixed and "
+            "instant (measures the fleet's own cost per job; refused in production)."
+        ),
+    ] = False,
 ) -> None:
     """Run a worker: load models once, then consume the queues with the threads pool."""
     settings = get_settings()
@@ -207,11 +214,13 @@ def worker(
         child = [sys.executable, "-m", "textfleet", "worker", "--queues", ",".join(q.value for q in parsed)]
         if concurrency:
             child += ["--concurrency", str(concurrency)]
+        if instant_classifiers:
+            child.append("--instant-classifiers")
         raise typer.Exit(supervise(lambda _gpu: child, gpu_list, drain_s=settings.worker_drain_s))
 
     from workers.worker import run_worker
 
-    run_worker(settings, parsed, concurrency)
+    run_worker(settings, parsed, concurrency, instant_classifiers=instant_classifiers)
 
 
 @app.command()

@@ -160,15 +160,18 @@ class DevStack:
             )
         )
 
-    def add_workers(self, queues: tuple[Queue, ...], *, wait_for_api: bool = False) -> None:
-        """Start one worker per queue (on a running stack) and wait until they are ready."""
+    def add_workers(
+        self, queues: tuple[Queue, ...], *, wait_for_api: bool = False, args: tuple[str, ...] = ()
+    ) -> None:
+        """Start one worker per queue (on a running stack), `textfleet worker` given `args` too, and wait
+        until they are ready."""
         for queue in queues:
             # each worker gets a side port of its own (/healthz, /metrics), even if one was configured
             port = free_port(self.host)
             self.worker_ports[queue.value] = port
             self._spawn(
                 f"worker-{queue.value}",
-                [*self._cli, "worker", "--queues", queue.value],
+                [*self._cli, "worker", "--queues", queue.value, *args],
                 extra_env={"TEXTFLEET_WORKER_HTTP_PORT": str(port)},
             )
         self._wait_ready(queues, wait_for_api=wait_for_api)

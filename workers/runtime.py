@@ -100,8 +100,15 @@ def current() -> WorkerRuntime:
     return _current
 
 
-def load_runtime(settings: Settings, queues: tuple[Queue, ...], hostname: str) -> WorkerRuntime:
-    """Load (and warm up) the models the given queues need. Heavy imports happen here, lazily."""
+def load_runtime(
+    settings: Settings, queues: tuple[Queue, ...], hostname: str, *, instant_classifiers: bool = False
+) -> WorkerRuntime:
+    """Load (and warm up) the models the given queues need. Heavy imports happen here, lazily.
+
+    `instant_classifiers` serves the classify queue without a model (`classifiers.instant`: what
+    `textfleet bench --scenario overhead` measures); refused in production."""
+    if instant_classifiers and settings.environment == "production":
+        raise ConfigurationError("the instant classifiers are a benchmark tool: refused in production")
     runtime = WorkerRuntime(
         settings=settings,
         hostname=hostname,
@@ -113,7 +120,12 @@ def load_runtime(settings: Settings, queues: tuple[Queue, ...], hostname: str) -
 
         log.info("worker.loading", model=settings.generation_model_path, queue=Queue.GENERATE.value)
         runtime.generation = VLLMEngine.from_settings(settings)
-    if Queue.CLASSIFY in queues:
+    if Queue.CLASSIFY in queues and instant_classifiers:
+        from workers.classifiers.instant import InstantClassifierSuite
+
+        log.warning("worker.instant_classifiers", queue=Queue.CLASSIFY.value, note="no model: benchmark only")
+        runtime.classifiers = InstantClassifierSuite.from_settings(settings)
+    elif Queue.CLASSIFY in queues:
         from workers.classifiers.suite import EncoderClassifierSuite
 
         log.info("worker.loading", model=settings.encoder_model_path, queue=Queue.CLASSIFY.value)

@@ -7,6 +7,7 @@ which batches their requests together.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -20,22 +21,26 @@ from shared.logging import configure_logging, safe_message
 from shared.settings import Settings
 from workers import runtime as runtime_module
 from workers.control import CancelListener, drain
+from workers.engines.base import GenerationEngine
+from workers.engines.capacity import engine_capacity, generate_concurrency
 from workers.heartbeat import Heartbeat, serve_side_port
 from workers.metrics import instrument_runtime
 from workers.sweeper import Sweeper
 from workers.webhooks import DeliveryThread
 
-__all__ = ["default_concurrency", "default_hostname", "run_worker"]
+__all__ = ["CELERY_PER_TASK_LOGGERS", "default_concurrency", "default_hostname", "run_worker"]
 
 log = structlog.get_logger(__name__)
 
 
-def default_concurrency(settings: Settings, queues: tuple[Queue, ...]) -> int:
-    """Jobs held at once: enough to fill the engine's batch (generation) or the classifier batch.
-    (Webhook deliveries are not Celery tasks: `webhook_concurrency` bounds them.)"""
+def default_concurrency(
+    settings: Settings, queues: tuple[Queue, ...], generation: GenerationEngine | None = None
+) -> int:
+    """Jobs held at once: what the started generation engine holds (`workers.engines.capacity`) or
+    the classifier batch. (Webhook deliveries are not Celery tasks: `webhook_concurrency` bounds them.)"""
     total = 0
     if Queue.GENERATE in queues:
-        total += settings.effective_generate_concurrency
+        total += generate_concurrency(settings, engine_capacity(generation))
     if Queue.CLASSIFY in queues:
         total += settings.classify_concurrency
     return max(total, 1)
@@ -46,7 +51,13 @@ def default_hostname(queues: tuple[Queue, ...]) -> str:
     return f"{'+'.join(q.value for q in queues)}@{socket.gethostname()}-{os.getpid()}"
 
 
-def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int | None = None) -> None:
+def run_worker(
+    settings: Settings,
+    queues: tuple[Queue, ...],
+    concurrency: int | None = None,
+    *,
+    instant_classifiers: bool = False,
+) -> None:
     """Load models, then consume `queues` until stopped (SIGTERM/SIGINT: warm shutdown).
 
     The `webhooks` queue is not a Celery queue: it is served by the async delivery loop
@@ -62,8 +73,8 @@ def run_worker(settings: Settings, queues: tuple[Queue, ...], concurrency: int |
                 "webhook_endpoint_concurrency": min(settings.webhook_endpoint_concurrency, concurrency),
             }
         )
-    concurrency = concurrency or default_concurrency(settings, queues)
-    rt = runtime_module.load_runtime(settings, queues, hostname)
+    rt = runtime_module.load_runtime(settings, queues, hostname, instant_classifiers=instant_classifiers)
+    concurrency = concurrency or default_concurrency(settings, queues, rt.generation)
     runtime_module.install(rt)
     instrument_runtime(rt)
     heartbeat = Heartbeat(rt)
@@ -116,6 +127,9 @@ def _consume(rt: runtime_module.WorkerRuntime, queues: list[str], concurrency: i
             target=drain, args=(rt, settings.worker_drain_s), name="textfleet-drain", daemon=True
         ).start()
 
+    if settings.log_level.upper() != "DEBUG":  # before the worker builds its tracers and strategies
+        for name in CELERY_PER_TASK_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         worker = app.Worker(
             hostname=rt.hostname,
@@ -134,6 +148,12 @@ def _consume(rt: runtime_module.WorkerRuntime, queues: list[str], concurrency: i
     finally:
         worker_shutting_down.disconnect(_drain_on_shutdown)
 
+
+#: Celery's loggers of one INFO line per task ("Task ... received", "Task ... succeeded in ..."): they
+#: repeat `job.started` and `job.finished` and, at thousands of jobs a second, cost a worker about a
+#: twentieth of its CPU (`textfleet bench --scenario overhead --profile`). Raised to WARNING unless the
+#: log level is DEBUG; their warnings and errors still show.
+CELERY_PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
 
 #: Exit code of a worker that stopped without being asked to (EX_SOFTWARE): whatever runs it restarts it.
 EXIT_UNEXPECTED = 70

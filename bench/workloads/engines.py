@@ -134,7 +134,13 @@ def bare_generation(settings: Settings, config: BenchConfig, progress: Progress)
         headline = wave(config.generate_jobs, f"{config.generate_jobs} prompts")
     finally:
         engine.close()
-    return {"tokens_per_s": headline, "sweep": sweep}
+    capacity = engine.capacity
+    return {
+        "tokens_per_s": headline,
+        "sweep": sweep,
+        "max_num_seqs": capacity.max_num_seqs,
+        "kv_cache_tokens": capacity.kv_cache_tokens,
+    }
 
 
 def bare_moderation(settings: Settings, config: BenchConfig, progress: Progress) -> dict[str, Any]:
@@ -225,13 +231,14 @@ def run_bench(settings: Settings, config: BenchConfig, console: Console) -> Benc
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
-            "max_num_seqs": settings.max_num_seqs,
             "classify_batch_size": settings.classify_batch_size,
         },
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         gen = bare_generation(settings, config, progress)
+        report.machine["max_num_seqs"] = gen["max_num_seqs"]
+        report.machine["kv_cache_tokens"] = gen["kv_cache_tokens"]
         mod = bare_moderation(settings, config, progress)
         report.bare = {
             "generate_tokens_per_s": gen["tokens_per_s"],

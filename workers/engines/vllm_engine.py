@@ -29,6 +29,7 @@ from shared.constants import ENGINE_STOP_TIMEOUT_S
 from shared.errors import EngineError, InvalidInputError
 from shared.logging import error_fields, safe_message
 from workers.engines.base import GenerationOutput, GenerationRequest
+from workers.engines.capacity import EngineCapacity
 from workers.engines.vllm_sampling import sampling_params
 from workers.engines.vllm_start import Tokenizer, check_model_dir, launch, stop_loop
 
@@ -57,6 +58,7 @@ class VLLMEngine:
         tokenizer: Tokenizer,
         model: str,
         max_model_len: int,
+        capacity: EngineCapacity,
     ) -> None:
         """Wrap an already started AsyncLLM; use `from_settings` instead of calling this directly."""
         self._llm = llm
@@ -69,6 +71,8 @@ class VLLMEngine:
         self._close_lock = threading.Lock()
         self.model = model
         self.max_model_len = max_model_len
+        #: what the started engine holds at once (sizes the worker: `workers.engines.capacity`)
+        self.capacity = capacity
 
     # --- Construction -------------------------------------------------------------------------
 
@@ -92,7 +96,7 @@ class VLLMEngine:
         model: str,
         *,
         max_model_len: int = 2048,
-        max_num_seqs: int = 32,
+        max_num_seqs: int | None = None,
         enforce_eager: bool = True,
         dtype: str = "auto",
         gpu_memory_utilization: float = 0.9,
@@ -117,6 +121,7 @@ class VLLMEngine:
             tokenizer=launched.tokenizer,
             model=model,
             max_model_len=max_model_len,
+            capacity=EngineCapacity.from_vllm_config(launched.llm.vllm_config),
         )
         # Only the engine may own the AsyncLLM: some library keeps a traceback through this frame,
         # and a reference left here would outlive close() (its __del__ then fails at exit).
@@ -127,7 +132,13 @@ class VLLMEngine:
         except BaseException:
             engine.close()
             raise
-        log.info("engine_started", model=model, seconds=round(time.perf_counter() - started, 2))
+        log.info(
+            "engine_started",
+            model=model,
+            seconds=round(time.perf_counter() - started, 2),
+            max_num_seqs=engine.capacity.max_num_seqs,
+            kv_cache_tokens=engine.capacity.kv_cache_tokens,
+        )
         return engine
 
     def _warm_up(self) -> None:

@@ -89,13 +89,16 @@ def launch(
     model: str,
     *,
     max_model_len: int,
-    max_num_seqs: int,
+    max_num_seqs: int | None,
     enforce_eager: bool,
     dtype: str,
     gpu_memory_utilization: float,
     cpu_kvcache_gib: int,
 ) -> Launched:
-    """Start an AsyncLLM for `model` on a new event-loop thread. Raises EngineError when it fails."""
+    """Start an AsyncLLM for `model` on a new event-loop thread. Raises EngineError when it fails.
+
+    `max_num_seqs` None lets vLLM choose for the hardware, with the defaults of its own OpenAI server
+    (the usage context below): 128 sequences on CPU, 256 on most GPUs, 1024 on H100/H200-class ones."""
     os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
     os.environ.setdefault("VLLM_DO_NOT_TRACK", "1")
 
@@ -108,6 +111,7 @@ def launch(
     from transformers import AutoTokenizer
     from vllm.config import StructuredOutputsConfig
     from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.usage.usage_lib import UsageContext
     from vllm.v1.engine.async_llm import AsyncLLM
 
     engine_args = AsyncEngineArgs(
@@ -143,7 +147,12 @@ def launch(
 
     async def _create() -> Any:
         # Created on the loop thread: its ZMQ sockets and output task belong to this loop.
-        return AsyncLLM.from_engine_args(engine_args, stat_loggers=[kv_cache_stat_logger()])
+        # A server's defaults (batch sizes for many concurrent requests), as `vllm serve` has them.
+        return AsyncLLM.from_engine_args(
+            engine_args,
+            usage_context=UsageContext.OPENAI_API_SERVER,
+            stat_loggers=[kv_cache_stat_logger()],
+        )
 
     log.info(
         "engine_starting",

@@ -73,6 +73,14 @@ def _wait_idle(engine: VLLMEngine, timeout_s: float = 10.0) -> None:
     assert engine.running() == 0
 
 
+def test_the_started_engine_reports_what_it_holds(engine: VLLMEngine) -> None:
+    capacity = engine.capacity
+    assert capacity.max_num_seqs == 16 and capacity.max_model_len == MAX_MODEL_LEN
+    # 1 GiB of CPU KV cache: tens of thousands of tokens of SmolLM2-135M (~23 KB a token)
+    assert capacity.kv_cache_tokens is not None and 10_000 < capacity.kv_cache_tokens < 200_000
+    assert capacity.sequences(MAX_MODEL_LEN) == 16
+
+
 def test_missing_model_directory_is_model_not_prepared(tmp_path: Path) -> None:
     settings = Settings(models_dir=tmp_path / "nothing-here", generation_model=None)
     with pytest.raises(ModelNotPreparedError, match="textfleet models prepare"):
