@@ -33,11 +33,14 @@ from api.openai.router import router as openai_router
 from api.openai.service import OpenAIService
 from api.queues.router import router as queues_router
 from api.queues.service import QueueStats
+from api.quotas.middleware import QuotasMiddleware
+from api.quotas.service import RequestRateLimiter
 from api.webhooks.router import router as webhooks_router
 from shared.constants import OPEN_FILES_TARGET, REDIS_CONNECT_TIMEOUT_S
 from shared.db.session import get_engine, get_sessionmaker
 from shared.limits import Limits
 from shared.logging import configure_logging
+from shared.quotas.admission import Quotas
 from shared.queueing import make_celery
 from shared.settings import Settings, get_settings
 
@@ -101,6 +104,7 @@ def _start_services(app: FastAPI, settings: Settings) -> None:
         settings.files, state.files, state.celery, chunk_size=settings.bulk_chunk_size
     )
     state.queue_stats = QueueStats(state.redis)
+    state.rate_limiter = RequestRateLimiter(state.quotas, state.sessions)  # per-tenant requests per second
     state.readiness = Readiness(get_engine(settings.database_url), state.redis)
 
 
@@ -120,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.waiter.stop()
             await app.state.redis.aclose()
+            await app.state.rate_limiter.close()
             with contextlib.suppress(Exception):
                 app.state.celery.close()
             log.info("api.stopped")
@@ -135,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.celery = make_celery(settings)
+    app.state.quotas = Quotas.from_settings(settings)  # per-tenant limits (`shared.quotas`)
     install_error_handlers(app)
     for router in (
         health_router,
@@ -148,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     app.add_middleware(LimitsMiddleware, limits=Limits.from_settings(settings))
+    app.add_middleware(QuotasMiddleware, quotas=app.state.quotas)
     app.add_middleware(MetricsMiddleware)
     return app
 

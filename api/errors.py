@@ -9,6 +9,7 @@ Every 4xx/5xx body is `shared.schemas.ErrorResponse`: `{"error": {"code", "messa
 | InvalidInputError                        | 422    | its own (invalid_request / validation_error) |
 | JobNotFoundError                         | 404    | job_not_found         |
 | ConflictError                            | 409    | conflict              |
+| QuotaExceededError (shared.quotas)       | 429    | its own, with `Retry-After` |
 | QueueUnavailableError                    | 503    | queue_unavailable     |
 | TransientDatabaseError, SQLAlchemy OperationalError | 503 | database_unavailable |
 | Starlette HTTPException (unknown route...) | its own | not_found / method_not_allowed / http_error |
@@ -34,6 +35,7 @@ from shared.errors import (
     InvalidInputError,
     JobNotFoundError,
     QueueUnavailableError,
+    QuotaExceededError,
     TextfleetError,
     TransientDatabaseError,
 )
@@ -49,6 +51,7 @@ STATUS_BY_ERROR: dict[type[TextfleetError], int] = {
     InvalidInputError: 422,
     JobNotFoundError: 404,
     ConflictError: 409,
+    QuotaExceededError: 429,
     QueueUnavailableError: 503,
     TransientDatabaseError: 503,
 }
@@ -197,6 +200,8 @@ async def _on_textfleet_error(request: Request, exc: Exception) -> JSONResponse:
     status_code = _status_of(exc)
     field = exc.field if isinstance(exc, InvalidInputError) else None
     headers = {"Retry-After": str(RETRY_AFTER_S)} if status_code == 503 else None
+    if isinstance(exc, QuotaExceededError):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     if status_code >= 500:
         log.warning("request.failed", path=request.url.path, code=exc.code, error=exc.message)
     errors = [{"field": field, "message": exc.message, "type": exc.code}] if field is not None else None

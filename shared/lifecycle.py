@@ -31,6 +31,7 @@ from shared.constants import CANCEL_CHANNEL
 from shared.db import repository
 from shared.db.conflicts import retry_conflicts
 from shared.events import announce_terminals
+from shared.quotas.budget import refund
 from shared.schemas import JobStatus
 from shared.webhooks.queue import enqueue_deliveries
 from shared.webhooks.records import record_event
@@ -95,6 +96,9 @@ class Endings:
     aborts: list[str] = field(default_factory=list)
     #: Webhook delivery ids recorded in the transaction (`completed`, and the claim's `started`).
     deliveries: list[str] = field(default_factory=list)
+    #: (job id, completion tokens used) of each ended job: its tenant's reservation is returned less
+    #: what it used (`shared.quotas.budget.refund`, once per job however often it is reported).
+    refunds: list[tuple[str, int]] = field(default_factory=list)
 
 
 def write(session: Session, completions: list[Completion], endings: Endings) -> list[Ended | None]:
@@ -117,6 +121,7 @@ def write(session: Session, completions: list[Completion], endings: Endings) -> 
             if row is not None:
                 ended = Ended(c.job_id, row.task, c.status, expected)
                 endings.ended.append(ended)
+                endings.refunds.append((c.job_id, (c.usage or {}).get("completion_tokens", 0)))
                 if expected is JobStatus.RUNNING and c.worker is None:
                     endings.aborts.append(c.job_id)
                 delivery = record_event(session, row, "completed")
@@ -144,6 +149,11 @@ def announce(client: redis.Redis, endings: Endings) -> None:
                     pipe.execute()
         except Exception as exc:  # waiters time out and re-read; the sweeper prunes the sets
             log.warning("job.announce_failed", count=len(endings.ended), error=str(exc))
+    if endings.refunds:
+        try:
+            refund(client, endings.refunds)
+        except Exception as exc:  # what it held is freed when its windows end
+            log.warning("quota.refund_failed", count=len(endings.refunds), error=str(exc))
     if endings.deliveries:
         try:
             enqueue_deliveries(client, endings.deliveries)

@@ -22,6 +22,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.files.settings import FilesSettings
+from shared.quotas.settings import QuotaSettings
 from shared.settings_rules import cross_field_problems
 
 __all__ = [
@@ -334,6 +335,7 @@ class Settings(BaseSettings):
         description="Where uploaded files live and how batches run: the `TEXTFLEET_FILES_*` and "
         "`TEXTFLEET_BATCH_*` variables (`shared.files.settings`), read from the same environment.",
     )
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings, description="`TEXTFLEET_QUOTA_*` limits")
 
     # --- Secrets ------------------------------------------------------------------------------
     # No defaults: unset means the feature is off.

@@ -27,6 +27,7 @@ from shared.constants import Queue, TaskName
 from shared.settings import get_settings
 from textfleet.batch_cli import app as batch_app
 from textfleet.chaos.cli import chaos as chaos_command
+from textfleet.tenants_cli import app as tenants_app
 
 __all__ = ["app", "main"]
 
@@ -36,6 +37,7 @@ db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 app.add_typer(batch_app, name="batch")
+app.add_typer(tenants_app, name="tenants")
 app.command("chaos")(chaos_command)
 # `textfleet bench` wherever the `bench` package is installed (a checkout); the images leave it out.
 if importlib.util.find_spec("bench") is not None:
