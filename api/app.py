@@ -40,8 +40,8 @@ from shared.constants import OPEN_FILES_TARGET, REDIS_CONNECT_TIMEOUT_S
 from shared.db.session import get_engine, get_sessionmaker
 from shared.limits import Limits
 from shared.logging import configure_logging
-from shared.quotas.admission import Quotas
 from shared.queueing import make_celery
+from shared.quotas.admission import Quotas
 from shared.settings import Settings, get_settings
 
 __all__ = ["app", "create_app"]

@@ -22,8 +22,8 @@ from shared.db import repository
 from shared.db.models import IdempotencyKey, utcnow
 from shared.errors import InvalidInputError, QueueUnavailableError
 from shared.metrics import count_submitted
-from shared.quotas.admission import admit
 from shared.queueing import send_jobs
+from shared.quotas.admission import admit
 from shared.schemas import JobCreate, JobOut
 
 __all__ = ["IdempotentReplayError", "check_webhooks", "create_job", "create_jobs", "job_row"]
