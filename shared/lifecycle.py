@@ -9,7 +9,8 @@
 3. after the commit, in one Redis round trip per batch: the job leaves its queue's outstanding set
    and its status is published on its events channel (`shared.events`); a running job ended by
    anyone but its own worker (a cancel, the sweeper) is aborted in its engine (`CANCEL_CHANNEL`, one
-   more round trip);
+   more round trip); its tenant's quota reservation is returned less what it used
+   (`shared.quotas.budget.refund`: once per job, one more round trip);
 4. the delivery ids are made due in the webhook queue.
 
 Steps 3 and 4 are best effort: the database already holds the truth, waiters re-read after their

@@ -14,7 +14,8 @@ these stages, each a small function with its own transaction; jobs end through `
 4. re-sends webhook deliveries that are overdue and in neither Redis set (their enqueue was lost; one
    waiting behind a backlog is never re-sent);
 5. forgets idempotency keys older than `idempotency_ttl_s`;
-6. drops terminal jobs left in the outstanding sets (an announce that never reached Redis).
+6. drops terminal jobs left in the outstanding sets (an announce that never reached Redis);
+7. returns tenants' quota reservations of jobs that ended unrefunded (`shared.quotas.reconcile`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from shared.db.models import IdempotencyKey, Job, utcnow
 from shared.db.repository import AnyRow
 from shared.lifecycle import Completion, Ended
 from shared.queueing import send_jobs
+from shared.quotas.reconcile import reconcile
 from shared.schemas import TERMINAL_STATUSES, JobStatus
 from shared.settings import Settings
 from shared.webhooks.queue import resend_lost
@@ -81,6 +83,7 @@ def sweep(
     _resend_lost_deliveries(state)
     _forget_idempotency_keys(state)
     state.done["outstanding_dropped"] += _prune_outstanding(settings, client)
+    state.done["quota_reconciled"] += reconcile(client, settings.database_url)
     _advance_batches(state)
     return +state.done
 
