@@ -22,17 +22,23 @@ LIMIT_NAMES: tuple[str, ...] = (
 
 
 class QuotaSettings(BaseSettings):
-    """Default limits of every tenant. Each field is `TEXTFLEET_QUOTA_<NAME>`; unset limits are off."""
+    """Default limits of every tenant. Each field is `TEXTFLEET_QUOTA_<NAME>`; `none` (or unset, where
+    the default is None) means unlimited."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TEXTFLEET_QUOTA_", env_file=".env", extra="ignore", case_sensitive=False
+        env_prefix="TEXTFLEET_QUOTA_",
+        env_file=".env",
+        extra="ignore",
+        case_sensitive=False,
+        env_parse_none_str="none",  # TEXTFLEET_QUOTA_<NAME>=none: unlimited
     )
 
     requests_per_second: int | None = Field(
-        100,
+        None,
         gt=0,
         description="Requests one tenant may make to `/v1` per second (a moving window, counted in Redis "
-        "across every API replica); past it `429` with `Retry-After`. Unset: no request rate limit.",
+        "across every API replica); past it `429` with `Retry-After`. Unset (the default: with auth off "
+        "every caller is the one `default` tenant): no request rate limit. Set it in production.",
     )
     max_queued_jobs: int | None = Field(
         100_000,
