@@ -102,7 +102,11 @@ def test_a_thousand_concurrent_submissions_never_overspend_the_budget(
             completion = Completion(
                 job_id,
                 JobStatus.SUCCEEDED,
-                result={"text": "x", "finish_reason": "stop", "usage": {"prompt_tokens": 1, "completion_tokens": used[job_id]}},
+                result={
+                    "text": "x",
+                    "finish_reason": "stop",
+                    "usage": {"prompt_tokens": 1, "completion_tokens": used[job_id]},
+                },
                 usage={"prompt_tokens": 1, "completion_tokens": used[job_id]},
                 worker="quota-test-worker",
             )
