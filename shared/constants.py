@@ -183,12 +183,10 @@ STREAM_POLL_S = 0.5
 BATCH_OUTPUT_PAGE_LINES = 2000
 
 # used by shared/quotas/budget.py
-#: `textfleet:quota:<tenant>:open` (sorted set: the tenant's unfinished jobs), `...:tpm:<minute>` and
-#: `...:tpd:<day>` (generation tokens reserved in that UTC minute / day), and `textfleet:quota:job:<id>`
-#: (what one job reserved, until its end returns the unused part).
+#: `textfleet:quota:<tenant>:open` and `...:batch` (sorted sets: the tenant's unfinished jobs, counted
+#: against its cap, and its batches' jobs, not counted), `...:tpm:<minute>` and `...:tpd:<day>`
+#: (generation tokens reserved in that UTC minute / day), `textfleet:quota:jobs` (hash: what each
+#: unfinished job reserved, until its end returns the unused part).
 QUOTA_PREFIX = f"{REDIS_KEY_PREFIX}quota:"
-#: How long a job's reservation record lives when its end is never seen (a crash between the commit
-#: and the refund): longer than a job stays unfinished (max_ttl_s is 7 days by default).
-QUOTA_RESERVATION_TTL_S = 8 * 86400
 #: `Retry-After` of a refusal for too many unfinished jobs (nothing tells when one will end).
 QUOTA_QUEUE_RETRY_AFTER_S = 5

@@ -9,10 +9,13 @@ strategies count hits and have no all-or-nothing multi-limit acquire with a per-
 short script per admission and per batch of endings does it, atomically in Redis, so any number of
 API replicas and concurrent submissions can never take more than a budget holds.
 
-Keys (`shared.constants.QUOTA_PREFIX`): `<tenant>:open` (sorted set of unfinished job ids),
-`<tenant>:tpm:<minute>` and `<tenant>:tpd:<day>` (tokens reserved in that UTC minute / day, expiring
-with it), `job:<id>` (what the job reserved: read and deleted by its one refund). Windows follow the
-Redis server's clock, so every replica agrees on them.
+Keys (`shared.constants.QUOTA_PREFIX`): `<tenant>:open` (sorted set of unfinished job ids, counted
+against the cap), `<tenant>:batch` (its batches' jobs, not counted), `<tenant>:tpm:<minute>` and
+`<tenant>:tpd:<day>` (tokens reserved in that UTC minute / day, expiring with it), and the hash `jobs`
+(job id -> what it reserved: read and deleted by its one refund). Windows follow the Redis server's
+clock, so every replica agrees on them. A bulk admission or refund is one script call with
+multi-member commands in chunks, so even 10,000 jobs hold Redis for only a few milliseconds' worth
+of commands.
 """
 
 from __future__ import annotations
@@ -25,43 +28,40 @@ from typing import Any
 import redis
 import structlog
 
-from shared.constants import QUOTA_PREFIX, QUOTA_QUEUE_RETRY_AFTER_S, QUOTA_RESERVATION_TTL_S
+from shared.constants import QUOTA_PREFIX, QUOTA_QUEUE_RETRY_AFTER_S
 from shared.errors import InvalidInputError, QueueUnavailableError, QuotaExceededError
 
 __all__ = ["Request", "Usage", "refund", "reserve", "usage"]
 
 log = structlog.get_logger(__name__)
 
-# ARGV[1]: JSON {p: prefix, ttl: record ttl, tenants: [{t, open, tpm, tpd, track, jobs: [[id, tokens]]}]}
-# (a limit of -1 is unlimited; `track` = count the jobs as unfinished). Checks every tenant's limits
-# first, takes nothing unless all pass. Returns {} or {kind, tenant index, limit, in use, asked, retry}.
+# ARGV[1]: prefix; ARGV[2]: JSON [{t, open, tpm, tpd, track, n, tokens}] per tenant (a limit of -1 is
+# unlimited; `track`: the jobs count as unfinished); then (job id, tokens) pairs, tenant after tenant.
+# Checks every tenant's limits first and takes nothing unless all pass. Returns {} or
+# {kind, tenant index, limit, in use, asked, retry after}. Multi-member calls go in chunks (Lua's stack).
 _RESERVE = """
-local req = cjson.decode(ARGV[1])
+local p = ARGV[1]
+local tenants = cjson.decode(ARGV[2])
 local now = redis.call('TIME')
 local sec = tonumber(now[1])
 local minute = math.floor(sec / 60)
 local day = math.floor(sec / 86400)
-local p = req.p
-for i, t in ipairs(req.tenants) do
-  local n = #t.jobs
-  local tokens = 0
-  for _, j in ipairs(t.jobs) do tokens = tokens + j[2] end
-  t.tokens = tokens
+for i, t in ipairs(tenants) do
   if t.track == 1 and t.open >= 0 then
     local open = redis.call('ZCARD', p .. t.t .. ':open')
-    if open + n > t.open then return {'queue', i, t.open, open, n, 0} end
+    if open + t.n > t.open then return {'queue', i, t.open, open, t.n, 0} end
   end
-  if tokens > 0 and t.tpm >= 0 then
+  if t.tokens > 0 and t.tpm >= 0 then
     local used = tonumber(redis.call('GET', p .. t.t .. ':tpm:' .. minute) or '0')
-    if used + tokens > t.tpm then return {'tpm', i, t.tpm, used, tokens, 60 - sec % 60} end
+    if used + t.tokens > t.tpm then return {'tpm', i, t.tpm, used, t.tokens, 60 - sec % 60} end
   end
-  if tokens > 0 and t.tpd >= 0 then
+  if t.tokens > 0 and t.tpd >= 0 then
     local used = tonumber(redis.call('GET', p .. t.t .. ':tpd:' .. day) or '0')
-    if used + tokens > t.tpd then return {'tpd', i, t.tpd, used, tokens, 86400 - sec % 86400} end
+    if used + t.tokens > t.tpd then return {'tpd', i, t.tpd, used, t.tokens, 86400 - sec % 86400} end
   end
 end
-for _, t in ipairs(req.tenants) do
-  local open_key = p .. t.t .. ':open'
+local arg = 3
+for _, t in ipairs(tenants) do
   if t.tokens > 0 then
     local tpm = p .. t.t .. ':tpm:' .. minute
     local tpd = p .. t.t .. ':tpd:' .. day
@@ -70,10 +70,22 @@ for _, t in ipairs(req.tenants) do
     redis.call('INCRBY', tpd, t.tokens)
     redis.call('EXPIRE', tpd, 172800)
   end
-  for _, j in ipairs(t.jobs) do
-    if t.track == 1 then redis.call('ZADD', open_key, sec, j[1]) end
-    local record = cjson.encode({t.t, minute, day, j[2], t.track})
-    redis.call('SET', p .. 'job:' .. j[1], record, 'EX', req.ttl)
+  local head = minute .. '\t' .. day .. '\t'
+  local tail = '\t' .. t.track .. '\t' .. t.t
+  local set_key = p .. t.t .. (t.track == 1 and ':open' or ':batch')
+  local last = arg + 2 * t.n - 1
+  while arg <= last do
+    local records, members = {}, {}
+    local stop = math.min(last, arg + 1999)
+    for k = arg, stop, 2 do
+      records[#records + 1] = ARGV[k]
+      records[#records + 1] = head .. ARGV[k + 1] .. tail
+      members[#members + 1] = sec
+      members[#members + 1] = ARGV[k]
+    end
+    redis.call('HSET', p .. 'jobs', unpack(records))
+    redis.call('ZADD', set_key, unpack(members))
+    arg = stop + 1
   end
 end
 return {}
@@ -83,23 +95,46 @@ return {}
 # so each reservation is returned once however often its end is reported. Returns how many were.
 _REFUND = """
 local p = ARGV[1]
+local ids = {}
+for k = 2, #ARGV, 2 do ids[#ids + 1] = ARGV[k] end
 local done = 0
-for i = 2, #ARGV, 2 do
-  local key = p .. 'job:' .. ARGV[i]
-  local raw = redis.call('GET', key)
-  if raw then
-    redis.call('DEL', key)
-    local r = cjson.decode(raw)
-    if r[5] == 1 then redis.call('ZREM', p .. r[1] .. ':open', ARGV[i]) end
-    local back = r[4] - tonumber(ARGV[i + 1])
-    if back > 0 then
-      for _, k in ipairs({p .. r[1] .. ':tpm:' .. r[2], p .. r[1] .. ':tpd:' .. r[3]}) do
-        local cur = tonumber(redis.call('GET', k) or '0')
-        if cur > 0 then redis.call('DECRBY', k, math.min(back, cur)) end
+local back = {}
+local leave = {}
+for start = 1, #ids, 1000 do
+  local chunk = {}
+  for k = start, math.min(#ids, start + 999) do chunk[#chunk + 1] = ids[k] end
+  local records = redis.call('HMGET', p .. 'jobs', unpack(chunk))
+  local found = {}
+  for k, raw in ipairs(records) do
+    if raw then
+      local minute, day, tokens, track, tenant = string.match(raw, '^(%d+)\t(%d+)\t(%d+)\t(%d)\t(.*)$')
+      local job = chunk[k]
+      local used = tonumber(ARGV[2 * (start + k - 1) + 1])
+      found[#found + 1] = job
+      local set_key = p .. tenant .. (track == '1' and ':open' or ':batch')
+      leave[set_key] = leave[set_key] or {}
+      table.insert(leave[set_key], job)
+      local unused = tonumber(tokens) - used
+      if unused > 0 then
+        for _, key in ipairs({p .. tenant .. ':tpm:' .. minute, p .. tenant .. ':tpd:' .. day}) do
+          back[key] = (back[key] or 0) + unused
+        end
       end
     end
-    done = done + 1
   end
+  if #found > 0 then
+    redis.call('HDEL', p .. 'jobs', unpack(found))
+    done = done + #found
+  end
+end
+for key, members in pairs(leave) do
+  for start = 1, #members, 1000 do
+    redis.call('ZREM', key, unpack(members, start, math.min(#members, start + 999)))
+  end
+end
+for key, amount in pairs(back) do
+  local cur = tonumber(redis.call('GET', key) or '0')
+  if cur > 0 then redis.call('DECRBY', key, math.min(amount, cur)) end
 end
 return done
 """
@@ -152,25 +187,23 @@ def reserve(client: redis.Redis, requests: Sequence[Request]) -> None:
     """Take every request's jobs and tokens, all or nothing. QuotaExceededError (429, with the seconds
     until it may fit) when a limit would be passed; InvalidInputError (422) when the request alone is
     larger than the limit (it never fits); QueueUnavailableError when Redis is unreachable."""
-    payload = {
-        "p": QUOTA_PREFIX,
-        "ttl": QUOTA_RESERVATION_TTL_S,
-        "tenants": [
-            {
-                "t": r.tenant,
-                "open": _limit(r.max_queued_jobs),
-                "tpm": _limit(r.tokens_per_minute),
-                "tpd": _limit(r.tokens_per_day),
-                "track": 1 if r.track_open else 0,
-                "jobs": [[job_id, tokens] for job_id, tokens in r.jobs],
-            }
-            for r in requests
-            if r.jobs
-        ],
-    }
-    if not payload["tenants"]:
+    active = [r for r in requests if r.jobs]
+    if not active:
         return
-    refused = _script(client, _RESERVE, json.dumps(payload, separators=(",", ":")))
+    tenants = [
+        {
+            "t": r.tenant,
+            "open": _limit(r.max_queued_jobs),
+            "tpm": _limit(r.tokens_per_minute),
+            "tpd": _limit(r.tokens_per_day),
+            "track": 1 if r.track_open else 0,
+            "n": len(r.jobs),
+            "tokens": sum(tokens for _job_id, tokens in r.jobs),
+        }
+        for r in active
+    ]
+    pairs: list[str | int] = [part for r in active for job_id, tokens in r.jobs for part in (job_id, tokens)]
+    refused = _script(client, _RESERVE, QUOTA_PREFIX, json.dumps(tenants, separators=(",", ":")), *pairs)
     if not refused:
         return
     kind, _index, limit, in_use, asked, retry = (

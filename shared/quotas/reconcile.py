@@ -25,12 +25,14 @@ GRACE_S = 60.0
 
 def reconcile(client: redis.Redis, database_url: str, *, grace_s: float = GRACE_S) -> int:
     """Return the reservations of ended or missing jobs found at the oldest end of every tenant's
-    unfinished-jobs set (up to `SWEEP_BATCH` per tenant). How many jobs were let go."""
+    unfinished-jobs and batch-jobs sets (up to `SWEEP_BATCH` per set). How many jobs were let go."""
     terminal = {s.value for s in TERMINAL_STATUSES}
     seconds, _micro = client.time()
     cutoff = float(seconds) - grace_s
     released = 0
-    for key in client.scan_iter(match=f"{QUOTA_PREFIX}*:open", count=500):
+    keys = [*client.scan_iter(match=f"{QUOTA_PREFIX}*:open", count=500)]
+    keys += client.scan_iter(match=f"{QUOTA_PREFIX}*:batch", count=500)
+    for key in keys:
         oldest: list[Any] = client.zrangebyscore(key, "-inf", cutoff, start=0, num=SWEEP_BATCH)
         ids = [m.decode() if isinstance(m, bytes) else str(m) for m in oldest]
         if not ids:
