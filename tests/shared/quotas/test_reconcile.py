@@ -15,8 +15,8 @@ from shared.quotas.reconcile import reconcile
 from tests.utils.factories import insert_job
 
 
-def test_ended_and_missing_jobs_give_back_their_reservations(database_url: str, redis_url: str) -> None:
-    client = redis.Redis.from_url(redis_url)
+def test_ended_and_missing_jobs_give_back_their_reservations(database_url: str, clean_redis_url: str) -> None:
+    client = redis.Redis.from_url(clean_redis_url)
     tenant = f"sweep-{secrets.token_hex(3)}"
     ended = insert_job(database_url, "generate")
     waiting = insert_job(database_url, "generate")
