@@ -34,7 +34,8 @@ from api.openai.service import OpenAIService
 from api.queues.router import router as queues_router
 from api.queues.service import QueueStats
 from api.quotas.middleware import QuotasMiddleware
-from api.quotas.service import RequestRateLimiter
+from api.quotas.router import router as quotas_router
+from api.quotas.service import QuotaService
 from api.webhooks.router import router as webhooks_router
 from shared.constants import OPEN_FILES_TARGET, REDIS_CONNECT_TIMEOUT_S
 from shared.db.session import get_engine, get_sessionmaker
@@ -104,7 +105,9 @@ def _start_services(app: FastAPI, settings: Settings) -> None:
         settings.files, state.files, state.celery, chunk_size=settings.bulk_chunk_size
     )
     state.queue_stats = QueueStats(state.redis)
-    state.rate_limiter = RequestRateLimiter(state.quotas, state.sessions)  # per-tenant requests per second
+    state.quota_service = QuotaService(
+        state.quotas, state.sessions
+    )  # per-tenant request rate, GET /v1/quotas
     state.readiness = Readiness(get_engine(settings.database_url), state.redis)
 
 
@@ -124,7 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.waiter.stop()
             await app.state.redis.aclose()
-            await app.state.rate_limiter.close()
+            await app.state.quota_service.close()
             with contextlib.suppress(Exception):
                 app.state.celery.close()
             log.info("api.stopped")
@@ -151,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openai_router,
         files_router,
         batches_router,
+        quotas_router,
     ):
         app.include_router(router)
     app.add_middleware(LimitsMiddleware, limits=Limits.from_settings(settings))

@@ -25,6 +25,7 @@ from api.jobs.service import JobService
 from api.jobs.waits import JobWaiter
 from api.openai.service import OpenAIService
 from api.queues.service import QueueStats
+from api.quotas.service import QuotaService
 from shared.settings import Settings
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "JobsDep",
     "OpenAIDep",
     "QueueStatsDep",
+    "QuotasDep",
     "ReadinessDep",
     "RedisDep",
     "SessionDep",
@@ -115,6 +117,12 @@ async def get_queue_stats(request: Request) -> QueueStats:
     return stats
 
 
+async def get_quota_service(request: Request) -> QuotaService:
+    """The app's per-tenant limits service (`api.quotas.service`)."""
+    limiter: QuotaService = request.app.state.quota_service
+    return limiter
+
+
 async def get_readiness(request: Request) -> Readiness:
     """The app's readiness checks."""
     readiness: Readiness = request.app.state.readiness
@@ -134,3 +142,4 @@ OpenAIDep = Annotated[OpenAIService, Depends(get_openai)]
 FilesDep = Annotated[FilesService, Depends(get_files)]
 BatchesDep = Annotated[BatchesService, Depends(get_batches)]
 ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
+QuotasDep = Annotated[QuotaService, Depends(get_quota_service)]

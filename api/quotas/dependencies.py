@@ -3,15 +3,11 @@ authentication, so it counts the caller's tenant; FastAPI resolves the principal
 
 from __future__ import annotations
 
-from fastapi import Request
-
-from api.deps import PrincipalDep
-from api.quotas.service import RequestRateLimiter
+from api.deps import PrincipalDep, QuotasDep
 
 __all__ = ["limit_request_rate"]
 
 
-async def limit_request_rate(request: Request, principal: PrincipalDep) -> None:
+async def limit_request_rate(principal: PrincipalDep, limiter: QuotasDep) -> None:
     """Count the request against its tenant's requests per second (`429` + `Retry-After` past it)."""
-    limiter: RequestRateLimiter = request.app.state.rate_limiter
     await limiter.hit(principal.tenant)

@@ -1,8 +1,10 @@
-"""`RequestRateLimiter`: each tenant's requests per second, counted in Redis across every API replica
-with the `limits` library (a moving window per tenant), answered `429` with `Retry-After` past it.
+"""`QuotaService`: the API's side of the per-tenant limits. Each tenant's requests per second are
+counted in Redis across every API replica with the `limits` library (a moving window per tenant) and
+answered `429` with `Retry-After` past the limit; `describe` reads a tenant's limits and holdings for
+`GET /v1/quotas`. (Reservations at admission are `shared.quotas.admission`.)
 
-Built once per app (`api.app`), held on `app.state.rate_limiter`; `api.quotas.dependencies` calls it
-on every `/v1` request once the caller is authenticated.
+Built once per app (`api.app`), held on `app.state.quota_service`; `api.quotas.dependencies` calls
+`hit` on every `/v1` request once the caller is authenticated.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from starlette.concurrency import run_in_threadpool
 from shared.constants import QUOTA_PREFIX, REDIS_CONNECT_TIMEOUT_S
 from shared.errors import QuotaExceededError
 from shared.quotas.admission import Quotas
+from shared.quotas.budget import usage
+from shared.quotas.settings import LIMIT_NAMES
 from shared.quotas.tenant_limits import TenantLimits, effective
 
-__all__ = ["RequestRateLimiter", "limits_storage_uri"]
+__all__ = ["QuotaService", "limits_storage_uri"]
 
 log = structlog.get_logger(__name__)
 
@@ -36,8 +40,9 @@ def limits_storage_uri(redis_url: str) -> str:
     return "async+" + redis_url
 
 
-class RequestRateLimiter:
-    """Per-tenant request rate on the app's Redis; tenants' overrides through the quotas' cache."""
+class QuotaService:
+    """Per-tenant request rate and limits on the app's Redis; tenants' overrides through the quotas'
+    cache."""
 
     def __init__(self, quotas: Quotas, sessions: Any) -> None:
         self.quotas = quotas
@@ -69,6 +74,20 @@ class RequestRateLimiter:
         if overrides is not None:
             return effective(self.quotas.settings, tenant, overrides)
         return await run_in_threadpool(self._load, tenant)
+
+    async def describe(self, tenant: str) -> dict[str, Any]:
+        """The tenant's limits and what it holds now (`GET /v1/quotas`)."""
+        limits = await self.limits_of(tenant)
+        held = await run_in_threadpool(usage, self.quotas.client(), tenant)
+        return {
+            "tenant": tenant,
+            "limits": {name: getattr(limits, name) for name in LIMIT_NAMES},
+            "usage": {
+                "unfinished_jobs": held.open_jobs,
+                "tokens_this_minute": held.tokens_this_minute,
+                "tokens_today": held.tokens_today,
+            },
+        }
 
     async def hit(self, tenant: str) -> None:
         """Count one request of `tenant`; QuotaExceededError (429) past its requests per second. If
