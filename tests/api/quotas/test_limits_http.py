@@ -122,4 +122,10 @@ def test_token_budget_on_every_way_in(serve: Serve, database_url: str, redis_url
         # cancelling a queued job returns all it reserved
         assert client.post(f"/v1/jobs/{first.json()['id']}/cancel").status_code == 200
         assert usage(broker, tenant).tokens_today == 600
+        mine = client.get("/v1/quotas").json()
+        assert mine["tenant"] == tenant
+        assert mine["limits"]["tokens_per_day"] == 1000
+        assert mine["limits"]["requests_per_second"] is None
+        assert mine["usage"]["tokens_today"] == 600
+        assert mine["usage"]["unfinished_jobs"] == 5  # idempotent 1 + bulk 3 + sentiment 1 (first: canceled)
     broker.close()
