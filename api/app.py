@@ -11,10 +11,12 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from api.auth.dependencies import authenticate
+from api.auth.service import Authenticator
 from api.batches.router import router as batches_router
 from api.batches.service import BatchesService
 from api.errors import install_error_handlers
@@ -33,6 +35,7 @@ from api.openai.router import router as openai_router
 from api.openai.service import OpenAIService
 from api.queues.router import router as queues_router
 from api.queues.service import QueueStats
+from api.quotas.dependencies import limit_request_rate
 from api.quotas.middleware import QuotasMiddleware
 from api.quotas.router import router as quotas_router
 from api.quotas.service import QuotaService
@@ -92,6 +95,8 @@ def _start_services(app: FastAPI, settings: Settings) -> None:
         )
     )
     state.sessions = get_sessionmaker(settings.database_url)
+    # API keys to principals (or everyone open, when authentication is off).
+    state.auth = Authenticator(settings.auth, state.sessions)
     state.jobs = jobs = JobService(settings, state.celery, state.sessions)
     # Concurrent single submissions share one INSERT, commit and Redis write.
     state.intake = IntakeBatcher(lambda bodies: jobs.create(bodies, log_each=True))
@@ -122,6 +127,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _start_services(app, settings)
         await app.state.waiter.start()
         log.info("api.started", environment=settings.environment, version=app.version)
+        if not settings.auth.auth_enabled:
+            log.warning(
+                "api.auth_disabled", detail="every request acts as the default tenant, with every scope"
+            )
         try:
             yield
         finally:
@@ -145,18 +154,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.celery = make_celery(settings)
     app.state.quotas = Quotas.from_settings(settings)  # per-tenant limits (`shared.quotas`)
     install_error_handlers(app)
+    for router in (health_router, metrics_router):
+        app.include_router(router)
+    # Every /v1 route needs a valid key (401 before the route runs); routes check their scope. Then the
+    # caller's tenant's request rate (429).
     for router in (
-        health_router,
         jobs_router,
         queues_router,
-        metrics_router,
         webhooks_router,
         openai_router,
         files_router,
         batches_router,
         quotas_router,
     ):
-        app.include_router(router)
+        app.include_router(router, dependencies=[Depends(authenticate), Depends(limit_request_rate)])
     app.add_middleware(LimitsMiddleware, limits=Limits.from_settings(settings))
     app.add_middleware(QuotasMiddleware, quotas=app.state.quotas)
     app.add_middleware(MetricsMiddleware)

@@ -17,6 +17,7 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 from sqlalchemy.orm import Session
 
+from api.auth.dependencies import authenticate, require
 from api.batches.service import BatchesService
 from api.files.service import FilesService
 from api.health.service import Readiness
@@ -27,8 +28,10 @@ from api.openai.service import OpenAIService
 from api.queues.service import QueueStats
 from api.quotas.service import QuotaService
 from shared.settings import Settings
+from shared.tenancy.principal import Principal, Scope
 
 __all__ = [
+    "AdminDep",
     "AsyncRedis",
     "BatchesDep",
     "CeleryDep",
@@ -36,13 +39,16 @@ __all__ = [
     "IntakeDep",
     "JobsDep",
     "OpenAIDep",
+    "PrincipalDep",
     "QueueStatsDep",
     "QuotasDep",
+    "ReaderDep",
     "ReadinessDep",
     "RedisDep",
     "SessionDep",
     "SettingsDep",
     "WaiterDep",
+    "WriterDep",
 ]
 
 #: The asyncio Redis client used for pub/sub and pings.
@@ -143,3 +149,12 @@ FilesDep = Annotated[FilesService, Depends(get_files)]
 BatchesDep = Annotated[BatchesService, Depends(get_batches)]
 ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
 QuotasDep = Annotated[QuotaService, Depends(get_quota_service)]
+
+#: The caller (any valid key; the open principal when authentication is off).
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
+#: A caller that may read its tenant's jobs, files and batches (`jobs:read`).
+ReaderDep = Annotated[Principal, Depends(require(Scope.JOBS_READ))]
+#: A caller that may submit and cancel (`jobs:write`).
+WriterDep = Annotated[Principal, Depends(require(Scope.JOBS_WRITE))]
+#: An operator (`admin`): sees every tenant.
+AdminDep = Annotated[Principal, Depends(require(Scope.ADMIN))]

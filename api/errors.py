@@ -7,6 +7,8 @@ Every 4xx/5xx body is `shared.schemas.ErrorResponse`: `{"error": {"code", "messa
 | RequestValidationError (pydantic)        | 422    | validation_error      |
 | ... whose body is not valid JSON         | 400    | invalid_json          |
 | InvalidInputError                        | 422    | its own (invalid_request / validation_error) |
+| AuthenticationError                      | 401    | invalid_api_key (with `WWW-Authenticate: Bearer`) |
+| PermissionDeniedError                    | 403    | insufficient_scope    |
 | JobNotFoundError                         | 404    | job_not_found         |
 | ConflictError                            | 409    | conflict              |
 | QuotaExceededError (shared.quotas)       | 429    | its own, with `Retry-After` |
@@ -31,9 +33,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.constants import RETRY_AFTER_S, TaskName
 from shared.errors import (
+    AuthenticationError,
     ConflictError,
     InvalidInputError,
     JobNotFoundError,
+    PermissionDeniedError,
     QueueUnavailableError,
     QuotaExceededError,
     TextfleetError,
@@ -49,6 +53,8 @@ log = structlog.get_logger(__name__)
 #: HTTP status of each client- or infrastructure-facing error (the most specific class wins).
 STATUS_BY_ERROR: dict[type[TextfleetError], int] = {
     InvalidInputError: 422,
+    AuthenticationError: 401,
+    PermissionDeniedError: 403,
     JobNotFoundError: 404,
     ConflictError: 409,
     QuotaExceededError: 429,
@@ -188,6 +194,13 @@ async def _on_validation_error(_request: Request, exc: Exception) -> JSONRespons
 # --- Domain and infrastructure errors --------------------------------------------------------------
 
 
+#: Headers an error of a status carries: when to retry, how to authenticate (RFC 6750).
+_HEADERS_BY_STATUS: dict[int, dict[str, str]] = {
+    503: {"Retry-After": str(RETRY_AFTER_S)},
+    401: {"WWW-Authenticate": 'Bearer realm="textfleet"'},
+}
+
+
 def _status_of(exc: TextfleetError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS_BY_ERROR:
@@ -199,7 +212,7 @@ async def _on_textfleet_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TextfleetError)
     status_code = _status_of(exc)
     field = exc.field if isinstance(exc, InvalidInputError) else None
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if status_code == 503 else None
+    headers = _HEADERS_BY_STATUS.get(status_code)
     if isinstance(exc, QuotaExceededError):
         headers = {"Retry-After": str(exc.retry_after_s)}
     if status_code >= 500:

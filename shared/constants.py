@@ -12,7 +12,9 @@ from shared.tasks import TASK_QUEUES, Queue, TaskName
 __all__ = [
     "CANCEL_CHANNEL",
     "CELERY_TASK_PREFIX",
+    "DEFAULT_TENANT",
     "EVENTS_CHANNEL_PREFIX",
+    "MODERATION_CATEGORIES",
     "OUTSTANDING_PREFIX",
     "PRIORITY_DEFAULT",
     "PRIORITY_MAX",
@@ -21,6 +23,7 @@ __all__ = [
     "STREAM_CHANNEL_PREFIX",
     "SWEEPER_LOCK",
     "TASK_QUEUES",
+    "TENANT_MAX_CHARS",
     "WEBHOOK_TASK",
     "WORKER_HEARTBEAT_PREFIX",
     "Queue",
@@ -54,10 +57,32 @@ OUTSTANDING_PREFIX = f"{REDIS_KEY_PREFIX}outstanding:"
 #: Redis lock held by the worker that runs the fleet-wide sweep.
 SWEEPER_LOCK = f"{REDIS_KEY_PREFIX}sweeper-lock"
 
+#: OpenAI's moderation category names, in their documented order.
+MODERATION_CATEGORIES: tuple[str, ...] = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/intent",
+    "self-harm/instructions",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
+
 #: Job priority range: higher runs first.
 PRIORITY_MIN = 0
 PRIORITY_MAX = 9
 PRIORITY_DEFAULT = 5
+
+#: The tenant of jobs submitted while authentication is off, and of rows from before tenants existed.
+DEFAULT_TENANT = "default"
+#: Longest tenant name (a column's width).
+TENANT_MAX_CHARS = 64
 
 
 def celery_task_name(task: str) -> str:

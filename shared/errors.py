@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "ConfigurationError",
     "ConflictError",
     "EngineError",
@@ -16,6 +17,7 @@ __all__ = [
     "JobNotFoundError",
     "ModelError",
     "ModelNotPreparedError",
+    "PermissionDeniedError",
     "QueueUnavailableError",
     "QuotaExceededError",
     "RetryableError",
@@ -78,6 +80,18 @@ class JobNotFoundError(TextfleetError):
     """Raised when no job has the requested id."""
 
     code = "job_not_found"
+
+
+class AuthenticationError(TextfleetError):
+    """Raised when a request carries no API key, or one that is unknown, revoked or expired."""
+
+    code = "invalid_api_key"
+
+
+class PermissionDeniedError(TextfleetError):
+    """Raised when a valid key lacks the scope a request needs."""
+
+    code = "insufficient_scope"
 
 
 class ConflictError(TextfleetError):

@@ -21,32 +21,17 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.constants import MODERATION_CATEGORIES
 from shared.files.settings import FilesSettings
 from shared.quotas.settings import QuotaSettings
 from shared.settings_rules import cross_field_problems
+from shared.tenancy.settings import AuthSettings
 
 __all__ = [
     "MODERATION_CATEGORIES",
     "Settings",
     "get_settings",
 ]
-
-#: OpenAI's moderation category names, in their documented order.
-MODERATION_CATEGORIES: tuple[str, ...] = (
-    "harassment",
-    "harassment/threatening",
-    "hate",
-    "hate/threatening",
-    "illicit",
-    "illicit/violent",
-    "self-harm",
-    "self-harm/intent",
-    "self-harm/instructions",
-    "sexual",
-    "sexual/minors",
-    "violence",
-    "violence/graphic",
-)
 
 
 def _default_models_dir() -> Path:
@@ -336,6 +321,9 @@ class Settings(BaseSettings):
         "`TEXTFLEET_BATCH_*` variables (`shared.files.settings`), read from the same environment.",
     )
     quotas: QuotaSettings = Field(default_factory=QuotaSettings, description="`TEXTFLEET_QUOTA_*` limits")
+
+    # --- Tenants and API keys -----------------------------------------------------------------
+    auth: AuthSettings = Field(default_factory=AuthSettings, description="`TEXTFLEET_AUTH_*`: API keys.")
 
     # --- Secrets ------------------------------------------------------------------------------
     # No defaults: unset means the feature is off.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,11 @@ import redis
 from shared.db.migrate import upgrade
 from shared.settings import get_settings
 from tests.utils.services import postgres_database, redis_database
+
+# Most tests exercise job semantics on an open API (every caller the default tenant, every scope);
+# the tests of tenants and keys turn authentication on for their own app (`auth_enabled="true"`).
+# Subprocesses started by tests (the API, workers, `textfleet dev`) inherit this.
+os.environ["TEXTFLEET_AUTH_ENABLED"] = "false"
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from api.jobs.creation import IdempotentReplayError, create_jobs
 from api.jobs.reads import with_deliveries
+from shared.constants import DEFAULT_TENANT
 from shared.db.models import IdempotencyKey, Job, utcnow
 from shared.errors import ConflictError
 from shared.schemas import JobCreate, JobOut
@@ -33,7 +34,7 @@ def request_hash(bodies: Sequence[JobCreate], kind: str) -> str:
 def replay(session: Session, key: str, digest: str, ttl_s: float) -> list[JobOut] | None:
     """The jobs an Idempotency-Key already created, if it was used within `ttl_s` with the same request;
     ConflictError if it was used with a different one; None if it is unused (or expired, then freed)."""
-    seen = session.get(IdempotencyKey, key)
+    seen = session.get(IdempotencyKey, (DEFAULT_TENANT, key))  # TODO(isolation): the caller's tenant
     if seen is None:
         return None
     if seen.created_at < utcnow() - timedelta(seconds=ttl_s):

@@ -45,6 +45,8 @@ _STATUS_BY_CODE = {
     "canceled": 409,
 }
 _CODE_RENAMES = {"unknown_model": "model_not_found"}
+#: Headers of the app's error response that the reshaped one keeps.
+_KEPT_HEADERS = frozenset({"retry-after", "www-authenticate"})
 
 
 class JobFailedError(TextfleetError):
@@ -90,7 +92,7 @@ def _reshape(response: Response) -> Response:
     status = _STATUS_BY_CODE.get(code, response.status_code)
     if status == 422:
         status = 400
-    headers = {k: v for k, v in response.headers.items() if k.lower() == "retry-after"}
+    headers = {k: v for k, v in response.headers.items() if k.lower() in _KEPT_HEADERS}
     body = error_body(status, error.get("message", ""), _CODE_RENAMES.get(code, code), error.get("field"))
     return JSONResponse(body, status, headers=headers or None)
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shared.constants import DEFAULT_TENANT, TENANT_MAX_CHARS
 from shared.db.models import Base, JSONType, UTCDateTime, utcnow
 
 __all__ = ["Batch", "BatchRequest", "FileBlob", "FileObject"]
@@ -24,6 +25,10 @@ class FileObject(Base):
     __tablename__ = "files"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)  # "file-" + ULID
+    #: The tenant that owns it (`default` when authentication is off).
+    tenant_id: Mapped[str] = mapped_column(
+        String(TENANT_MAX_CHARS), default=DEFAULT_TENANT, server_default=text(f"'{DEFAULT_TENANT}'")
+    )
     purpose: Mapped[str] = mapped_column(String(32))
     filename: Mapped[str] = mapped_column(String(255))
     bytes: Mapped[int] = mapped_column(BigInteger)
@@ -32,6 +37,8 @@ class FileObject(Base):
     #: For a batch's output and error files: the batch (their content is read from its jobs).
     batch_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_files_tenant_id_id", "tenant_id", "id"),)
 
 
 class FileBlob(Base):
@@ -49,6 +56,10 @@ class Batch(Base):
     __tablename__ = "batches"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)  # "batch_" + ULID
+    #: The tenant that owns it (`default` when authentication is off).
+    tenant_id: Mapped[str] = mapped_column(
+        String(TENANT_MAX_CHARS), default=DEFAULT_TENANT, server_default=text(f"'{DEFAULT_TENANT}'")
+    )
     status: Mapped[str] = mapped_column(String(16))
     endpoint: Mapped[str] = mapped_column(String(64))
     input_file_id: Mapped[str] = mapped_column(String(40))
@@ -71,7 +82,10 @@ class Batch(Base):
     #: textfleet's extension: the URL that receives a signed `batch.<status>` event when it ends.
     webhook: Mapped[str | None] = mapped_column(String(2048), nullable=True)
 
-    __table_args__ = (Index("ix_batches_status", "status"),)
+    __table_args__ = (
+        Index("ix_batches_status", "status"),
+        Index("ix_batches_tenant_id_id", "tenant_id", "id"),
+    )
 
 
 class BatchRequest(Base):

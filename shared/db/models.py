@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from shared.constants import DEFAULT_TENANT, TENANT_MAX_CHARS
 
 __all__ = ["Base", "IdempotencyKey", "Job", "WebhookDelivery", "utcnow"]
 
@@ -47,6 +49,10 @@ class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(26), primary_key=True)  # ULID: sortable by creation
+    #: The tenant that submitted the job (`default` when authentication is off).
+    tenant_id: Mapped[str] = mapped_column(
+        String(TENANT_MAX_CHARS), default=DEFAULT_TENANT, server_default=text(f"'{DEFAULT_TENANT}'")
+    )
     task: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))
     input: Mapped[dict[str, Any]] = mapped_column(JSONType)
@@ -68,10 +74,13 @@ class Job(Base):
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     webhook: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     webhook_events: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
+    #: When the job's inputs and results were erased (on request, or by retention); the row stays.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __table_args__ = (
         Index("ix_jobs_status_id", "status", "id"),
         Index("ix_jobs_task_id", "task", "id"),
+        Index("ix_jobs_tenant_id_id", "tenant_id", "id"),
     )
 
     @property
@@ -121,6 +130,13 @@ class IdempotencyKey(Base):
 
     __tablename__ = "idempotency_keys"
 
+    #: Keys are the tenant's own: two tenants may use the same key.
+    tenant_id: Mapped[str] = mapped_column(
+        String(TENANT_MAX_CHARS),
+        primary_key=True,
+        default=DEFAULT_TENANT,
+        server_default=text(f"'{DEFAULT_TENANT}'"),
+    )
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))
     job_ids: Mapped[list[str]] = mapped_column(JSONType)
