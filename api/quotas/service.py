@@ -9,6 +9,7 @@ Built once per app (`api.app`), held on `app.state.quota_service`; `api.quotas.d
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import time
@@ -56,6 +57,9 @@ class QuotaService:
             socket_timeout=REDIS_CONNECT_TIMEOUT_S,
         )
         self.limiter = MovingWindowRateLimiter(self.storage)
+        #: One database read per tenant at a time: concurrent requests of a tenant whose cache entry is
+        #: stale wait for the same read (a burst of a thousand requests is one read, not a thousand).
+        self._loading: dict[str, asyncio.Future[TenantLimits]] = {}
 
     async def close(self) -> None:
         """Close the storage's Redis connections (the app's lifespan ends)."""
@@ -73,7 +77,12 @@ class QuotaService:
         overrides = self.quotas.overrides.fresh(tenant)
         if overrides is not None:
             return effective(self.quotas.settings, tenant, overrides)
-        return await run_in_threadpool(self._load, tenant)
+        pending = self._loading.get(tenant)
+        if pending is None:
+            pending = asyncio.ensure_future(run_in_threadpool(self._load, tenant))
+            self._loading[tenant] = pending
+            pending.add_done_callback(lambda _done: self._loading.pop(tenant, None))
+        return await asyncio.shield(pending)
 
     async def describe(self, tenant: str) -> dict[str, Any]:
         """The tenant's limits and what it holds now (`GET /v1/quotas`)."""

@@ -41,7 +41,8 @@ def _wait_past_midnight() -> None:
 
 
 async def _submit_all(urls: list[str], headers: dict[str, str], sizes: list[int]) -> list[httpx.Response]:
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    # A connection per request (no keep-alive): no request races the server closing an idle one.
+    limits = httpx.Limits(max_connections=250, max_keepalive_connections=0)
     clients = [httpx.AsyncClient(base_url=u, headers=headers, timeout=120, limits=limits) for u in urls]
     try:
         body = {"task": "generate", "input": {"prompt": "hi"}}
