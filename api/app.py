@@ -110,9 +110,8 @@ def _start_services(app: FastAPI, settings: Settings) -> None:
         settings.files, state.files, state.celery, chunk_size=settings.bulk_chunk_size
     )
     state.queue_stats = QueueStats(state.redis)
-    state.quota_service = QuotaService(
-        state.quotas, state.sessions
-    )  # per-tenant request rate, GET /v1/quotas
+    # Per-tenant limits: the request rate of every /v1 request, and GET /v1/quotas.
+    state.quota_service = QuotaService(state.quotas, state.sessions)
     state.readiness = Readiness(get_engine(settings.database_url), state.redis)
 
 
