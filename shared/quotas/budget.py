@@ -62,15 +62,19 @@ for i, t in ipairs(tenants) do
 end
 local arg = 3
 for _, t in ipairs(tenants) do
+  -- a batch's jobs (track 0) draw on the day only: minute 0 in their records names no window
+  local in_minute = t.track == 1 and minute or 0
   if t.tokens > 0 then
-    local tpm = p .. t.t .. ':tpm:' .. minute
+    if t.track == 1 then
+      local tpm = p .. t.t .. ':tpm:' .. minute
+      redis.call('INCRBY', tpm, t.tokens)
+      redis.call('EXPIRE', tpm, 120)
+    end
     local tpd = p .. t.t .. ':tpd:' .. day
-    redis.call('INCRBY', tpm, t.tokens)
-    redis.call('EXPIRE', tpm, 120)
     redis.call('INCRBY', tpd, t.tokens)
     redis.call('EXPIRE', tpd, 172800)
   end
-  local head = minute .. '\t' .. day .. '\t'
+  local head = in_minute .. '\t' .. day .. '\t'
   local tail = '\t' .. t.track .. '\t' .. t.t
   local set_key = p .. t.t .. (t.track == 1 and ':open' or ':batch')
   local last = arg + 2 * t.n - 1

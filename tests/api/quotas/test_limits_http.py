@@ -16,6 +16,7 @@ from shared.db import session_scope
 from shared.quotas.budget import usage
 from shared.quotas.tenant_limits import set_overrides
 from tests.api.conftest import Rows, Serve
+from tests.utils.batches import batch_line, jsonl
 from tests.utils.factories import job_payload
 from tests.utils.tenancy import auth_headers, make_key
 
@@ -128,4 +129,40 @@ def test_token_budget_on_every_way_in(serve: Serve, database_url: str, redis_url
         assert mine["limits"]["requests_per_second"] is None
         assert mine["usage"]["tokens_today"] == 600
         assert mine["usage"]["unfinished_jobs"] == 5  # idempotent 1 + bulk 3 + sentiment 1 (first: canceled)
+    broker.close()
+
+
+def test_a_batch_takes_the_day_budget_only_all_or_nothing(
+    serve: Serve, database_url: str, redis_url: str, rows: Rows
+) -> None:
+    live = serve(auth_enabled="true")
+    tenant = _tenant("batch")
+    broker = redis.Redis.from_url(redis_url)
+    limits = {"tokens_per_day": 1000, "tokens_per_minute": 100, "max_queued_jobs": 1}
+    with _client(live.url, database_url, tenant, **limits) as client:
+        model = client.get("/v1/models").json()["data"][0]["id"]
+
+        def create(n: int) -> httpx.Response:
+            chat = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 300}
+            lines = [batch_line(f"r{i}", "/v1/chat/completions", chat) for i in range(n)]
+            upload = client.post(
+                "/v1/files", files={"file": ("in.jsonl", jsonl(lines))}, data={"purpose": "batch"}
+            )
+            assert upload.status_code == 200, upload.text
+            body = {
+                "input_file_id": upload.json()["id"],
+                "endpoint": "/v1/chat/completions",
+                "completion_window": "24h",
+            }
+            return client.post("/v1/batches", json=body)
+
+        assert create(3).status_code == 200  # 900 tokens: past the minute budget and the jobs cap, fine
+        held = usage(broker, tenant)
+        assert (held.open_jobs, held.tokens_today, held.tokens_this_minute) == (0, 900, 0)
+        before = rows.count()
+        refused = create(2)
+        assert refused.status_code == 429, refused.text
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert rows.count() == before  # nothing of the refused batch was stored
+        assert usage(broker, tenant).tokens_today == 900
     broker.close()

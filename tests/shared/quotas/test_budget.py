@@ -102,7 +102,7 @@ def test_batch_jobs_take_the_day_budget_only(client: redis.Redis) -> None:
     tenant = _tenant()
     reserve(client, [Request(tenant, None, None, 10_000, _jobs(50, 100), track_open=False)])
     held = usage(client, tenant)
-    assert (held.open_jobs, held.tokens_today) == (0, 5000)
+    assert (held.open_jobs, held.tokens_this_minute, held.tokens_today) == (0, 0, 5000)
 
 
 def test_concurrent_reservations_never_take_more_than_the_budget(client: redis.Redis) -> None:
