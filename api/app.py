@@ -39,6 +39,10 @@ from api.openai.service import OpenAIService
 from api.openapi import install_openapi
 from api.queues.router import router as queues_router
 from api.queues.service import QueueStats
+from api.quotas.dependencies import limit_request_rate
+from api.quotas.middleware import QuotasMiddleware
+from api.quotas.router import router as quotas_router
+from api.quotas.service import QuotaService
 from api.usage.router import router as usage_router
 from api.usage.service import UsageService
 from api.webhooks.router import router as webhooks_router
@@ -47,6 +51,7 @@ from shared.db.session import get_engine, get_sessionmaker
 from shared.limits import Limits
 from shared.logging import configure_logging
 from shared.queueing import make_celery
+from shared.quotas.admission import Quotas
 from shared.settings import Settings, get_settings
 
 __all__ = ["app", "create_app"]
@@ -113,6 +118,8 @@ def _start_services(app: FastAPI, settings: Settings) -> None:
     )
     state.queue_stats = QueueStats(state.redis)
     state.usage = UsageService(state.sessions)  # GET /v1/usage (issue 12)
+    # Per-tenant limits: the request rate of every /v1 request, and GET /v1/quotas.
+    state.quota_service = QuotaService(state.quotas, state.sessions)
     state.readiness = Readiness(get_engine(settings.database_url), state.redis)
 
 
@@ -136,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.waiter.stop()
             await app.state.redis.aclose()
+            await app.state.quota_service.close()
             with contextlib.suppress(Exception):
                 app.state.celery.close()
             log.info("api.stopped")
@@ -153,11 +161,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.celery = make_celery(settings)
+    app.state.quotas = Quotas.from_settings(settings)  # per-tenant limits (`shared.quotas`)
     install_error_handlers(app)
     for router in (health_router, metrics_router, docs_router):
         app.include_router(router)
     # Every /v1 route needs a valid key (401 before the route runs); routes check their scope. Then
-    # no path or query parameter may hold a NUL (api.limits.check_url_params).
+    # no path or query parameter may hold a NUL (api.limits.check_url_params), then the caller's
+    # tenant's request rate (429).
     for router in (
         jobs_router,
         queues_router,
@@ -167,10 +177,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         batches_router,
         keys_router,
         usage_router,
+        quotas_router,
     ):
-        app.include_router(router, dependencies=[Depends(authenticate), Depends(check_url_params)])
+        app.include_router(
+            router,
+            dependencies=[Depends(authenticate), Depends(check_url_params), Depends(limit_request_rate)],
+        )
     install_openapi(app, settings)
     app.add_middleware(LimitsMiddleware, limits=Limits.from_settings(settings))
+    app.add_middleware(QuotasMiddleware, quotas=app.state.quotas)
     app.add_middleware(MetricsMiddleware)
     return app
 

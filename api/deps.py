@@ -27,6 +27,7 @@ from api.jobs.waits import JobWaiter
 from api.keys.service import KeysService
 from api.openai.service import OpenAIService
 from api.queues.service import QueueStats
+from api.quotas.service import QuotaService
 from api.usage.service import UsageService
 from shared.settings import Settings
 from shared.tenancy.principal import Principal, Scope
@@ -43,6 +44,7 @@ __all__ = [
     "OpenAIDep",
     "PrincipalDep",
     "QueueStatsDep",
+    "QuotasDep",
     "ReaderDep",
     "ReadinessDep",
     "RedisDep",
@@ -125,6 +127,12 @@ async def get_queue_stats(request: Request) -> QueueStats:
     return stats
 
 
+async def get_quota_service(request: Request) -> QuotaService:
+    """The app's per-tenant limits service (`api.quotas.service`)."""
+    limiter: QuotaService = request.app.state.quota_service
+    return limiter
+
+
 async def get_readiness(request: Request) -> Readiness:
     """The app's readiness checks."""
     readiness: Readiness = request.app.state.readiness
@@ -150,6 +158,7 @@ OpenAIDep = Annotated[OpenAIService, Depends(get_openai)]
 FilesDep = Annotated[FilesService, Depends(get_files)]
 BatchesDep = Annotated[BatchesService, Depends(get_batches)]
 ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
+QuotasDep = Annotated[QuotaService, Depends(get_quota_service)]
 
 #: The caller (any valid key; the open principal when authentication is off).
 PrincipalDep = Annotated[Principal, Depends(authenticate)]

@@ -12,6 +12,7 @@ Every 4xx/5xx body is `shared.schemas.ErrorResponse`: `{"error": {"code", "messa
 | JobNotFoundError                         | 404    | job_not_found         |
 | KeyNotFoundError                         | 404    | key_not_found         |
 | ConflictError                            | 409    | conflict              |
+| QuotaExceededError (shared.quotas)       | 429    | its own, with `Retry-After` |
 | QueueUnavailableError                    | 503    | queue_unavailable     |
 | TransientDatabaseError, SQLAlchemy OperationalError | 503 | database_unavailable |
 | Starlette HTTPException (unknown route...) | its own | not_found / method_not_allowed / http_error |
@@ -41,6 +42,7 @@ from shared.errors import (
     KeyNotFoundError,
     PermissionDeniedError,
     QueueUnavailableError,
+    QuotaExceededError,
     TextfleetError,
     TransientDatabaseError,
 )
@@ -60,6 +62,7 @@ STATUS_BY_ERROR: dict[type[TextfleetError], int] = {
     JobNotFoundError: 404,
     KeyNotFoundError: 404,
     ConflictError: 409,
+    QuotaExceededError: 429,
     QueueUnavailableError: 503,
     TransientDatabaseError: 503,
 }
@@ -215,6 +218,8 @@ async def _on_textfleet_error(request: Request, exc: Exception) -> JSONResponse:
     status_code = _status_of(exc)
     field = exc.field if isinstance(exc, InvalidInputError) else None
     headers = _HEADERS_BY_STATUS.get(status_code)
+    if isinstance(exc, QuotaExceededError):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     if status_code >= 500:
         log.warning("request.failed", path=request.url.path, code=exc.code, error=exc.message)
     errors = [{"field": field, "message": exc.message, "type": exc.code}] if field is not None else None

@@ -237,3 +237,11 @@ USAGE_MAX_DAYS = 366
 # used by shared/limits.py (the body cap of a file upload, api/limits.py)
 #: Bytes a multipart upload may carry beyond the file itself (boundaries, part headers, `purpose`).
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# used by shared/quotas/budget.py
+#: `textfleet:quota:<tenant>:open` and `...:batch` (sorted sets: the tenant's unfinished jobs, counted
+#: against its cap, and its batches' jobs, not counted), `...:tpm:<minute>` and `...:tpd:<day>`
+#: (generation tokens reserved in that UTC minute / day), `textfleet:quota:jobs` (hash: what each
+#: unfinished job reserved, until its end returns the unused part).
+QUOTA_PREFIX = f"{REDIS_KEY_PREFIX}quota:"
+#: `Retry-After` of a refusal for too many unfinished jobs (nothing tells when one will end).
+QUOTA_QUEUE_RETRY_AFTER_S = 5

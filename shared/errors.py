@@ -20,6 +20,7 @@ __all__ = [
     "ModelNotPreparedError",
     "PermissionDeniedError",
     "QueueUnavailableError",
+    "QuotaExceededError",
     "RetryableError",
     "TextfleetError",
     "TransientDatabaseError",
@@ -104,6 +105,17 @@ class ConflictError(TextfleetError):
     """Raised when a request conflicts with the job's current state (e.g. cancelling a finished job)."""
 
     code = "conflict"
+
+
+class QuotaExceededError(TextfleetError):
+    """Raised when a tenant passes one of its limits (`shared.quotas`): its request rate, its unfinished
+    jobs or a generation-token budget. `retry_after_s`: when trying again may succeed."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = retry_after_s
 
 
 # --- Infrastructure -----------------------------------------------------------------------------

@@ -9,7 +9,8 @@
 3. after the commit, in one Redis round trip per batch: the job leaves its queue's outstanding set
    and its status is published on its events channel (`shared.events`); a running job ended by
    anyone but its own worker (a cancel, the sweeper) is aborted in its engine (`CANCEL_CHANNEL`, one
-   more round trip);
+   more round trip); its tenant's quota reservation is returned less what it used
+   (`shared.quotas.budget.refund`: once per job, one more round trip);
 4. the delivery ids are made due in the webhook queue;
 5. each ended job's usage moves its tenant's `textfleet_usage_*` counters (`shared.usage`), once: only
    the transaction that wrote its terminal state reports it.
@@ -34,6 +35,7 @@ from shared.db import repository
 from shared.db.conflicts import retry_conflicts
 from shared.events import announce_terminals
 from shared.logging import safe_message
+from shared.quotas.budget import refund
 from shared.schemas import JobStatus
 from shared.usage import JobUsage, count_ended
 from shared.webhooks.queue import enqueue_deliveries
@@ -103,6 +105,9 @@ class Endings:
     aborts: list[str] = field(default_factory=list)
     #: Webhook delivery ids recorded in the transaction (`completed`, and the claim's `started`).
     deliveries: list[str] = field(default_factory=list)
+    #: (job id, completion tokens used) of each ended job: its tenant's reservation is returned less
+    #: what it used (`shared.quotas.budget.refund`, once per job however often it is reported).
+    refunds: list[tuple[str, int]] = field(default_factory=list)
 
 
 def write(session: Session, completions: list[Completion], endings: Endings) -> list[Ended | None]:
@@ -126,6 +131,7 @@ def write(session: Session, completions: list[Completion], endings: Endings) -> 
             if row is not None:
                 ended = Ended(c.job_id, row.task, c.status, expected, JobUsage.from_row(row))
                 endings.ended.append(ended)
+                endings.refunds.append((c.job_id, (c.usage or {}).get("completion_tokens", 0)))
                 if expected is JobStatus.RUNNING and c.worker is None:
                     endings.aborts.append(c.job_id)
                 delivery = record_event(session, row, "completed")
@@ -154,6 +160,11 @@ def announce(client: redis.Redis, endings: Endings) -> None:
                     pipe.execute()
         except Exception as exc:  # waiters time out and re-read; the sweeper prunes the sets
             log.warning("job.announce_failed", count=len(endings.ended), error=safe_message(exc))
+    if endings.refunds:
+        try:
+            refund(client, endings.refunds)
+        except Exception as exc:  # what it held is freed when its windows end
+            log.warning("quota.refund_failed", count=len(endings.refunds), error=safe_message(exc))
     if endings.deliveries:
         try:
             enqueue_deliveries(client, endings.deliveries)

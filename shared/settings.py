@@ -25,6 +25,7 @@ from shared.constants import MODERATION_CATEGORIES
 from shared.files.settings import FilesSettings
 from shared.inputs.settings import InputSettings
 from shared.privacy.settings import PrivacySettings, SecretSources
+from shared.quotas.settings import QuotaSettings
 from shared.settings_rules import cross_field_problems
 from shared.tenancy.settings import AuthSettings
 from shared.webhooks.settings import WebhookSafetySettings
@@ -322,6 +323,7 @@ class Settings(SecretSources):
         "`TEXTFLEET_BATCH_*` variables (`shared.files.settings`), read from the same environment.",
     )
     inputs: InputSettings = Field(default_factory=InputSettings, description="Request size caps.")
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings, description="`TEXTFLEET_QUOTA_*` limits")
 
     # --- Tenants and API keys -----------------------------------------------------------------
     auth: AuthSettings = Field(default_factory=AuthSettings, description="`TEXTFLEET_AUTH_*`: API keys.")

@@ -30,6 +30,7 @@ from textfleet.batch_cli import app as batch_app
 from textfleet.chaos.cli import chaos as chaos_command
 from textfleet.keys_cli import app as keys_app
 from textfleet.tenant_webhooks_cli import webhook_secret as webhook_secret_command
+from textfleet.tenants_cli import app as tenants_app
 
 __all__ = ["app", "main"]
 
@@ -40,6 +41,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 app.add_typer(batch_app, name="batch")
 app.add_typer(keys_app, name="keys")
+app.add_typer(tenants_app, name="tenants")
 app.command("chaos")(chaos_command)
 # `textfleet bench` wherever the `bench` package is installed (a checkout); the images leave it out.
 if importlib.util.find_spec("bench") is not None:
@@ -359,11 +361,7 @@ def webhooks_resend(
     console.print_json(data=delivery)
 
 
-# --- tenants: a tenant's own webhook signing secret (issue 12) ------------------------------------
-# (one `tenants` group: other tenant commands register on `tenants_app` too)
-
-tenants_app = typer.Typer(help="Tenants and their settings (in the database).", no_args_is_help=True)
-app.add_typer(tenants_app, name="tenants")
+# --- tenants: one group (`textfleet.tenants_cli`: limits); a tenant's webhook signing secret too ---
 tenants_app.command("webhook-secret")(webhook_secret_command)
 
 

@@ -19,6 +19,7 @@ these stages, each a small function with its own transaction; jobs end through `
 8. erases the data of jobs finished longer ago than their tenant's retention (`shared.privacy`):
    input, params, metadata, result and error text; the row stays for accounting (once per
    `RETENTION_PASS_S`).
+9. returns tenants' quota reservations of jobs that ended unrefunded (`shared.quotas.reconcile`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from shared.lifecycle import Completion, Ended
 from shared.logging import safe_message
 from shared.privacy.retention import retention_plan
 from shared.queueing import send_jobs
+from shared.quotas.reconcile import reconcile
 from shared.schemas import TERMINAL_STATUSES, JobStatus
 from shared.settings import Settings
 from shared.webhooks.queue import resend_lost
@@ -97,6 +99,7 @@ def sweep(
     _resend_lost_deliveries(state)
     _forget_idempotency_keys(state)
     state.done["outstanding_dropped"] += _prune_outstanding(settings, client)
+    state.done["quota_reconciled"] += reconcile(client, settings.database_url)
     _advance_batches(state)
     _erase_past_retention(state)
     return +state.done

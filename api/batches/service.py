@@ -34,6 +34,7 @@ from shared.errors import ConflictError, InvalidInputError, JobNotFoundError, Qu
 from shared.files.settings import FilesSettings
 from shared.metrics import count_submitted
 from shared.queueing import redis_client, send_jobs
+from shared.quotas.admission import admit
 from shared.schemas import WebhookDeliveryOut
 from shared.webhooks import enqueue_deliveries, record_batch_event
 from shared.webhooks.resend import reset_batch_for_resend
@@ -129,6 +130,7 @@ class BatchesService:
         batch.output_file_id, batch.error_file_id = new_file_id(), new_file_id()
         jobs = [(request, item, job) for request in requests for item, job in enumerate(request.jobs)]
         rows = [job_row(job, now, batch.tenant_id) for _request, _item, job in jobs]
+        reservation = admit(session, rows, batch=True)  # the tenant's day budget (429), all or nothing
         try:
             session.add(batch)
             for file_id, suffix in ((batch.output_file_id, "output"), (batch.error_file_id, "error")):
@@ -162,6 +164,7 @@ class BatchesService:
             session.commit()
         except BaseException:
             session.rollback()
+            reservation.release()
             raise
         try:
             send_jobs(
@@ -172,6 +175,7 @@ class BatchesService:
                 ],
             )
         except QueueUnavailableError:
+            reservation.release()
             self._undo(session, batch.id, [row["id"] for row in rows])
             raise
         count_submitted(row["task"] for row in rows)

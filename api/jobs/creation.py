@@ -23,6 +23,7 @@ from shared.db.models import IdempotencyKey, utcnow
 from shared.errors import InvalidInputError, QueueUnavailableError
 from shared.metrics import count_submitted
 from shared.queueing import send_jobs
+from shared.quotas.admission import admit
 from shared.schemas import JobCreate, JobOut
 
 __all__ = ["IdempotentReplayError", "check_webhooks", "create_job", "create_jobs", "job_row"]
@@ -89,6 +90,7 @@ def create_jobs(
     created_at = utcnow()
     tenants = [tenant] * len(bodies) if isinstance(tenant, str) else list(tenant)
     rows = [job_row(body, created_at, owner) for body, owner in zip(bodies, tenants, strict=True)]
+    reservation = admit(session, rows)  # the tenants' limits (429): given back below if not created
     try:
         repository.insert_job_rows(session, rows, chunk_size=chunk_size)
         if idempotency is not None:
@@ -102,11 +104,13 @@ def create_jobs(
         session.commit()
     except IntegrityError as exc:
         session.rollback()
+        reservation.release()
         if idempotency is None:
             raise
         raise IdempotentReplayError(idempotency[0]) from exc
     except (StatementError, ValueError, TypeError) as exc:
         session.rollback()
+        reservation.release()
         if not _refused_value(exc):
             raise
         # The database or its driver refused a value (validation should have caught it): this
@@ -116,10 +120,12 @@ def create_jobs(
         ) from exc
     except BaseException:
         session.rollback()
+        reservation.release()
         raise
     try:
         send_jobs(celery, [(row["id"], TaskName(row["task"]), row["priority"]) for row in rows])
     except QueueUnavailableError as exc:
+        reservation.release()
         ids = [row["id"] for row in rows]
         log.warning("job.enqueue_failed", jobs=len(ids), first_job_id=ids[0], error=exc.message)
         try:

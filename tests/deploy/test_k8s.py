@@ -365,7 +365,9 @@ def test_every_worker_scales_on_outstanding_jobs(rendered: dict[str, list[Manife
         # Every /v1 request needs a key: KEDA's is a bearer token from its TriggerAuthentication.
         assert meta["authMode"] == "bearer", where
         auth = _find(docs, "TriggerAuthentication", trigger["authenticationRef"]["name"])
-        assert {"parameter": "token", "name": "textfleet-keda", "key": "token"} in auth["spec"]["secretTargetRef"]
+        assert {"parameter": "token", "name": "textfleet-keda", "key": "token"} in auth["spec"][
+            "secretTargetRef"
+        ]
         # One pod's worth of jobs per pod: ceil(outstanding / concurrency) replicas.
         assert int(meta["targetValue"]) == _workers_concurrency(docs, name), where
         assert meta["activationTargetValue"] == "0", f"{where}: one outstanding job must wake it"

@@ -4,7 +4,7 @@ written at finish, kept when a retention purge erases the job's input and result
 had one text each: they are counted so.
 
 Revision ID: 0008_issue12_usage
-Revises: 0006_issue12_tenants
+Revises: 0007_issue12_quotas
 Create Date: 2026-12-02
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_issue12_usage"
-down_revision = "0006_issue12_tenants"
+down_revision = "0007_issue12_quotas"
 branch_labels = None
 depends_on = None
 
