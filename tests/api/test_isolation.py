@@ -103,6 +103,7 @@ UNNAMED = {
     ("POST", "/v1/moderations"): "test_every_creation_path_records_the_creators_tenant",
     ("POST", "/v1/chat/completions"): "test_every_creation_path_records_the_creators_tenant",
     ("POST", "/v1/completions"): "test_every_creation_path_records_the_creators_tenant",
+    ("GET", "/v1/quotas"): "tests/api/quotas (the caller's own tenant's limits, any key)",
     ("GET", "/v1/usage"): "tests/api/usage/test_usage.py (own tenant; ?tenant= admin only)",
     ("GET", "/v1/keys"): "tests/api/auth/test_keys_router.py (admin only)",
     ("POST", "/v1/keys"): "tests/api/auth/test_keys_router.py (admin only)",
