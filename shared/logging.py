@@ -54,6 +54,8 @@ HIDDEN_MESSAGE = "<message withheld: it may quote job data>"
 #: quote its data: uvicorn's "Exception in ASGI application" (Starlette re-raises every 500 to the
 #: server after our handler answered), Celery's task failures. Their exceptions render without messages.
 _HIDE_MESSAGES_OF = frozenset({"uvicorn.error", "celery.app.trace", "celery.worker.request"})
+#: Loggers of the servers we run in that may come with handlers of their own.
+_SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "celery.app.trace")
 #: Modules whose exception messages repeat the values a statement was given.
 _DATABASE_MODULES = ("sqlalchemy", "psycopg", "sqlite3")
 
@@ -99,6 +101,13 @@ def configure_logging(settings: Settings, *, process: str = "textfleet") -> None
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    # A server started with its own logging config (`uvicorn api.app:app` runs uvicorn's dictConfig before
+    # the app starts) gives its loggers handlers of their own that render exception messages: route
+    # them through ours instead, where `_HIDE_MESSAGES_OF` withholds them.
+    for name in _SERVER_LOGGERS:
+        library = logging.getLogger(name)
+        library.handlers[:] = []
+        library.propagate = True
     for noisy in ("httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     structlog.contextvars.bind_contextvars(process_name=process)

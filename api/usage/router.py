@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ReaderDep, UsageDep
@@ -31,6 +33,20 @@ and result are erased. The period is at most {USAGE_MAX_DAYS} days; `from` must 
 same figures are the `textfleet_usage_*` counters of `/metrics`, labelled by tenant."""
 
 
+_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
+
+
+def _iso_only(value: Any) -> Any:
+    """Refuse a bare number (pydantic would read it as a Unix timestamp): the document says ISO 8601."""
+    if isinstance(value, str) and _NUMBER.match(value):
+        raise ValueError("give a date and time in ISO 8601 (e.g. 2026-12-01T00:00:00Z), not a number")
+    return value
+
+
+#: A query parameter that is an ISO 8601 date-time (a bare number is refused).
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
+
+
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorResponse} for code in codes}
 
@@ -46,7 +62,7 @@ async def get_usage(
     principal: ReaderDep,
     usage: UsageDep,
     from_: Annotated[
-        datetime | None,
+        IsoDateTime | None,
         Query(
             alias="from",
             description=f"Start of the period (inclusive), ISO 8601; without an offset, UTC. "
@@ -54,7 +70,7 @@ async def get_usage(
         ),
     ] = None,
     to: Annotated[
-        datetime | None,
+        IsoDateTime | None,
         Query(description="End of the period (exclusive), ISO 8601; without an offset, UTC. Default: now."),
     ] = None,
     group_by: Annotated[GroupBy, Query(description="Split the period's usage by `task` or by UTC `day`.")] = (

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
 import secrets
 from collections.abc import Callable
 
 import pytest
 import structlog
+import uvicorn.config
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError
 
@@ -201,7 +203,9 @@ def test_libraries_logging_a_request_or_task_failure_never_show_its_message(
     logger: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Starlette re-raises every 500 to uvicorn, which logs it with the exception: the message
-    (which may quote the request) is withheld there too."""
+    (which may quote the request) is withheld there too, also when the server had configured its own
+    loggers first (as `uvicorn api.app:app` does with its default logging config)."""
+    logging.config.dictConfig(uvicorn.config.LOGGING_CONFIG)
     configure_logging(Settings(log_format="json"), process="test")
     capsys.readouterr()
     try:

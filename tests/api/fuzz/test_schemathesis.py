@@ -96,4 +96,5 @@ def test_schemathesis_finds_no_server_error_and_no_response_off_the_schema(
     # ... past authentication (it is on): jobs were created, and the finisher ended the generations.
     with session_scope(database_url) as session:
         statuses = set(session.scalars(select(Job.status)).all())
-    assert {"queued", "succeeded"} <= statuses, statuses
+    # (classifier jobs have no worker here: they stay queued unless a cancel or an erase ended them)
+    assert "succeeded" in statuses and statuses & {"queued", "canceled"}, statuses

@@ -234,6 +234,8 @@ def test_the_period_is_from_inclusive_to_exclusive_on_finished_at(
         ({"from": "0001-01-01T00:00:00+01:00"}, "from", "out of range"),
         ({"to": "0001-01-02T00:00:00Z"}, "to", "give `from`"),
         ({"tenant": "no spaces allowed"}, "tenant", "pattern"),
+        ({"to": "0.5"}, "to", "ISO 8601"),
+        ({"from": "1700000000"}, "from", "not a number"),
     ],
 )
 def test_bad_periods_and_parameters_are_clear_422s(
