@@ -2,8 +2,9 @@
 
 `end_jobs` takes jobs to their terminal states in one transaction and then tells the fleet:
 
-1. the conditional write (`shared.db.repository.finish`): the first terminal state wins, in job-id
-   order (one lock order for every batch), the transaction run again if it lost a lock conflict;
+1. the conditional write (`shared.db.repository.finish`, or `finish_many` for a worker's own outcomes:
+   one statement per batch): the first terminal state wins, in job-id order (one lock order for every
+   batch), the transaction run again if it lost a lock conflict;
 2. the `completed` webhook delivery row of each job that subscribes to it, in the same transaction,
    so the event exists if and only if the state does;
 3. after the commit, in one Redis round trip per batch: the job leaves its queue's outstanding set
@@ -33,6 +34,7 @@ from sqlalchemy.orm import Session
 from shared.constants import CANCEL_CHANNEL
 from shared.db import repository
 from shared.db.conflicts import retry_conflicts
+from shared.db.repository import AnyRow
 from shared.events import announce_terminals
 from shared.logging import safe_message
 from shared.quotas.budget import refund
@@ -111,12 +113,28 @@ class Endings:
 
 
 def write(session: Session, completions: list[Completion], endings: Endings) -> list[Ended | None]:
-    """Steps 1 and 2 in the caller's transaction (rows locked in the order given): per completion, the
-    job it ended, or None when another state was written first."""
-    out: list[Ended | None] = []
-    for c in completions:
-        ended: Ended | None = None
-        for expected in c.expected:
+    """Steps 1 and 2 in the caller's transaction: per completion, the job it ended, or None when
+    another state was written first. A worker's own outcomes (succeeded or failed, from `running`)
+    are written in one statement per worker (`repository.finish_many`); any other completion (a
+    cancel, the sweeper's ends, an expiry) by one conditional update each, in the order given."""
+    rows: dict[int, AnyRow] = {}
+    previous: dict[int, JobStatus] = {}
+    groups: dict[str, list[int]] = {}
+    grouped_ids: set[str] = set()
+    for i, c in enumerate(completions):
+        own = c.worker is not None and c.expected == (JobStatus.RUNNING,) and c.status in _WORKER_ENDS
+        if own and c.worker is not None and c.job_id not in grouped_ids:  # a job named again: below
+            groups.setdefault(c.worker, []).append(i)
+            grouped_ids.add(c.job_id)
+    for worker, positions in groups.items():
+        changed = repository.finish_many(session, [completions[i] for i in positions], worker=worker)
+        for i in positions:
+            row = changed.get(completions[i].job_id)
+            if row is not None:
+                rows[i], previous[i] = row, JobStatus.RUNNING
+    grouped = {i for positions in groups.values() for i in positions}
+    for i, c in enumerate(completions):
+        for expected in () if i in grouped else c.expected:
             row = repository.finish(
                 session,
                 c.job_id,
@@ -129,22 +147,36 @@ def write(session: Session, completions: list[Completion], endings: Endings) -> 
                 worker=c.worker,
             )
             if row is not None:
-                ended = Ended(c.job_id, row.task, c.status, expected, JobUsage.from_row(row))
-                endings.ended.append(ended)
-                endings.refunds.append((c.job_id, (c.usage or {}).get("completion_tokens", 0)))
-                if expected is JobStatus.RUNNING and c.worker is None:
-                    endings.aborts.append(c.job_id)
-                delivery = record_event(session, row, "completed")
-                if delivery is not None:
-                    endings.deliveries.append(delivery.id)
+                rows[i], previous[i] = row, expected
                 break
-        if ended is None:
-            expected_states = [e.value for e in c.expected]
-            log.warning(
-                "job.finish_ignored", job_id=c.job_id, status=c.status.value, expected=expected_states
-            )
-        out.append(ended)
-    return out
+    return [_ended(session, c, rows.get(i), previous.get(i), endings) for i, c in enumerate(completions)]
+
+
+#: The states a worker writes of its own running jobs (grouped per worker by `write`).
+_WORKER_ENDS = (JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+
+def _ended(
+    session: Session, c: Completion, row: AnyRow | None, expected: JobStatus | None, endings: Endings
+) -> Ended | None:
+    """Record what writing `c` did (`row`: the row it changed from `expected`; None: nothing)."""
+    if row is None or expected is None:
+        log.warning(
+            "job.finish_ignored",
+            job_id=c.job_id,
+            status=c.status.value,
+            expected=[e.value for e in c.expected],
+        )
+        return None
+    ended = Ended(c.job_id, row.task, c.status, expected, JobUsage.from_row(row))
+    endings.ended.append(ended)
+    endings.refunds.append((c.job_id, (c.usage or {}).get("completion_tokens", 0)))
+    if expected is JobStatus.RUNNING and c.worker is None:
+        endings.aborts.append(c.job_id)
+    delivery = record_event(session, row, "completed")
+    if delivery is not None:
+        endings.deliveries.append(delivery.id)
+    return ended
 
 
 def announce(client: redis.Redis, endings: Endings) -> None:

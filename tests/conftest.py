@@ -11,12 +11,23 @@ import redis
 
 from shared.db.migrate import upgrade
 from shared.settings import get_settings
+from tests.utils.machine import describe_load
 from tests.utils.services import postgres_database, redis_database
 
 # Most tests exercise job semantics on an open API (every caller the default tenant, every scope);
 # the tests of tenants and keys turn authentication on for their own app (`auth_enabled="true"`).
 # Subprocesses started by tests (the API, workers, `textfleet dev`) inherit this.
 os.environ["TEXTFLEET_AUTH_ENABLED"] = "false"
+
+
+def pytest_report_header() -> str:
+    """How busy the machine is as the run starts (a slow run on a loaded machine explains itself)."""
+    return describe_load()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The same at the end: a fleet process the run's own tests left behind shows here."""
+    terminalreporter.write_line(describe_load())
 
 
 @pytest.fixture(scope="session")

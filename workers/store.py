@@ -103,8 +103,14 @@ class JobStore:
         out: list[Claim | None] = []
         endings = Endings()
         with session_scope(self.database_url) as session:
+            claimed: dict[
+                str, repository.AnyRow
+            ] = {}  # one statement per worker named in the batch (usually one)
+            for worker in {worker for _, worker in items}:
+                ids = [job_id for job_id, named in items if named == worker]
+                claimed.update(repository.claim_many(session, ids, worker, now=now))
             for job_id, worker in items:
-                row = repository.claim(session, job_id, worker, now=now)
+                row = claimed.pop(job_id, None)  # a job named twice in a batch is claimed once
                 if row is None:
                     out.append(None)
                     continue

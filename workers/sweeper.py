@@ -49,7 +49,7 @@ from shared.constants import (
     TaskName,
     outstanding_key,
 )
-from shared.db import repository, session_scope
+from shared.db import job_queries, repository, session_scope
 from shared.db.conflicts import retry_conflicts
 from shared.db.models import IdempotencyKey, Job, utcnow
 from shared.db.repository import AnyRow
@@ -117,7 +117,7 @@ def _end(state: _Sweep, completions: list[Completion]) -> list[Ended]:
 def _expire_queued(state: _Sweep) -> None:
     """1. `queued` jobs whose `params.ttl_s` passed end `expired` (they never run)."""
     with session_scope(state.settings.database_url) as session:
-        rows = repository.queued_with_ttl(session, limit=SWEEP_BATCH)
+        rows = job_queries.queued_with_ttl(session, limit=SWEEP_BATCH)
     expiries = []
     for row in rows:
         ttl = repository.ttl_passed(row.params, row.created_at, state.now)
@@ -140,7 +140,7 @@ def _recover_running(state: _Sweep, missing_since: dict[tuple[str, str], float] 
     (`worker_lost`); those past their time limit plus `running_grace_s` fail (`timeout`). A failed
     job's engine request is aborted, in case its worker still runs it."""
     with session_scope(state.settings.database_url) as session:
-        rows = repository.running_jobs(session, limit=SWEEP_BATCH)
+        rows = job_queries.running_jobs(session, limit=SWEEP_BATCH)
     pairs = {(TASK_QUEUES[TaskName(r.task)].value, r.worker or "") for r in rows}
     alive = _alive_workers(state.client, pairs)
     if missing_since is not None:
@@ -224,7 +224,7 @@ def _erase_past_retention(state: _Sweep) -> None:
     for group in plan:
         for _ in range(RETENTION_MAX_ROUNDS):
             with session_scope(url) as session:
-                due = repository.erasable(
+                due = job_queries.erasable(
                     session,
                     before=group.before,
                     limit=SWEEP_BATCH,

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.constants import TaskName
-from shared.db import repository
+from shared.db import job_queries, repository
 from shared.db.models import Job
 from shared.errors import InvalidInputError, JobNotFoundError
 from shared.schemas import JobList, JobOut, JobStatus
@@ -130,7 +130,7 @@ def list_jobs(
     if limit > max_limit:
         raise InvalidInputError(f"limit must be at most {max_limit}", field="limit", code="validation_error")
     try:
-        rows, next_cursor = repository.list_jobs(
+        rows, next_cursor = job_queries.list_jobs(
             session,
             limit=limit,
             cursor=check_cursor(cursor),

@@ -15,39 +15,39 @@ event and announces the end); the worker's store batches claims and completions 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy import Integer, Row, String, cast, column, delete, func, insert, select, update, values
 from sqlalchemy.orm import Session
 from ulid import ULID
 
 from shared.constants import DEFAULT_TENANT, TaskName
 from shared.db.job_views import row_to_out, to_out
-from shared.db.models import Job, utcnow
+from shared.db.models import Job, JSONType, utcnow
 from shared.schemas import TERMINAL_STATUSES, JobStatus
 
 __all__ = [
     "CANCELED_ERROR",
     "ERASED_MESSAGE",
+    "TERMINAL_VALUES",
     "AnyRow",
+    "Outcome",
     "claim",
+    "claim_many",
     "delete_jobs",
-    "erasable",
     "erase",
     "expired_error",
     "finish",
+    "finish_many",
     "get",
     "insert_job_rows",
-    "list_jobs",
     "new_job_id",
     "new_job_row",
     "purge_queued",
-    "queued_with_ttl",
     "requeue",
     "row_to_out",
-    "running_jobs",
     "succeed_unrun",
     "take_stale_queued",
     "tenant_of",
@@ -119,52 +119,6 @@ def tenant_of(session: Session, job_id: str) -> str:
     return session.scalar(select(Job.tenant_id).where(Job.id == job_id)) or DEFAULT_TENANT
 
 
-def list_jobs(
-    session: Session,
-    *,
-    limit: int,
-    cursor: str | None = None,
-    status: JobStatus | None = None,
-    task: str | None = None,
-    tenant: str | None = None,
-) -> tuple[Sequence[Job], str | None]:
-    """A page of jobs, newest first, and the cursor of the next page (None on the last); with `tenant`,
-    only that tenant's jobs."""
-    query = select(Job).order_by(Job.id.desc()).limit(limit + 1)
-    if tenant is not None:
-        query = query.where(Job.tenant_id == tenant)
-    if cursor is not None:
-        query = query.where(Job.id < cursor)
-    if status is not None:
-        query = query.where(Job.status == status.value)
-    if task is not None:
-        query = query.where(Job.task == task)
-    rows = session.scalars(query).all()
-    if len(rows) > limit:
-        return rows[:limit], rows[limit - 1].id
-    return rows, None
-
-
-def queued_with_ttl(session: Session, *, limit: int) -> Sequence[AnyRow]:
-    """Up to `limit` `queued` jobs that have a `params.ttl_s` (id, task, created_at, params): the
-    sweeper's expiry candidates (`ttl_passed` decides)."""
-    return session.execute(
-        select(Job.id, Job.task, Job.created_at, Job.params)
-        .where(Job.status == JobStatus.QUEUED.value, Job.params["ttl_s"].as_float().is_not(None))
-        .limit(limit)
-    ).all()
-
-
-def running_jobs(session: Session, *, limit: int) -> Sequence[AnyRow]:
-    """Up to `limit` `running` jobs (id, task, worker, started_at, params, attempts, priority): the
-    sweeper checks their workers and time limits."""
-    return session.execute(
-        select(Job.id, Job.task, Job.worker, Job.started_at, Job.params, Job.attempts, Job.priority)
-        .where(Job.status == JobStatus.RUNNING.value)
-        .limit(limit)
-    ).all()
-
-
 #: What a transition returns of the row it changed: what announcing it and its webhook event need.
 _CHANGED = (Job.id, Job.task, Job.webhook, Job.webhook_events)
 #: What `finish` returns for usage accounting (`shared.usage.JobUsage.from_row`).
@@ -202,9 +156,17 @@ def claim(session: Session, job_id: str, worker: str, *, now: datetime | None = 
     """`queued` -> `running` for `worker`. The claimed row (id, task, input, params, attempts,
     created_at, priority, webhook, webhook_events), or None if the job was not queued (someone else
     has it, or it was canceled/expired/finished meanwhile)."""
-    return session.execute(
+    return claim_many(session, [job_id], worker, now=now).get(job_id)
+
+
+def claim_many(
+    session: Session, job_ids: list[str], worker: str, *, now: datetime | None = None
+) -> dict[str, AnyRow]:
+    """`claim` for a group of jobs in one statement (a worker's claim batch): the claimed rows by job
+    id; a job that was not queued is absent."""
+    rows = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
+        .where(Job.id.in_(sorted(set(job_ids))), Job.status == JobStatus.QUEUED.value)
         .values(
             status=JobStatus.RUNNING.value,
             started_at=now or utcnow(),
@@ -213,7 +175,8 @@ def claim(session: Session, job_id: str, worker: str, *, now: datetime | None = 
         )
         .returning(*_CHANGED, Job.input, Job.params, Job.attempts, Job.created_at, Job.priority)
         .execution_options(synchronize_session=False)
-    ).first()
+    )
+    return {row.id: row for row in rows}
 
 
 def finish(
@@ -257,6 +220,79 @@ def finish(
         .returning(*_CHANGED, *_ACCOUNTED)
         .execution_options(synchronize_session=False)
     ).first()
+
+
+class Outcome(Protocol):
+    """What `finish_many` writes of one job (`shared.lifecycle.Completion` is one)."""
+
+    @property
+    def job_id(self) -> str: ...
+    @property
+    def status(self) -> JobStatus: ...
+    @property
+    def result(self) -> dict[str, Any] | None: ...
+    @property
+    def error(self) -> dict[str, Any] | None: ...
+    @property
+    def usage(self) -> dict[str, int] | None: ...
+    @property
+    def classified_texts(self) -> int | None: ...
+
+
+def finish_many(session: Session, outcomes: Sequence[Outcome], *, worker: str) -> dict[str, AnyRow]:
+    """`finish` for a group of `worker`'s own running jobs in one statement (a worker's completion
+    batch): each that is still `running` as `worker`'s takes its outcome's state (succeeded or failed),
+    result, error and accounting columns. The changed rows (as `finish` returns them) by job id; a job
+    that was not is absent, and nothing is written for it."""
+    if any(o.status not in (JobStatus.SUCCEEDED, JobStatus.FAILED) for o in outcomes):
+        raise ValueError("finish_many writes succeeded or failed states only")
+    ends = values(
+        column("id", String),
+        column("status", String),
+        column("result", JSONType),
+        column("error", JSONType),
+        column("classified_texts", Integer),
+        column("prompt_tokens", Integer),
+        column("completion_tokens", Integer),
+        name="ends",
+    ).data(
+        [
+            (
+                o.job_id,
+                o.status.value,
+                o.result,
+                o.error,
+                o.classified_texts,
+                None if o.usage is None else o.usage["prompt_tokens"],
+                None if o.usage is None else o.usage["completion_tokens"],
+            )
+            for o in outcomes
+        ]
+    )
+    table = ends.cte("ends")  # a CTE: SQLite names a VALUES list's columns only there
+    # A column that is NULL in every row has no type of its own (PostgreSQL reads it as text): cast.
+    # SQLite stores JSON as text and would give CAST(... AS JSON) numeric affinity: not there.
+    postgres = session.get_bind().dialect.name == "postgresql"
+
+    def as_json(value: Any) -> Any:
+        return cast(value, JSONType) if postgres else value
+
+    rows = session.execute(
+        update(Job)
+        .where(Job.id == table.c.id, Job.status == JobStatus.RUNNING.value, Job.worker == worker)
+        .values(
+            status=table.c.status,
+            result=as_json(table.c.result),
+            error=as_json(table.c.error),
+            finished_at=utcnow(),
+            classified_texts=cast(table.c.classified_texts, Integer),
+            prompt_tokens=func.coalesce(cast(table.c.prompt_tokens, Integer), Job.prompt_tokens),
+            completion_tokens=func.coalesce(cast(table.c.completion_tokens, Integer), Job.completion_tokens),
+        )
+        .returning(*_CHANGED, *_ACCOUNTED)
+        .execution_options(synchronize_session=False)
+    )
+    return {row.id: row for row in rows}
 
 
 def requeue(session: Session, job_id: str, *, enqueue_at: datetime) -> bool:
@@ -304,29 +340,8 @@ def delete_jobs(session: Session, job_ids: Sequence[str], *, chunk_size: int = 1
 
 #: The `error.message` of an erased job (its `error.code` stays).
 ERASED_MESSAGE = "erased"
-_TERMINAL = [s.value for s in TERMINAL_STATUSES]
-
-
-def erasable(
-    session: Session,
-    *,
-    before: datetime,
-    limit: int,
-    tenants: Collection[str] | None = None,
-    exclude: Collection[str] = (),
-) -> list[str]:
-    """Ids of up to `limit` finished, not yet erased jobs that ended before `before` (oldest first), of
-    `tenants` only, or of every tenant but `exclude`: the retention sweep's candidates."""
-    query = select(Job.id).where(
-        Job.status.in_(_TERMINAL),
-        Job.erased_at.is_(None),
-        func.coalesce(Job.finished_at, Job.created_at) < before,
-    )
-    if tenants is not None:
-        query = query.where(Job.tenant_id.in_(list(tenants)))
-    elif exclude:
-        query = query.where(Job.tenant_id.not_in(list(exclude)))
-    return list(session.scalars(query.order_by(Job.id).limit(limit)))
+#: The terminal states as stored (erasure and retention read only ended jobs).
+TERMINAL_VALUES = [s.value for s in TERMINAL_STATUSES]
 
 
 def erase(session: Session, job_ids: Sequence[str], *, now: datetime) -> list[str]:
@@ -336,7 +351,7 @@ def erase(session: Session, job_ids: Sequence[str], *, now: datetime) -> list[st
     not yet finished is left alone (one UPDATE per error code)."""
     rows = session.execute(
         select(Job.id, Job.error).where(
-            Job.id.in_(list(job_ids)), Job.status.in_(_TERMINAL), Job.erased_at.is_(None)
+            Job.id.in_(list(job_ids)), Job.status.in_(TERMINAL_VALUES), Job.erased_at.is_(None)
         )
     ).all()
     by_code: dict[str | None, list[str]] = defaultdict(list)
@@ -346,7 +361,7 @@ def erase(session: Session, job_ids: Sequence[str], *, now: datetime) -> list[st
         error = None if code is None else {"code": code, "message": ERASED_MESSAGE}
         session.execute(
             update(Job)
-            .where(Job.id.in_(ids), Job.status.in_(_TERMINAL), Job.erased_at.is_(None))
+            .where(Job.id.in_(ids), Job.status.in_(TERMINAL_VALUES), Job.erased_at.is_(None))
             .values(input={}, params={}, meta={}, result=None, error=error, erased_at=now)
             .execution_options(synchronize_session=False)
         )

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from shared.constants import CANCEL_CHANNEL, job_events_channel, outstanding_key
 from shared.db import session_scope
@@ -120,3 +120,46 @@ def test_a_completion_from_another_worker_is_ignored(database_url: str, client: 
         ended = end_jobs(session, client, [Completion(job.id, JobStatus.SUCCEEDED, worker="w2")])
     assert ended == [None]
     assert load_job(database_url, job.id).status == "running"
+
+
+def test_a_workers_batch_is_written_in_one_statement_and_only_its_own_running_jobs_end(
+    database_url: str, client: redis.Redis
+) -> None:
+    """A worker's outcomes are grouped (`repository.finish_many`): each row gets its own state, result,
+    error and usage, columns NULL in every row included; jobs it does not hold are left as they are."""
+    generated, classified, failed = job_row("generate"), job_row(), job_row()
+    others, queued = job_row(), job_row()
+    _insert(database_url, generated, classified, failed, status=JobStatus.RUNNING, worker="w1")
+    _insert(database_url, others, status=JobStatus.RUNNING, worker="w2")
+    _insert(database_url, queued)
+    usage = {"prompt_tokens": 7, "completion_tokens": 3}
+    completions = [
+        Completion(generated.id, JobStatus.SUCCEEDED, result={"text": "hi"}, usage=usage, worker="w1"),
+        Completion(classified.id, JobStatus.SUCCEEDED, result={"n": [1]}, classified_texts=1, worker="w1"),
+        Completion(failed.id, JobStatus.FAILED, error={"code": "x", "message": "y"}, worker="w1"),
+        Completion(others.id, JobStatus.SUCCEEDED, result={"stolen": True}, worker="w1"),
+        Completion(queued.id, JobStatus.SUCCEEDED, result={"early": True}, worker="w1"),
+    ]
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith(("UPDATE", "WITH")):
+            statements.append(statement)
+
+    with session_scope(database_url) as session:
+        event.listen(session.get_bind(), "before_cursor_execute", count)
+        try:
+            ended = end_jobs(session, client, completions)
+        finally:
+            event.remove(session.get_bind(), "before_cursor_execute", count)
+
+    assert [e is not None for e in ended] == [True, True, True, False, False]
+    assert len(statements) == 1, statements  # the whole group: one statement
+    rows = {j.id: load_job(database_url, j.id) for j in (generated, classified, failed, others, queued)}
+    assert (rows[generated.id].result, rows[generated.id].usage) == ({"text": "hi"}, usage)
+    assert (rows[classified.id].result, rows[classified.id].classified_texts) == ({"n": [1]}, 1)
+    assert (rows[failed.id].status, rows[failed.id].error) == ("failed", {"code": "x", "message": "y"})
+    assert rows[failed.id].result is None and rows[failed.id].usage is None
+    assert all(rows[j].finished_at is not None for j in (generated.id, classified.id, failed.id))
+    assert (rows[others.id].status, rows[others.id].result) == ("running", None)
+    assert (rows[queued.id].status, rows[queued.id].result) == ("queued", None)

@@ -42,3 +42,26 @@ def test_batched_claims_and_finishes(database_url: str, clean_redis_url: str) ->
     assert {r.status for r in rows if r} == {"succeeded"}
     assert {r.worker for r in rows if r} == {"w"}
     assert {r.attempts for r in rows if r} == {1}
+
+
+def test_a_claim_batch_claims_a_job_named_twice_once_and_skips_jobs_not_queued(
+    database_url: str, clean_redis_url: str
+) -> None:
+    queued, canceled = job_row("sentiment"), job_row("risk")
+    with session_scope(database_url) as session:
+        add_jobs(session, [queued, canceled])
+        repository.finish(session, canceled.id, JobStatus.CANCELED, expected=JobStatus.QUEUED)
+    client = redis.Redis.from_url(clean_redis_url)
+    store = JobStore(database_url, client)
+    try:
+        items = [(queued.id, "w"), (canceled.id, "w"), (queued.id, "w"), ("0" * 26, "w")]
+        claims = store._claim_batch(items)
+    finally:
+        store.close()
+        client.close()
+    assert [c is not None for c in claims] == [True, False, False, False]
+    assert claims[0] is not None and claims[0].attempts == 1
+    with session_scope(database_url) as session:
+        row = repository.get(session, queued.id)
+        assert row is not None and (row.status, row.worker) == ("running", "w")
+        assert repository.claim_many(session, [queued.id, canceled.id], "w2") == {}

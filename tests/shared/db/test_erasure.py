@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from shared.db import repository, session_scope
+from shared.db import job_queries, repository, session_scope
 from shared.db.models import Job, utcnow
 from shared.schemas import JobStatus
 from tests.utils.factories import add_jobs, job_row
@@ -91,10 +91,10 @@ def test_erasable_picks_finished_jobs_past_the_cutoff_per_tenant(url: str) -> No
     _add(url, JobStatus.QUEUED, tenant="beta", created_at=utcnow() - timedelta(days=90))
     cutoff = utcnow() - timedelta(days=30)
     with session_scope(url) as session:
-        assert repository.erasable(session, before=cutoff, limit=10) == sorted([old_a, old_b])
-        assert repository.erasable(session, before=cutoff, limit=10, tenants=["acme"]) == [old_a]
-        assert repository.erasable(session, before=cutoff, limit=10, exclude=["acme"]) == [old_b]
-        assert repository.erasable(session, before=cutoff, limit=1) == [min(old_a, old_b)]
-        assert repository.erasable(session, before=utcnow(), limit=10, tenants=["acme"]) == sorted(
+        assert job_queries.erasable(session, before=cutoff, limit=10) == sorted([old_a, old_b])
+        assert job_queries.erasable(session, before=cutoff, limit=10, tenants=["acme"]) == [old_a]
+        assert job_queries.erasable(session, before=cutoff, limit=10, exclude=["acme"]) == [old_b]
+        assert job_queries.erasable(session, before=cutoff, limit=1) == [min(old_a, old_b)]
+        assert job_queries.erasable(session, before=utcnow(), limit=10, tenants=["acme"]) == sorted(
             [old_a, new_a]
         )
