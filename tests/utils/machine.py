@@ -17,10 +17,12 @@ MARKS = ("VLLM::", "-m textfleet ", "bin/textfleet ", "weed server")
 def stray_processes() -> list[str]:
     """`pid command` of each orphaned (parent is init) fleet process on this machine."""
     found = []
-    for proc in psutil.process_iter(["pid", "ppid", "cmdline", "name"]):
+    for proc in psutil.process_iter(["pid", "ppid", "cmdline", "name", "status"]):
         try:
             command = " ".join(proc.info["cmdline"] or [proc.info["name"] or ""])
         except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:  # already gone, not yet reaped
             continue
         if proc.info["ppid"] == 1 and any(mark in command for mark in MARKS):
             found.append(f"{proc.info['pid']} {command[:120]}")
