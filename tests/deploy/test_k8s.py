@@ -155,7 +155,10 @@ def _workers_concurrency(docs: list[Manifest], name: str) -> int:
     config = _config(docs)
     queue = WORKERS[name]
     if queue == "generate":
-        return int(config.get("TEXTFLEET_GENERATE_CONCURRENCY", config["TEXTFLEET_MAX_NUM_SEQS"]))
+        for key in ("TEXTFLEET_GENERATE_CONCURRENCY", "TEXTFLEET_MAX_NUM_SEQS"):
+            if key in config:
+                return int(config[key])
+        raise AssertionError(f"{name}: it holds what its engine holds, unknown here: set a concurrency")
     if queue == "classify":
         return int(config["TEXTFLEET_CLASSIFY_CONCURRENCY"])
     raise AssertionError(f"{name}: give it --concurrency so its ScaledObject target can match")
