@@ -117,22 +117,20 @@ def write(session: Session, completions: list[Completion], endings: Endings) -> 
     another state was written first. A worker's own outcomes (succeeded or failed, from `running`)
     are written in one statement per worker (`repository.finish_many`); any other completion (a
     cancel, the sweeper's ends, an expiry) by one conditional update each, in the order given."""
-    rows: dict[int, AnyRow] = {}
-    previous: dict[int, JobStatus] = {}
+    written: dict[int, tuple[AnyRow, JobStatus]] = {}  # position -> (changed row, state it left)
     groups: dict[str, list[int]] = {}
     grouped_ids: set[str] = set()
     for i, c in enumerate(completions):
-        own = c.worker is not None and c.expected == (JobStatus.RUNNING,) and c.status in _WORKER_ENDS
+        own = c.expected == (JobStatus.RUNNING,) and c.status in repository.WORKER_END_STATUSES
         if own and c.worker is not None and c.job_id not in grouped_ids:  # a job named again: below
             groups.setdefault(c.worker, []).append(i)
             grouped_ids.add(c.job_id)
+    grouped = {i for positions in groups.values() for i in positions}
     for worker, positions in groups.items():
         changed = repository.finish_many(session, [completions[i] for i in positions], worker=worker)
         for i in positions:
-            row = changed.get(completions[i].job_id)
-            if row is not None:
-                rows[i], previous[i] = row, JobStatus.RUNNING
-    grouped = {i for positions in groups.values() for i in positions}
+            if (row := changed.get(completions[i].job_id)) is not None:
+                written[i] = (row, JobStatus.RUNNING)
     for i, c in enumerate(completions):
         for expected in () if i in grouped else c.expected:
             row = repository.finish(
@@ -147,20 +145,16 @@ def write(session: Session, completions: list[Completion], endings: Endings) -> 
                 worker=c.worker,
             )
             if row is not None:
-                rows[i], previous[i] = row, expected
+                written[i] = (row, expected)
                 break
-    return [_ended(session, c, rows.get(i), previous.get(i), endings) for i, c in enumerate(completions)]
-
-
-#: The states a worker writes of its own running jobs (grouped per worker by `write`).
-_WORKER_ENDS = (JobStatus.SUCCEEDED, JobStatus.FAILED)
+    return [_ended(session, c, written.get(i), endings) for i, c in enumerate(completions)]
 
 
 def _ended(
-    session: Session, c: Completion, row: AnyRow | None, expected: JobStatus | None, endings: Endings
+    session: Session, c: Completion, written: tuple[AnyRow, JobStatus] | None, endings: Endings
 ) -> Ended | None:
-    """Record what writing `c` did (`row`: the row it changed from `expected`; None: nothing)."""
-    if row is None or expected is None:
+    """Record what writing `c` did (`written`: the row it changed and the state it left; None: nothing)."""
+    if written is None:
         log.warning(
             "job.finish_ignored",
             job_id=c.job_id,
@@ -168,6 +162,7 @@ def _ended(
             expected=[e.value for e in c.expected],
         )
         return None
+    row, expected = written
     ended = Ended(c.job_id, row.task, c.status, expected, JobUsage.from_row(row))
     endings.ended.append(ended)
     endings.refunds.append((c.job_id, (c.usage or {}).get("completion_tokens", 0)))

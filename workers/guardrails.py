@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from shared.constants import GUARDRAIL_WAIT_S, PRIORITY_MAX, TaskName
-from shared.db import repository, session_scope
+from shared.db import job_queries, repository, session_scope
 from shared.db.models import Job, utcnow
 from shared.errors import ContentFlaggedError, GuardrailUnavailableError
 from shared.queueing import send_job
@@ -49,7 +49,7 @@ def fleet_moderator(rt: WorkerRuntime, parent_id: str, timeout_s: float | None) 
                 metadata={"guardrail_of": parent_id, "guardrail": which},
                 priority=PRIORITY_MAX,
                 created_at=utcnow(),
-                tenant=repository.tenant_of(session, parent_id),
+                tenant=job_queries.tenant_of(session, parent_id),
             )
             repository.insert_job_rows(session, [row])
         try:

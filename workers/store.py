@@ -103,9 +103,8 @@ class JobStore:
         out: list[Claim | None] = []
         endings = Endings()
         with session_scope(self.database_url) as session:
-            claimed: dict[
-                str, repository.AnyRow
-            ] = {}  # one statement per worker named in the batch (usually one)
+            # one statement per worker named in the batch (a worker process names only itself)
+            claimed: dict[str, repository.AnyRow] = {}
             for worker in {worker for _, worker in items}:
                 ids = [job_id for job_id, named in items if named == worker]
                 claimed.update(repository.claim_many(session, ids, worker, now=now))

@@ -1,6 +1,6 @@
-"""Reads of the jobs table that list many jobs: a tenant's page of jobs (`GET /v1/jobs`) and the
-sweeper's candidates (expiry, time limits, retention). Single-job reads and every write of the table
-are in `shared.db.repository`."""
+"""Reads of the jobs table beyond loading one job: a tenant's page of jobs (`GET /v1/jobs`), a job's
+tenant, and the sweeper's candidates (expiry, time limits, retention). Loading one job and every
+write of the table are in `shared.db.repository`."""
 
 from __future__ import annotations
 
@@ -10,11 +10,17 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from shared.constants import DEFAULT_TENANT
 from shared.db.models import Job
 from shared.db.repository import TERMINAL_VALUES, AnyRow
 from shared.schemas import JobStatus
 
-__all__ = ["erasable", "list_jobs", "queued_with_ttl", "running_jobs"]
+__all__ = ["erasable", "list_jobs", "queued_with_ttl", "running_jobs", "tenant_of"]
+
+
+def tenant_of(session: Session, job_id: str) -> str:
+    """The tenant of the job `job_id` (the default tenant's if there is no such job)."""
+    return session.scalar(select(Job.tenant_id).where(Job.id == job_id)) or DEFAULT_TENANT
 
 
 def list_jobs(

@@ -32,6 +32,7 @@ __all__ = [
     "CANCELED_ERROR",
     "ERASED_MESSAGE",
     "TERMINAL_VALUES",
+    "WORKER_END_STATUSES",
     "AnyRow",
     "Outcome",
     "claim",
@@ -50,7 +51,6 @@ __all__ = [
     "row_to_out",
     "succeed_unrun",
     "take_stale_queued",
-    "tenant_of",
     "to_out",
     "ttl_passed",
 ]
@@ -112,11 +112,6 @@ def get(session: Session, job_id: str, *, tenant: str | None = None) -> Job | No
     if job is None or (tenant is not None and job.tenant_id != tenant):
         return None
     return job
-
-
-def tenant_of(session: Session, job_id: str) -> str:
-    """The tenant of the job `job_id` (the default tenant's if there is no such job)."""
-    return session.scalar(select(Job.tenant_id).where(Job.id == job_id)) or DEFAULT_TENANT
 
 
 #: What a transition returns of the row it changed: what announcing it and its webhook event need.
@@ -231,6 +226,10 @@ def finish(
     ).first()
 
 
+#: The states a worker writes of its own running jobs: what `finish_many` writes.
+WORKER_END_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+
 class Outcome(Protocol):
     """What `finish_many` writes of one job (`shared.lifecycle.Completion` is one)."""
 
@@ -253,7 +252,7 @@ def finish_many(session: Session, outcomes: Sequence[Outcome], *, worker: str) -
     batch): each that is still `running` as `worker`'s takes its outcome's state (succeeded or failed),
     result, error and accounting columns. The changed rows (as `finish` returns them) by job id; a job
     that was not is absent, and nothing is written for it."""
-    if any(o.status not in (JobStatus.SUCCEEDED, JobStatus.FAILED) for o in outcomes):
+    if any(o.status not in WORKER_END_STATUSES for o in outcomes):
         raise ValueError("finish_many writes succeeded or failed states only")
     ends = values(
         column("id", String),
