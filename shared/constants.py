@@ -14,6 +14,8 @@ __all__ = [
     "CELERY_TASK_PREFIX",
     "DEFAULT_TENANT",
     "EVENTS_CHANNEL_PREFIX",
+    "GROUPED_QUEUES",
+    "JOB_GROUP_SIZE_CONF",
     "KEY_LAST_USED_EVERY_S",
     "MODERATION_CATEGORIES",
     "OUTSTANDING_PREFIX",
@@ -39,8 +41,14 @@ __all__ = [
 ]
 
 
-#: Celery task names are `textfleet.<task>`; the message's only argument is the job id.
+#: Celery task names are `textfleet.<task>`; the message's arguments are job ids (one, or a group).
 CELERY_TASK_PREFIX = "textfleet."
+#: Queues whose jobs travel in groups of up to `Settings.job_group_size` per message (`shared.queueing`):
+#: short jobs, where a message's cost is a large part of a job's. A generation job runs for seconds and
+#: travels alone, so that the fleet's workers (and KEDA's count) share generations one by one.
+GROUPED_QUEUES = frozenset({Queue.CLASSIFY})
+#: Celery configuration key under which `make_celery` keeps `Settings.job_group_size` for `send_jobs`.
+JOB_GROUP_SIZE_CONF = "textfleet_job_group_size"
 
 #: Every Redis key the fleet itself writes starts with this (Celery's own queue lists excepted).
 REDIS_KEY_PREFIX = "textfleet:"

@@ -2,9 +2,9 @@
 
 `end_jobs` takes jobs to their terminal states in one transaction and then tells the fleet:
 
-1. the conditional write (`shared.db.repository.finish`, or `finish_many` for a worker's own outcomes:
-   one statement per batch): the first terminal state wins, in job-id order (one lock order for every
-   batch), the transaction run again if it lost a lock conflict;
+1. the conditional write (`shared.db.repository.finish`, or `shared.db.worker_ends.finish_many` for a
+   worker's own outcomes: one statement per batch): the first terminal state wins, in job-id order (one
+   lock order for every batch), the transaction run again if it lost a lock conflict;
 2. the `completed` webhook delivery row of each job that subscribes to it, in the same transaction,
    so the event exists if and only if the state does;
 3. after the commit, in one Redis round trip per batch: the job leaves its queue's outstanding set
@@ -35,6 +35,7 @@ from shared.constants import CANCEL_CHANNEL
 from shared.db import repository
 from shared.db.conflicts import retry_conflicts
 from shared.db.repository import AnyRow
+from shared.db.worker_ends import WORKER_END_STATUSES, finish_many
 from shared.events import announce_terminals
 from shared.logging import safe_message
 from shared.quotas.budget import refund
@@ -115,19 +116,19 @@ class Endings:
 def write(session: Session, completions: list[Completion], endings: Endings) -> list[Ended | None]:
     """Steps 1 and 2 in the caller's transaction: per completion, the job it ended, or None when
     another state was written first. A worker's own outcomes (succeeded or failed, from `running`)
-    are written in one statement per worker (`repository.finish_many`); any other completion (a
+    are written in one statement per worker (`worker_ends.finish_many`); any other completion (a
     cancel, the sweeper's ends, an expiry) by one conditional update each, in the order given."""
     written: dict[int, tuple[AnyRow, JobStatus]] = {}  # position -> (changed row, state it left)
     groups: dict[str, list[int]] = {}
     grouped_ids: set[str] = set()
     for i, c in enumerate(completions):
-        own = c.expected == (JobStatus.RUNNING,) and c.status in repository.WORKER_END_STATUSES
+        own = c.expected == (JobStatus.RUNNING,) and c.status in WORKER_END_STATUSES
         if own and c.worker is not None and c.job_id not in grouped_ids:  # a job named again: below
             groups.setdefault(c.worker, []).append(i)
             grouped_ids.add(c.job_id)
     grouped = {i for positions in groups.values() for i in positions}
     for worker, positions in groups.items():
-        changed = repository.finish_many(session, [completions[i] for i in positions], worker=worker)
+        changed = finish_many(session, [completions[i] for i in positions], worker=worker)
         for i in positions:
             if (row := changed.get(completions[i].job_id)) is not None:
                 written[i] = (row, JobStatus.RUNNING)

@@ -7,8 +7,9 @@ no result backend here: the database is the source of truth.
 from __future__ import annotations
 
 import time
+import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 
 import redis
@@ -16,6 +17,8 @@ from celery import Celery
 from kombu.entity import Queue as KombuQueue
 
 from shared.constants import (
+    GROUPED_QUEUES,
+    JOB_GROUP_SIZE_CONF,
     PIPELINE_MAX_COMMANDS,
     PRIORITY_MAX,
     TASK_QUEUES,
@@ -28,7 +31,16 @@ from shared.constants import (
 from shared.errors import QueueUnavailableError
 from shared.settings import Settings, get_settings
 
-__all__ = ["celery_priority", "get_celery", "make_celery", "publish", "redis_client", "send_job", "send_jobs"]
+__all__ = [
+    "celery_priority",
+    "get_celery",
+    "job_groups",
+    "make_celery",
+    "publish",
+    "redis_client",
+    "send_job",
+    "send_jobs",
+]
 
 
 def celery_priority(priority: int) -> int:
@@ -63,6 +75,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_send_task_events=False,
         enable_utc=True,
     )
+    app.conf[JOB_GROUP_SIZE_CONF] = settings.job_group_size
     return app
 
 
@@ -86,11 +99,11 @@ def send_jobs(
     """Enqueue jobs `(job_id, task, priority)` over one broker connection, in one pipelined write.
 
     Each message is an ordinary Celery task message (protocol 2, built by `app.amqp`, published by a
-    kombu `Producer`), exactly what `app.send_task(celery_task_name(task), args=[job_id],
-    task_id=job_id, queue=..., priority=celery_priority(priority))` sends; but the messages are
-    buffered in the producer's publish batch (a Redis pipeline) and written together, and each queue
-    is declared once per call instead of once per message. The per-message cost is a few tens of
-    microseconds, so thousands of jobs go out in a fraction of a second.
+    kombu `Producer`), exactly what `app.send_task(celery_task_name(task), args=job_ids,
+    queue=..., priority=celery_priority(priority))` sends: its arguments are the ids of the jobs it
+    carries, one, or on a grouped queue up to `Settings.job_group_size` of one task and priority
+    (`job_groups`). The messages are buffered in the producer's publish batch (a Redis pipeline) and
+    written together, and each queue is declared once per call instead of once per message.
 
     A failed write is tried once more on a fresh connection (a pooled one may have been dropped by
     Redis). Raises QueueUnavailableError if the broker still refuses them. Delivery of a failed call
@@ -140,26 +153,41 @@ def track_outstanding(app: Celery, jobs: Sequence[tuple[str, TaskName, int]]) ->
         pipe.execute()
 
 
+def job_groups(
+    jobs: Sequence[tuple[str, TaskName, int]], group_size: int
+) -> Iterator[tuple[TaskName, int, tuple[str, ...]]]:
+    """`(task, priority, job ids)` per message: jobs of one task and priority, in the order given, up
+    to `group_size` together on a grouped queue (`GROUPED_QUEUES`), one by one on the others."""
+    by_kind: dict[tuple[TaskName, int], list[str]] = defaultdict(list)
+    for job_id, task, priority in jobs:
+        by_kind[(task, priority)].append(job_id)
+    for (task, priority), ids in by_kind.items():
+        size = group_size if TASK_QUEUES[task] in GROUPED_QUEUES else 1
+        for start in range(0, len(ids), size):
+            yield task, priority, tuple(ids[start : start + size])
+
+
 def _publish(app: Celery, jobs: Sequence[tuple[str, TaskName, int]], countdown: float | None) -> None:
     amqp = app.amqp
     reply_to = app.thread_oid
+    group_size = int(app.conf.get(JOB_GROUP_SIZE_CONF) or 1)
     with app.producer_or_acquire() as producer, producer.batch(max_size=_batch_size(len(jobs))):
         declared: set[str] = set()
-        for job_id, task, priority in jobs:
+        for task, priority, job_ids in job_groups(jobs, group_size):
             name = celery_task_name(task)
             queue = amqp.queues[TASK_QUEUES[task].value]
             if queue.name not in declared:  # a no-op after the first time on a connection
                 producer.maybe_declare(queue)
                 declared.add(queue.name)
             message = amqp.create_task_message(
-                job_id,
+                job_ids[0] if len(job_ids) == 1 else str(uuid.uuid4()),  # a lone job's id names its task
                 name,
-                (job_id,),
+                job_ids,
                 {},
                 countdown=countdown or None,
                 reply_to=reply_to,
                 ignore_result=True,
-                argsrepr=repr((job_id,)),
+                argsrepr=repr(job_ids),
                 kwargsrepr="{}",
             )
             amqp.send_task_message(

@@ -81,6 +81,13 @@ class Settings(SecretSources):
         "longest run (max_timeout_s + running_grace_s) and the longest retry delay (retry_backoff_max_s), "
         "or a job still running (or waiting for its retry) is delivered twice.",
     )
+    job_group_size: int = Field(
+        32,
+        gt=0,
+        le=1000,
+        description="Most classify-queue jobs one broker message carries: a worker claims, runs and "
+        "acknowledges them together, each job keeping its own states. 1: a message per job.",
+    )
 
     # --- API server ---------------------------------------------------------------------------
     # How one API process serves: address, pools, long polling, batch inserts.

@@ -15,7 +15,7 @@ This is independent of Celery so it can be tested with fake engines; `workers.ce
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, TypeGuard
 
 import structlog
 from pydantic import ValidationError
@@ -34,7 +34,7 @@ from workers.handlers import HANDLERS
 from workers.runtime import WorkerRuntime
 from workers.store import Claim
 
-__all__ = ["execute"]
+__all__ = ["claimed", "execute", "run_claimed"]
 
 log = structlog.get_logger(__name__)
 
@@ -53,14 +53,31 @@ def execute(job_id: str, task: TaskName, runtime: WorkerRuntime) -> JobStatus | 
     (already claimed, canceled or finished: a redelivered message is harmless; or requeued)."""
     with structlog.contextvars.bound_contextvars(job_id=job_id, task=task.value):
         claim = runtime.store.claim(job_id, runtime.hostname)
-        if claim is None:
-            log.info("job.skipped", reason="not queued")
-            return None
-        if claim.expired:  # ended (and announced) by the claim
-            log.info("job.expired", ttl_s=claim.params.get("ttl_s"))
-            metrics.observe_finished(task, JobStatus.EXPIRED.value)
-            return JobStatus.EXPIRED
-        log.info("job.started", worker=runtime.hostname, attempt=claim.attempts)
+        return run_claimed(claim, task, runtime) if claimed(claim, task) else _ended_at_claim(claim)
+
+
+def claimed(claim: Claim | None, task: TaskName) -> TypeGuard[Claim]:
+    """Whether a claim's job is to run; a job not claimed or expired at its claim is logged here."""
+    if claim is None:
+        log.info("job.skipped", reason="not queued")
+        return False
+    if claim.expired:  # ended (and announced) by the claim
+        log.info("job.expired", ttl_s=claim.params.get("ttl_s"))
+        metrics.observe_finished(task, JobStatus.EXPIRED.value)
+        return False
+    return True
+
+
+def _ended_at_claim(claim: Claim | None) -> JobStatus | None:
+    return JobStatus.EXPIRED if claim is not None else None
+
+
+def run_claimed(claim: Claim, task: TaskName, runtime: WorkerRuntime) -> JobStatus | None:
+    """Run a job this worker claimed (`claimed` is true), write its outcome, announce it. Its terminal
+    status, or None when it was requeued or another terminal state was written first (a cancel)."""
+    job_id = claim.job_id
+    with structlog.contextvars.bound_contextvars(job_id=job_id, task=task.value):
+        log.debug("job.started", worker=runtime.hostname, attempt=claim.attempts)
         runtime.in_flight.add(job_id)
         metrics.observe_started(task, claim.created_at, utcnow())
         started = time.perf_counter()

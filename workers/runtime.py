@@ -18,6 +18,7 @@ from shared.queueing import make_celery
 from shared.settings import Settings
 from workers.classifiers.base import ClassifierSuite
 from workers.engines.base import GenerationEngine
+from workers.runner import JobRunner
 from workers.store import JobStore
 
 __all__ = ["WorkerRuntime", "current", "install", "load_runtime", "uninstall"]
@@ -38,6 +39,8 @@ class WorkerRuntime:
     in_flight: set[str] = field(default_factory=set)
     #: set when the worker begins its shutdown drain; engine aborts then mean "give the job back"
     draining: threading.Event = field(default_factory=threading.Event)
+    #: claims and runs the jobs of this process's messages (`workers.groups.attach_runner`)
+    runner: JobRunner | None = None
     _store: JobStore | None = None
     _celery: Celery | None = None
 
@@ -68,7 +71,9 @@ class WorkerRuntime:
         return self.classifiers
 
     def close(self) -> None:
-        """Release the models and connections."""
+        """Release the models and connections (after the jobs: the pool's threads use them)."""
+        if self.runner is not None:
+            self.runner.close()
         if self.generation is not None:
             self.generation.close()
         if self.classifiers is not None:

@@ -75,6 +75,11 @@ class JobStore:
         `params.ttl_s` has passed ends `expired` instead and comes back with `expired=True`."""
         return self._claims.submit((job_id, worker)).result()
 
+    def claim_many(self, job_ids: list[str], worker: str) -> list[Claim | None]:
+        """`claim` for the jobs of one message, in one transaction on the calling thread (they are
+        already together: no need to gather them with other threads' claims)."""
+        return self._claim_batch([(job_id, worker) for job_id in job_ids])
+
     def finish(self, completion: Completion) -> bool:
         """Write a terminal state if the job is still running; False if another one was written first."""
         return self._finishes.submit(completion).result()

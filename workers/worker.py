@@ -23,6 +23,7 @@ from workers import runtime as runtime_module
 from workers.control import CancelListener, drain
 from workers.engines.base import GenerationEngine
 from workers.engines.capacity import engine_capacity, generate_concurrency
+from workers.groups import attach_runner
 from workers.heartbeat import Heartbeat, serve_side_port
 from workers.metrics import instrument_runtime
 from workers.sweeper import Sweeper
@@ -75,6 +76,7 @@ def run_worker(
         )
     rt = runtime_module.load_runtime(settings, queues, hostname, instant_classifiers=instant_classifiers)
     concurrency = concurrency or default_concurrency(settings, queues, rt.generation)
+    attach_runner(rt, concurrency)
     runtime_module.install(rt)
     instrument_runtime(rt)
     heartbeat = Heartbeat(rt)

@@ -17,31 +17,28 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import Integer, Row, String, Table, cast, column, delete, func, insert, select, update, values
+from sqlalchemy import Row, Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 from ulid import ULID
 
 from shared.constants import DEFAULT_TENANT, TaskName
 from shared.db.job_views import row_to_out, to_out
-from shared.db.models import Job, JSONType, utcnow
+from shared.db.models import Job, utcnow
 from shared.schemas import TERMINAL_STATUSES, JobStatus
 
 __all__ = [
     "CANCELED_ERROR",
     "ERASED_MESSAGE",
     "TERMINAL_VALUES",
-    "WORKER_END_STATUSES",
     "AnyRow",
-    "Outcome",
     "claim",
     "claim_many",
     "delete_jobs",
     "erase",
     "expired_error",
     "finish",
-    "finish_many",
     "get",
     "insert_job_rows",
     "new_job_id",
@@ -224,83 +221,6 @@ def finish(
         .returning(*_CHANGED, *_ACCOUNTED)
         .execution_options(synchronize_session=False)
     ).first()
-
-
-#: The states a worker writes of its own running jobs: what `finish_many` writes.
-WORKER_END_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED)
-
-
-class Outcome(Protocol):
-    """What `finish_many` writes of one job (`shared.lifecycle.Completion` is one)."""
-
-    @property
-    def job_id(self) -> str: ...
-    @property
-    def status(self) -> JobStatus: ...
-    @property
-    def result(self) -> dict[str, Any] | None: ...
-    @property
-    def error(self) -> dict[str, Any] | None: ...
-    @property
-    def usage(self) -> dict[str, int] | None: ...
-    @property
-    def classified_texts(self) -> int | None: ...
-
-
-def finish_many(session: Session, outcomes: Sequence[Outcome], *, worker: str) -> dict[str, AnyRow]:
-    """`finish` for a group of `worker`'s own running jobs in one statement (a worker's completion
-    batch): each that is still `running` as `worker`'s takes its outcome's state (succeeded or failed),
-    result, error and accounting columns. The changed rows (as `finish` returns them) by job id; a job
-    that was not is absent, and nothing is written for it."""
-    if any(o.status not in WORKER_END_STATUSES for o in outcomes):
-        raise ValueError("finish_many writes succeeded or failed states only")
-    ends = values(
-        column("id", String),
-        column("status", String),
-        column("result", JSONType),
-        column("error", JSONType),
-        column("classified_texts", Integer),
-        column("prompt_tokens", Integer),
-        column("completion_tokens", Integer),
-        name="ends",
-    ).data(
-        [
-            (
-                o.job_id,
-                o.status.value,
-                o.result,
-                o.error,
-                o.classified_texts,
-                None if o.usage is None else o.usage["prompt_tokens"],
-                None if o.usage is None else o.usage["completion_tokens"],
-            )
-            for o in outcomes
-        ]
-    )
-    table = ends.cte("ends")  # a CTE: SQLite names a VALUES list's columns only there
-    # A column that is NULL in every row has no type of its own (PostgreSQL reads it as text): cast.
-    # SQLite stores JSON as text and would give CAST(... AS JSON) numeric affinity: not there.
-    postgres = session.get_bind().dialect.name == "postgresql"
-
-    def as_json(value: Any) -> Any:
-        return cast(value, JSONType) if postgres else value
-
-    jobs = _JOBS.c
-    rows = session.execute(
-        update(_JOBS)
-        .where(jobs.id == table.c.id, jobs.status == JobStatus.RUNNING.value, jobs.worker == worker)
-        .values(
-            status=table.c.status,
-            result=as_json(table.c.result),
-            error=as_json(table.c.error),
-            finished_at=utcnow(),
-            classified_texts=cast(table.c.classified_texts, Integer),
-            prompt_tokens=func.coalesce(cast(table.c.prompt_tokens, Integer), jobs.prompt_tokens),
-            completion_tokens=func.coalesce(cast(table.c.completion_tokens, Integer), jobs.completion_tokens),
-        )
-        .returning(*_columns(*_CHANGED, *_ACCOUNTED))
-    )
-    return {row.id: row for row in rows}
 
 
 def requeue(session: Session, job_id: str, *, enqueue_at: datetime) -> bool:

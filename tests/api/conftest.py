@@ -47,11 +47,12 @@ class Broker:
         return found
 
     def jobs(self) -> dict[str, tuple[str, str]]:
-        """job id -> (list key, Celery task name) of every queued message."""
+        """job id -> (list key, Celery task name) of every queued job (a message carries one or a group)."""
         out: dict[str, tuple[str, str]] = {}
         for key, message in self.messages():
-            args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-            out[args[0]] = (key, message["headers"]["task"])
+            job_ids, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+            for job_id in job_ids:
+                out[job_id] = (key, message["headers"]["task"])
         return out
 
     def close(self) -> None:

@@ -125,7 +125,7 @@ def test_a_completion_from_another_worker_is_ignored(database_url: str, client: 
 def test_a_workers_batch_is_written_in_one_statement_and_only_its_own_running_jobs_end(
     database_url: str, client: redis.Redis
 ) -> None:
-    """A worker's outcomes are grouped (`repository.finish_many`): each row gets its own state, result,
+    """A worker's outcomes are grouped (`worker_ends.finish_many`): each row gets its own state, result,
     error and usage, columns NULL in every row included; jobs it does not hold are left as they are."""
     generated, classified, failed = job_row("generate"), job_row(), job_row()
     others, queued = job_row(), job_row()
@@ -163,3 +163,23 @@ def test_a_workers_batch_is_written_in_one_statement_and_only_its_own_running_jo
     assert all(rows[j].finished_at is not None for j in (generated.id, classified.id, failed.id))
     assert (rows[others.id].status, rows[others.id].result) == ("running", None)
     assert (rows[queued.id].status, rows[queued.id].result) == ("queued", None)
+
+
+def test_a_batch_whose_columns_are_null_in_every_row_is_written(
+    database_url: str, client: redis.Redis
+) -> None:
+    """Arrays of NULLs only (PostgreSQL's `unnest` form): no result, usage or texts in any outcome."""
+    first, second = job_row(), job_row()
+    _insert(database_url, first, second, status=JobStatus.RUNNING, worker="w1")
+    error = {"code": "timeout", "message": "the job ran past its time limit"}
+    with session_scope(database_url) as session:
+        ended = end_jobs(
+            session,
+            client,
+            [Completion(j.id, JobStatus.FAILED, error=error, worker="w1") for j in (first, second)],
+        )
+    assert all(e is not None for e in ended)
+    for job in (first, second):
+        row = load_job(database_url, job.id)
+        assert (row.status, row.error, row.result, row.classified_texts) == ("failed", error, None, None)
+        assert row.prompt_tokens is None and row.finished_at is not None

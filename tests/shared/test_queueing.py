@@ -15,7 +15,7 @@ from celery.contrib.testing.worker import start_worker
 from shared.constants import TaskName, celery_task_name
 from shared.db.repository import new_job_id
 from shared.errors import QueueUnavailableError
-from shared.queueing import make_celery, send_job, send_jobs
+from shared.queueing import job_groups, make_celery, send_job, send_jobs
 from shared.settings import Settings
 
 
@@ -31,7 +31,7 @@ def _lists(url: str) -> dict[str, list[dict[str, Any]]]:
         client.close()
 
 
-def test_send_jobs_writes_one_message_per_job_on_its_priority_list(clean_redis_url: str) -> None:
+def test_send_jobs_writes_each_job_on_its_priority_list(clean_redis_url: str) -> None:
     app = make_celery(Settings(redis_url=clean_redis_url))
     jobs = [(new_job_id(), TaskName.SENTIMENT, p) for p in range(10)] + [(new_job_id(), TaskName.GENERATE, 5)]
     send_jobs(app, jobs)
@@ -68,14 +68,59 @@ def test_messages_match_what_send_task_sends(clean_redis_url: str) -> None:
     app.close()
 
 
+def test_classify_jobs_travel_in_groups_and_generations_alone(clean_redis_url: str) -> None:
+    app = make_celery(Settings(redis_url=clean_redis_url, job_group_size=32))
+    moderations = [(new_job_id(), TaskName.MODERATE, 5) for _ in range(70)]
+    urgent = [(new_job_id(), TaskName.MODERATE, 9) for _ in range(2)]
+    generations = [(new_job_id(), TaskName.GENERATE, 5) for _ in range(3)]
+    send_jobs(app, moderations + generations + urgent)
+
+    lists = _lists(clean_redis_url)
+    bodies = {
+        key: [json.loads(base64.b64decode(m["body"]))[0] for m in reversed(messages)]  # LPUSHed: oldest last
+        for key, messages in lists.items()
+    }
+    ids = [job_id for job_id, _, _ in moderations]
+    assert bodies["classify:4"] == [ids[:32], ids[32:64], ids[64:]]  # in order, at most 32 a message
+    assert bodies["classify"] == [[job_id for job_id, _, _ in urgent]]  # priority 9: a group of its own
+    assert bodies["generate:4"] == [[job_id] for job_id, _, _ in generations]
+    grouped = lists["classify:4"][0]["headers"]["id"]
+    assert grouped not in ids  # a group's task id is its own; a lone job's is the job's
+    assert [m["headers"]["id"] for m in reversed(lists["generate:4"])] == [j for j, _, _ in generations]
+    app.close()
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [(1, [("a",), ("b",), ("c",)]), (2, [("a", "b"), ("c",)]), (50, [("a", "b", "c")])],
+)
+def test_job_groups_cut_in_order(size: int, expected: list[tuple[str, ...]]) -> None:
+    jobs = [(job_id, TaskName.SENTIMENT, 5) for job_id in "abc"]
+    assert [ids for _, _, ids in job_groups(jobs, size)] == expected
+
+
+def test_job_groups_keep_tasks_and_priorities_apart() -> None:
+    jobs = [
+        ("a", TaskName.RISK, 5),
+        ("b", TaskName.SENTIMENT, 5),
+        ("c", TaskName.RISK, 1),
+        ("d", TaskName.RISK, 5),
+    ]
+    assert list(job_groups(jobs, 10)) == [
+        (TaskName.RISK, 5, ("a", "d")),
+        (TaskName.SENTIMENT, 5, ("b",)),
+        (TaskName.RISK, 1, ("c",)),
+    ]
+
+
 def test_a_real_worker_runs_pipelined_jobs(clean_redis_url: str) -> None:
     app = make_celery(Settings(redis_url=clean_redis_url))
     seen: list[str] = []
     done = threading.Event()
     expected = 25
 
-    def run(job_id: str) -> None:
-        seen.append(job_id)
+    def run(*job_ids: str) -> None:
+        seen.extend(job_ids)
         if len(seen) == expected:
             done.set()
 

@@ -12,6 +12,7 @@ from shared.constants import DEFAULT_TENANT
 from shared.db import repository, session_scope
 from shared.db.models import Job, utcnow
 from shared.schemas import JobStatus
+from workers.store import Claim
 
 
 def job_payload(task: str = "sentiment", **overrides: Any) -> dict[str, Any]:
@@ -99,3 +100,9 @@ def load_job(database_url: str, job_id: str) -> Job:
         job = repository.get(session, job_id)
         assert job is not None, job_id
         return job
+
+
+def claim_for(job_id: str, *, expired: bool = False, task: str = "moderate") -> Claim:
+    """A worker's claim of a job (`workers.store.Claim`) without a database row."""
+    payload = job_payload(task)
+    return Claim(job_id, payload["input"], payload.get("params", {}), 1, utcnow(), expired=expired)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -54,10 +55,12 @@ def _get(settings: Settings, job_id: str) -> Job:
 
 
 def _messages(client: redis.Redis) -> list[str]:
+    """The job ids of the messages waiting on the classify queue (each message carries one or a group)."""
     return [
-        json.loads(raw)["headers"]["id"]
+        job_id
         for key in client.scan_iter(match="classify*")
         for raw in client.lrange(key, 0, -1)
+        for job_id in json.loads(base64.b64decode(json.loads(raw)["body"]))[0]
     ]
 
 
