@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
+from typing import Any
 
 import redis
 from celery import Celery
@@ -20,6 +21,7 @@ from shared.constants import (
     GROUPED_QUEUES,
     JOB_GROUP_SIZE_CONF,
     PIPELINE_MAX_COMMANDS,
+    PRIORITY_DEFAULT,
     PRIORITY_MAX,
     TASK_QUEUES,
     WEBHOOK_TASK,
@@ -35,6 +37,7 @@ __all__ = [
     "celery_priority",
     "get_celery",
     "job_groups",
+    "job_priority",
     "make_celery",
     "publish",
     "redis_client",
@@ -46,6 +49,12 @@ __all__ = [
 def celery_priority(priority: int) -> int:
     """Celery's Redis transport runs priority 0 first; ours runs 9 first."""
     return PRIORITY_MAX - priority
+
+
+def job_priority(delivery_info: Mapping[str, Any] | None) -> int:
+    """The job priority a delivered message was sent at (`celery_priority` the other way round)."""
+    sent = (delivery_info or {}).get("priority")
+    return PRIORITY_DEFAULT if sent is None else PRIORITY_MAX - int(sent)
 
 
 def make_celery(settings: Settings) -> Celery:

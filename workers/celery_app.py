@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
 from celery.exceptions import Reject
 
 from shared.constants import TaskName, celery_task_name
-from shared.queueing import get_celery
+from shared.queueing import get_celery, job_priority
 from workers import runtime
 from workers.broker import configure_worker_broker
 from workers.groups import run_message
@@ -27,8 +27,8 @@ def register_tasks(celery: Celery) -> dict[TaskName, Any]:
     registered: dict[TaskName, Any] = {}
     for task in TaskName:
 
-        def run(*job_ids: str, _task: TaskName = task) -> str | None:
-            outcome = run_message(job_ids, _task, runtime.current())
+        def run(self: Task[Any, Any], *job_ids: str, _task: TaskName = task) -> str | None:
+            outcome = run_message(job_ids, _task, runtime.current(), job_priority(self.request.delivery_info))
             if outcome.left:  # a draining worker: the jobs it did not start go to another one
                 raise Reject(f"{len(outcome.left)} jobs left unclaimed: worker draining", requeue=True)
             if len(job_ids) != 1:
@@ -36,7 +36,9 @@ def register_tasks(celery: Celery) -> dict[TaskName, Any]:
             status = outcome.statuses.get(job_ids[0])
             return status.value if status is not None else None
 
-        registered[task] = celery.task(run, name=celery_task_name(task), acks_late=True, ignore_result=True)
+        registered[task] = celery.task(
+            run, bind=True, name=celery_task_name(task), acks_late=True, ignore_result=True
+        )
     return registered
 
 

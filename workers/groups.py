@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from shared.constants import TaskName
+from shared.constants import PRIORITY_DEFAULT, TaskName
 from shared.schemas import JobStatus
 from workers.execution import claimed, run_claimed
 from workers.runner import JobLeftError, JobRunner
@@ -51,11 +51,14 @@ def attach_runner(rt: WorkerRuntime, concurrency: int) -> JobRunner:
     return rt.runner
 
 
-def run_message(job_ids: Sequence[str], task: TaskName, rt: WorkerRuntime) -> MessageOutcome:
-    """Run the jobs one message carries; returns when each has ended or was left (see module doc)."""
+def run_message(
+    job_ids: Sequence[str], task: TaskName, rt: WorkerRuntime, priority: int = PRIORITY_DEFAULT
+) -> MessageOutcome:
+    """Run the jobs one message carries, at its priority; returns when each has ended or was left (see
+    module doc)."""
     runner = rt.runner or attach_runner(rt, rt.settings.classify_concurrency)
     unique = list(dict.fromkeys(job_ids))  # a job named twice in a message runs once
-    futures = runner.submit(unique, task)
+    futures = runner.submit(unique, task, priority)
     wait(futures)
     outcome = MessageOutcome()
     for job_id, future in zip(unique, futures, strict=True):

@@ -18,16 +18,17 @@ module knows nothing of the job path.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import structlog
 
-from shared.constants import TaskName
+from shared.constants import PRIORITY_DEFAULT, TaskName
 from shared.schemas import JobStatus
 from workers.store import Claim
 
@@ -54,11 +55,14 @@ class JobLeftError(Exception):
     """The job was not claimed: its worker began draining first. It is still `queued`."""
 
 
-@dataclass
+@dataclass(order=True)
 class _Waiting:
-    job_id: str
-    task: TaskName
-    future: Future[JobStatus | None] = field(default_factory=Future)
+    """A job waiting for its claim; ordered by priority (higher first), then by arrival."""
+
+    rank: tuple[int, int]
+    job_id: str = field(compare=False)
+    task: TaskName = field(compare=False)
+    future: Future[JobStatus | None] = field(default_factory=Future, compare=False)
 
 
 class JobRunner:
@@ -72,7 +76,8 @@ class JobRunner:
         self.capacity = capacity
         self._claim, self._ready, self._run, self._draining = claim, ready, run, draining
         self._least = max(1, capacity // 4)  # a claim smaller than this waits FILL_WAIT_S for more
-        self._waiting: deque[_Waiting] = deque()
+        self._waiting: list[_Waiting] = []  # a heap: the next claims are the most urgent, oldest first
+        self._arrivals = itertools.count()
         self._free = capacity
         self._closed = False
         self._changed = threading.Condition()
@@ -86,13 +91,18 @@ class JobRunner:
         with self._changed:
             return self.capacity - self._free
 
-    def submit(self, job_ids: Sequence[str], task: TaskName) -> list[Future[JobStatus | None]]:
-        """Queue a message's jobs; each future ends with the job (its status, or JobLeftError)."""
-        entries = [_Waiting(job_id, task) for job_id in job_ids]
+    def submit(
+        self, job_ids: Sequence[str], task: TaskName, priority: int = PRIORITY_DEFAULT
+    ) -> list[Future[JobStatus | None]]:
+        """Queue a message's jobs at its priority: they are claimed before any waiting job of a lower
+        priority (a message fetched later, but more urgent, overtakes the groups already reserved).
+        Each future ends with the job (its status, or JobLeftError)."""
         with self._changed:
             if self._closed:
                 raise RuntimeError("the job runner is closed")
-            self._waiting.extend(entries)
+            entries = [_Waiting((-priority, next(self._arrivals)), job_id, task) for job_id in job_ids]
+            for entry in entries:
+                heapq.heappush(self._waiting, entry)
             self._changed.notify()
         return [entry.future for entry in entries]
 
@@ -131,7 +141,7 @@ class JobRunner:
                     if self._free >= min(len(self._waiting), self._least) or now >= filled_by:
                         count = min(self._free, len(self._waiting), CLAIM_MAX)
                         self._free -= count
-                        return [self._waiting.popleft() for _ in range(count)], []
+                        return [heapq.heappop(self._waiting) for _ in range(count)], []
                     self._changed.wait(filled_by - now)
                 else:
                     self._changed.wait(POLL_S)

@@ -12,10 +12,10 @@ import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 
-from shared.constants import TaskName, celery_task_name
+from shared.constants import PRIORITY_DEFAULT, TaskName, celery_task_name
 from shared.db.repository import new_job_id
 from shared.errors import QueueUnavailableError
-from shared.queueing import job_groups, make_celery, send_job, send_jobs
+from shared.queueing import celery_priority, job_groups, job_priority, make_celery, send_job, send_jobs
 from shared.settings import Settings
 
 
@@ -150,3 +150,12 @@ def test_nothing_to_send_is_a_no_op() -> None:
     app = make_celery(Settings(redis_url="redis://127.0.0.1:1/0"))
     send_jobs(app, [])
     app.close()
+
+
+@pytest.mark.parametrize("priority", [0, 5, 9])
+def test_a_delivered_message_gives_back_its_job_priority(priority: int) -> None:
+    assert job_priority({"priority": celery_priority(priority)}) == priority
+
+
+def test_a_message_without_a_priority_runs_at_the_default() -> None:
+    assert job_priority({}) == job_priority(None) == PRIORITY_DEFAULT

@@ -173,3 +173,18 @@ def test_closing_leaves_waiting_jobs_and_refuses_more(path: Path, draining: thre
 def test_capacity_is_at_least_one(draining: threading.Event) -> None:
     with pytest.raises(ValueError, match="at least one"):
         JobRunner(0, claim=Path().claim, ready=Path.ready, run=Path().run, draining=draining)
+
+
+def test_a_more_urgent_message_overtakes_the_jobs_already_waiting(
+    path: Path, draining: threading.Event
+) -> None:
+    runner = _runner(path, 1, draining)
+    first = runner.submit(["first"], TASK, priority=0)
+    _started(path, 1)  # holds the only slot
+    backlog = runner.submit(["low1", "low2"], TASK, priority=0)
+    urgent = runner.submit(["urgent"], TASK, priority=9)
+    later = runner.submit(["mid"], TASK, priority=5)
+    path.release.set()
+    wait([*first, *backlog, *urgent, *later], timeout=WAIT_S)
+    assert [job_id for ids in path.claims for job_id in ids] == ["first", "urgent", "mid", "low1", "low2"]
+    runner.close()
