@@ -147,21 +147,28 @@ class JobRunner:
                     self._changed.wait(POLL_S)
 
     def _start(self, taken: list[_Waiting]) -> None:
+        """Claim `taken` and start each claimed job. Whatever fails here fails those jobs' messages (the
+        database unreachable: as a lone job's would), never the dispatcher, and gives their slots back."""
         try:
             claims = self._claim([entry.job_id for entry in taken])
-        except Exception as exc:  # the database is unreachable: these messages fail (as a lone job's)
+            if len(claims) != len(taken):
+                raise RuntimeError(f"{len(taken)} jobs claimed, {len(claims)} answers")
+        except Exception as exc:
             self._give(len(taken))
             for entry in taken:
                 entry.future.set_exception(exc)
             return
         for entry, claim in zip(taken, claims, strict=True):
-            with structlog.contextvars.bound_contextvars(job_id=entry.job_id, task=entry.task.value):
-                to_run = self._ready(claim, entry.task)
-            if to_run and claim is not None:
-                self._pool.submit(self._run_one, entry, claim)
-            else:
+            try:
+                with structlog.contextvars.bound_contextvars(job_id=entry.job_id, task=entry.task.value):
+                    to_run = self._ready(claim, entry.task)
+                if to_run and claim is not None:
+                    self._pool.submit(self._run_one, entry, claim)
+                    continue
                 entry.future.set_result(JobStatus.EXPIRED if claim is not None else None)
-                self._give(1)
+            except Exception as exc:  # e.g. the pool shut down under a closing worker
+                entry.future.set_exception(exc)
+            self._give(1)
 
     # --- the pool's threads -----------------------------------------------------------------------
     def _run_one(self, entry: _Waiting, claim: Claim) -> None:
